@@ -1,0 +1,28 @@
+"""Fixed: weights given up front and never changed (one point of a grid search)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from arml.base import Weighting
+
+
+class Fixed(Weighting):
+    """The K auxiliary weights are `weights` (finite, >= 0) for the whole run."""
+
+    name = "fixed"
+
+    def __init__(self, num_aux: int, *, weights: Sequence[float] = (),
+                 task_names: Sequence[str] | None = None) -> None:
+        super().__init__(num_aux, task_names=task_names)
+        values = [float(w) for w in weights]
+        if len(values) != num_aux:
+            raise ValueError(
+                f"fixed weighting needs {num_aux} weights (one per auxiliary task), got {len(values)}")
+        if any(not math.isfinite(w) or w < 0 for w in values):
+            raise ValueError(f"fixed weights must be finite and >= 0, got {values}")
+        self._weights = torch.tensor(values, dtype=torch.float64)
+        self._history = [self._weights.clone()]
