@@ -1,0 +1,237 @@
+"""`fit(config, report)`: the one training loop for the three settings, top to bottom.
+
+Builds data, backbone, heads, auxiliary tasks and the weighting from the config by registry names;
+trains; every `eval_every` steps evaluates the main task on validation and test, reports metrics and
+the auxiliary weights, and hands a checkpoint to `report`. Test accuracy is selected on validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import arml
+from trainables import checkpoint
+from trainables.augment import AUGMENTATIONS
+from trainables.config import TrainConfig
+from trainables.data import build_data
+from trainables.data.base import DataRequest
+from trainables.distributed import (
+    average_gradients,
+    broadcast_parameters,
+    pick_device,
+    rank_and_world,
+    sum_over_workers,
+)
+from trainables.errors import ConfigError, DivergenceError
+from trainables.model import EMA, MultiTaskModel
+from trainables.models import build_backbone
+from trainables.settings import SETTINGS
+from trainables.streams import step_generator
+from trainables.tasks import AUX_TASKS, Context
+
+Report = Callable[[dict[str, Any], str | None], None]
+log = logging.getLogger("trainables")
+
+
+def data_request(config: TrainConfig) -> DataRequest:
+    return DataRequest(
+        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
+        label_budget=config.label_budget, label_fraction=config.label_fraction, per_class=config.per_class,
+        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
+        target_domain=config.target_domain, image_size=config.image_size,
+    )
+
+
+def aux_names(config: TrainConfig) -> list[str]:
+    """The auxiliary losses' names in weight order, without reading data (ssl: the task names)."""
+    from trainables.data import aux_names as data_aux_names
+
+    if config.setting == "ssl":
+        return list(config.aux_tasks)
+    return data_aux_names(config.dataset, data_request(config))
+
+
+def _weighting(config: TrainConfig, names: list[str], model: MultiTaskModel, num_train: int) -> arml.Weighting:
+    options = dict(config.weighting_options)
+    if config.weighting == "gradnorm" and "layer_params" not in options:
+        options["layer_params"] = model.backbone.last_shared_parameters()
+    if config.weighting == "arml" and options.get("langevin") and "temperature" not in options:
+        options["temperature"] = 1.0 / max(num_train, 1)  # losses are means: the posterior of N examples
+    try:
+        return arml.make_weighting(config.weighting, num_aux=len(names), task_names=names, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"weighting {config.weighting!r} with options {config.weighting_options}: {error}") from None
+
+
+def _lr(config: TrainConfig, step: int) -> float:
+    return config.lr * config.lr_gamma ** sum(step > m for m in config.lr_milestones)
+
+
+def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, resume_from: str | None = None
+        ) -> dict[str, Any]:
+    """Trains one model as `config` says and returns the final metrics (also passed to `report`)."""
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    rank, world = rank_and_world()
+    device = pick_device(config.device)
+    state = checkpoint.load(resume_from) if resume_from else None
+    torch.manual_seed(config.seed)
+
+    # ---- build: data, model, tasks, weighting, optimiser ----------------------------------------
+    data = build_data(config.dataset, data_request(config))
+    setting = SETTINGS.get(config.setting)(data, config, device, state["streams"] if state else {}, rank, world)
+    backbone = build_backbone(config.model, data.info, **config.model_options)
+    tasks = [AUX_TASKS.get(name)(data, backbone.feature_dim, config) for name in config.aux_tasks]
+    for name, task in zip(config.aux_tasks, tasks):
+        if config.setting not in task.settings:
+            raise ConfigError(f"auxiliary task {name!r} works in settings {task.settings}, not {config.setting!r}")
+    heads = setting.heads(backbone.feature_dim)
+    for task in tasks:
+        heads.update(task.heads())
+    model = MultiTaskModel(backbone, heads, data.info.mean, data.info.std).to(device)
+    broadcast_parameters(model)
+    names = [n for task in tasks for n in task.names]
+    if not names:
+        raise ConfigError("no auxiliary losses: list at least one name in aux_tasks")
+    weighting = _weighting(config, names, model, setting.num_train_images())
+    shared = [*model.backbone.parameters(), *[p for h in setting.shared_heads for p in model.heads[h].parameters()]]
+    params = list(model.parameters())
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                                    weight_decay=config.weight_decay)
+    else:
+        raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {config.optimizer!r}")
+    if isinstance(weighting, arml.ARML):
+        weighting.attach_optimizer(optimizer)
+    teacher = EMA(model, config.ema_decay) if any(t.needs_teacher for t in tasks) else None
+    augment = AUGMENTATIONS.get(data.info.augment)
+    main_weight = 0.0 if config.setting == "dg" and config.dg_variant == "baseline" else 1.0
+    if config.dg_variant not in ("joint", "baseline"):
+        raise ConfigError(f"dg_variant must be 'joint' or 'baseline', got {config.dg_variant!r}")
+    amp = config.amp and device.type == "cuda"
+
+    best = {"val_acc": -1.0, "test_acc": 0.0, "step": 0}
+    start = 0
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        weighting.load_state_dict(state["weighting"])
+        if teacher is not None:
+            teacher.model.load_state_dict(state["teacher"])
+        best, start = state["best"], state["step"]
+
+    # ---- train ------------------------------------------------------------------------------------
+    running = torch.zeros(1 + len(names), dtype=torch.float64)
+    count, train_seconds, steps_done, metrics = 0, 0.0, 0, {}
+    model.train()
+    if start >= config.steps:  # resumed from the final checkpoint: nothing to train, report where it ended
+        metrics = _evaluate(model, setting, weighting, names, running, best, start, config)
+        if report is not None:
+            report(metrics, None)
+        return metrics
+    for step in range(start + 1, config.steps + 1):
+        tick = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(config, step)
+        (x_main, y_main), aux_batch = setting.next_batches()
+        context = Context(step_generator(config.seed, step, f"augment/{rank}"), teacher.model if teacher else None)
+        x_main = augment(x_main, context.generator)
+        aux_batch = setting.augment_aux(aux_batch, augment, context.generator)
+        prepared = [task.prepare(aux_batch, context) for task in tasks]
+        losses = _step_losses(model, setting, tasks, [x_main] + [x for inputs, _ in prepared for x in inputs],
+                              y_main, prepared, config.aux_scale)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            main_loss, aux_losses = losses()
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            weighting.backward(main_loss, aux_losses, shared, closure=arml.stateless(losses, model),
+                               main_weight=main_weight)
+        except arml.NonFiniteLossError as error:
+            raise DivergenceError(f"training diverged at step {step}: {error}") from None
+        average_gradients(params)
+        optimizer.step()
+        if teacher is not None:
+            teacher.update(model)
+        running += torch.cat([main_loss.detach().reshape(1), aux_losses.detach()]).double().cpu()
+        count += 1
+        steps_done += 1
+        train_seconds += time.perf_counter() - tick
+
+        if step % config.eval_every == 0 or step == config.steps:
+            metrics = _evaluate(model, setting, weighting, names, running / count, best, step, config)
+            metrics["steps_per_s"] = steps_done / max(train_seconds, 1e-9)  # training only, since the start
+            running.zero_()
+            count = 0
+            _report(report, metrics, rank, config, step, {
+                "step": step, "model": model, "optimizer": optimizer, "weighting": weighting,
+                "teacher": teacher.model if teacher else None, "streams": setting, "best": dict(best),
+                "config": config.to_dict(),
+            })
+            log.info("step %d/%d  val %.4f  test %.4f  (best val %.4f -> test %.4f)  weights %s", step,
+                     config.steps, metrics["val_acc"], metrics["test_acc"], best["val_acc"], best["test_acc"],
+                     " ".join(f"{n}={w:.3f}" for n, w in zip(names, weighting.weights.tolist())))
+    return metrics
+
+
+def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale
+                 ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """The step's losses as a function of the model's current parameters (inputs fixed): one backbone pass
+    over all groups of inputs, the main loss, then each task's losses in weight order."""
+    sizes = [g.shape[0] for g in groups]
+
+    def losses() -> tuple[torch.Tensor, torch.Tensor]:
+        features = model.features(torch.cat(groups)).split(sizes)
+        main = setting.main_loss(model.heads, features[0], y_main)
+        aux, at = [], 1
+        for task, (inputs, task_state) in zip(tasks, prepared):
+            aux.append(task.losses(model.heads, list(features[at:at + len(inputs)]), task_state))
+            at += len(inputs)
+        return main, torch.cat(aux) * aux_scale
+
+    return losses
+
+
+def _evaluate(model, setting, weighting, names, mean_losses, best, step, config) -> dict[str, Any]:
+    model.eval()
+    val = sum_over_workers(*setting.evaluate(model, "val"))
+    test = sum_over_workers(*setting.evaluate(model, "test"))
+    model.train()
+    val_acc, test_acc = val[0] / max(val[1], 1), test[0] / max(test[1], 1)
+    if val_acc > best["val_acc"]:
+        best.update(val_acc=val_acc, test_acc=test_acc, step=step)
+    metrics: dict[str, Any] = {
+        "step": step, "val_acc": val_acc, "test_acc": test_acc, "test_error": 1.0 - test_acc,
+        "best_val_acc": best["val_acc"], "test_acc_at_best_val": best["test_acc"], "best_step": best["step"],
+        "main_loss": float(mean_losses[0]), "lr": _lr(config, step), "weight_updates": weighting.updates,
+    }
+    for name, loss, weight in zip(names, mean_losses[1:].tolist(), weighting.weights.tolist()):
+        metrics[f"aux_loss/{name}"] = loss
+        metrics[f"weight/{name}"] = weight
+    return metrics
+
+
+def _report(report: Report | None, metrics: dict[str, Any], rank: int, config: TrainConfig, step: int,
+            parts: dict[str, Any]) -> None:
+    """Calls `report` with the metrics and, on rank 0 at checkpoint steps, a fresh checkpoint folder."""
+    if report is None:
+        return
+    every = config.checkpoint_every
+    if not (rank == 0 and (every == 0 or step % every == 0 or step == config.steps)):
+        report(metrics, None)
+        return
+    state = {k: (v.stream_state() if k == "streams" else v.state_dict() if hasattr(v, "state_dict") else v)
+             for k, v in parts.items()}
+    directory = tempfile.mkdtemp(prefix="arml-ckpt-")
+    try:
+        checkpoint.save(directory, state)
+        report(metrics, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
