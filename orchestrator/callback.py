@@ -1,0 +1,150 @@
+"""The driver-side Tune callback: records every report, mirrors it to MLflow, and prints progress.
+
+Tune pickles its callbacks into the experiment state (`tuner.pkl`), so this one holds only plain
+values until `setup()` opens the record book and the MLflow tracker; a restored study reopens them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ray import tune
+
+from orchestrator.records import RecordBook
+from orchestrator.tracking import Tracker
+
+
+def _error_line(trial: Any) -> str:
+    """The last line naming an error in the trial's error file (written locally before storage sync)."""
+    text = ""
+    try:
+        path = trial.error_file
+        if path and os.path.exists(path):
+            with open(path) as f:
+                text = f.read()
+        if not text:
+            text = str(trial.get_error() or "")
+    except Exception:  # noqa: BLE001 - an unreadable error file still fails the trial, with less detail
+        pass
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    named = [line for line in lines if "Error:" in line or "Error(" in line]
+    if not lines:
+        return "the trial failed (no error message was recorded)"
+    return (named[-1] if named else lines[-1])[:500]
+
+
+# The tracking URI of this `arml run` (it may hold credentials): set by the runner, never pickled into
+# Tune's experiment state, so a resumed study uses the URI it is given then.
+MLFLOW = {"uri": ""}
+
+
+class StudyCallback(tune.Callback):
+    """Records, MLflow and progress for one study (driver process only)."""
+
+    def __init__(self, run_dir: str, study: str, plan_meta: list[dict[str, Any]],
+                 progress_every_s: float = 30.0) -> None:
+        self.run_dir, self.study, self.plan_meta = run_dir, study, plan_meta
+        self.progress_every_s = progress_every_s
+        self._live: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_live"] = {}
+        return state
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        if self._live:
+            return
+        book = RecordBook(self.run_dir, self.plan_meta)
+        self._live = {"book": book, "tracker": Tracker(MLFLOW["uri"], self.study, self.run_dir, self.plan_meta),
+                      "last_print": time.time(), "best": {}, "total": len(self.plan_meta)}
+
+    @property
+    def book(self) -> RecordBook:
+        self._open()
+        return self._live["book"]
+
+    @property
+    def tracker(self) -> Tracker:
+        self._open()
+        return self._live["tracker"]
+
+    # ---- Tune events ----------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tid = trial.config["trial_id"]
+        self.book.set_state(tid, "running", failures=trial.num_failures)
+        self.tracker.child(tid)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        tid = trial.config["trial_id"]
+        row = self.book.row(tid, {**result, "failures": trial.num_failures})
+        self.tracker.log(tid, row)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tid = trial.config["trial_id"]
+        self.book.set_state(tid, "retrying", failures=trial.num_failures, error=_error_line(trial))
+        print(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: {_error_line(trial)}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tid = trial.config["trial_id"]
+        steps = self.book.meta[tid]["config"]["steps"]
+        status = "stopped" if trial.last_result.get("step", steps) < steps else "finished"  # e.g. by ASHA
+        self.book.set_state(tid, status, failures=trial.num_failures)
+        self.tracker.finish(tid, status)
+        self._note_best(tid, trial.last_result)
+        self._progress(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tid = trial.config["trial_id"]
+        error = _error_line(trial)
+        self.book.set_state(tid, "failed", failures=trial.num_failures, error=error)
+        self.tracker.finish(tid, "failed")
+        print(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
+        self._progress(trials, force=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._progress(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.book.close()
+
+    # ---- progress -------------------------------------------------------------------------------
+    def _label(self, tid: str) -> str:
+        meta = self.book.meta[tid]
+        budget = f", budget {meta['budget']}" if meta["budget"] is not None else ""
+        grid = f", weights {meta['grid_point']}" if meta["grid_point"] else ""
+        return f"{meta['method']}{budget}, seed {meta['seed']}{grid}"
+
+    def _note_best(self, tid: str, result: dict) -> None:
+        value = result.get("test_acc_at_best_val")
+        if value is None:
+            return
+        method = self.book.meta[tid]["method"]
+        best = self._live["best"]
+        best[method] = max(best.get(method, 0.0), float(value))
+
+    def _progress(self, trials: list, force: bool = False) -> None:
+        now = time.time()
+        waited = now - self._live["last_print"]
+        finished = all(s["status"] in ("finished", "stopped", "failed") for s in self.book.states.values())
+        if not finished and waited < (2.0 if force else self.progress_every_s):
+            return
+        self._live["last_print"] = now
+        counts: dict[str, int] = {}
+        for state in self.book.states.values():
+            counts[state["status"]] = counts.get(state["status"], 0) + 1
+        done = counts.get("finished", 0) + counts.get("stopped", 0)
+        best = "  ".join(f"{m} {v:.3f}" for m, v in sorted(self._live["best"].items()))
+        line = (f"{done}/{self._live['total']} done, {counts.get('running', 0)} running, "
+                f"{counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed"
+                + (f" | best test acc (at best val) so far: {best}" if best else ""))
+        if finished and line == self._live.get("last_line"):
+            return
+        self._live["last_line"] = line
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)

@@ -1,0 +1,217 @@
+"""A Study -> its trials: methods x label budgets x seeds (x grid points), each a complete TrainConfig
+with a stable id hashed from what the trial means (never from paths, devices or machines)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import MissingComponentError, StudyError
+from orchestrator.spec import MethodSpec, Resources, Study
+from trainables.config import TrainConfig
+
+# TrainConfig fields that say where or how fast a trial runs, not what it computes: left out of ids.
+NOT_IN_ID = ("data_root", "device", "num_workers")
+DEFAULT_STORAGE = "runs"
+HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: `config` is complete (seed, weighting, budget set)."""
+
+    trial_id: str
+    method: str                              # the method's label in the study
+    weighting: str
+    weighting_options: dict
+    budget: int | float | None               # the value of `budget_key`, None without [budget]
+    budget_key: str | None                   # the TrainConfig field: label_budget, per_class, label_fraction
+    seed: int
+    grid_point: tuple[float, ...] | None
+    config: TrainConfig
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All trials of a study, in file order of methods, then budgets, seeds and grid points."""
+
+    study: Study
+    trials: tuple[Trial, ...]
+    aux_names: tuple[str, ...]
+    smoke: bool = False
+
+    def counts_by_method(self) -> dict[str, int]:
+        counts = {m.label: 0 for m in self.study.methods}
+        for trial in self.trials:
+            counts[trial.method] += 1
+        return counts
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `arml run` was asked to run a plan (handed to `orchestrator.runner.run_study`)."""
+
+    address: str | None = None               # an existing Ray cluster; None starts a local one
+    storage: str | None = None               # path or URI shared by all nodes; None -> DEFAULT_STORAGE
+    mlflow_uri: str | None = None            # None -> sqlite store in the working folder
+    resume: bool = False
+    smoke: bool = False
+    data_root: str | None = None
+
+
+def data_aux_names(dataset: str, request: Any) -> list[str] | None:
+    """`trainables.data.aux_names(dataset, request)`, or None while trainables.data lacks it."""
+    try:
+        from trainables.data import aux_names
+    except ImportError:
+        return None
+    return list(aux_names(dataset, request))
+
+
+def aux_names_for(config: TrainConfig) -> list[str]:
+    """The auxiliary task names of a config, in the order the weights refer to them (K = their count)."""
+    if config.setting == "ssl":
+        return list(config.aux_tasks)
+    from trainables.data.base import DataRequest
+
+    request = DataRequest(
+        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
+        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
+        target_domain=config.target_domain,
+    )
+    names = data_aux_names(config.dataset, request)
+    if names is not None:
+        return names
+    if config.setting == "mlc" and config.aux_attributes:
+        return list(config.aux_attributes)
+    raise MissingComponentError(
+        f"trainables.data.aux_names is not available: cannot tell the auxiliary tasks of {config.dataset} "
+        f"({config.setting}); name them with [train] aux_attributes, or finish trainables/data"
+    )
+
+
+def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | None:
+    """Every K-tuple of the method's grid values, or None for a method that is not a grid search."""
+    if method.grid_values is None:
+        return None
+    return list(itertools.product(method.grid_values, repeat=num_aux))
+
+
+def count_trials(study: Study) -> int:
+    """How many trials `make_plan` would build, without building them."""
+    per_method = [len(m.grid_values) ** len(study.aux_names) if m.is_grid else 1 for m in study.methods]
+    budgets = len(study.budget.values) if study.budget else 1
+    return sum(per_method) * budgets * len(study.seeds)
+
+
+def trial_id(config: TrainConfig, method: str) -> str:
+    """First 12 hex digits of sha256 over the canonical JSON of the config (minus NOT_IN_ID) and label."""
+    meaning = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_ID}
+    text = json.dumps({"config": meaning, "method": method}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def make_plan(study: Study, allow_large: bool = False) -> Plan:
+    """Every trial of `study`; more than `[study] max_trials` is an error unless `allow_large`."""
+    k = len(study.aux_names)
+    total = count_trials(study)
+    if (total > study.max_trials and not allow_large) or total > HARD_LIMIT:
+        grids = [f"[methods.{m.label}] {len(m.grid_values)}^{k} = {len(m.grid_values) ** k} points"
+                 for m in study.methods if m.is_grid]
+        detail = f" ({'; '.join(grids)})" if grids else ""
+        fix = ("run with --allow-large or raise [study] max_trials, or use fewer grid values, auxiliary "
+               "tasks, budgets or seeds" if total <= HARD_LIMIT else
+               f"that is over the hard limit of {HARD_LIMIT:,}; use fewer grid values or auxiliary tasks")
+        raise StudyError(f"{study.path}: [study] max_trials = {study.max_trials} but the plan has "
+                         f"{total:,} trials{detail}; {fix}")
+    budgets: list[Any] = list(study.budget.values) if study.budget else [None]
+    budget_key = study.budget.field if study.budget else None
+    trials: list[Trial] = []
+    for method in study.methods:
+        points: list[Any] = grid_points(method, k) or [None]
+        for budget, seed, point in itertools.product(budgets, study.seeds, points):
+            weighting, options = method.weighting, dict(method.options)
+            if point is not None:
+                options = {"weights": list(point)}
+            changes: dict[str, Any] = {"seed": seed, "weighting": weighting, "weighting_options": options}
+            if budget_key == "label_budget":
+                changes.update(label_budget=budget, label_fraction=0.0)
+            elif budget_key == "label_fraction":
+                changes.update(label_fraction=budget, label_budget=0)
+            elif budget_key is not None:
+                changes[budget_key] = budget
+            config = study.config.replace(**changes)
+            trials.append(Trial(trial_id(config, method.label), method.label, weighting, options, budget,
+                                budget_key, seed, point, config, study.resources))
+    _check_unique(study, trials)
+    return Plan(study=study, trials=tuple(trials), aux_names=tuple(study.aux_names))
+
+
+def _check_unique(study: Study, trials: list[Trial]) -> None:
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        if trial.trial_id in seen:
+            other = seen[trial.trial_id]
+            raise StudyError(f"{study.path}: trials of [methods.{other.method}] and [methods.{trial.method}] "
+                             f"are identical (id {trial.trial_id}); remove the duplicate")
+        seen[trial.trial_id] = trial
+
+
+def map_configs(plan: Plan, change: Callable[[TrainConfig], TrainConfig], smoke: bool | None = None) -> Plan:
+    """The plan with `change` applied to every trial's config (ids recomputed)."""
+    trials = []
+    for trial in plan.trials:
+        config = change(trial.config)
+        trials.append(dataclasses.replace(trial, config=config, trial_id=trial_id(config, trial.method)))
+    _check_unique(plan.study, trials)
+    return dataclasses.replace(plan, trials=tuple(trials), smoke=plan.smoke if smoke is None else smoke)
+
+
+def smoke(plan: Plan) -> Plan:
+    """The same trials, shrunk to seconds each: <= 4 steps, evaluation every 2, <= 64 eval items,
+    batches <= 16. Their ids differ from the full trials' (they compute something else)."""
+
+    def shrink(config: TrainConfig) -> TrainConfig:
+        return config.replace(
+            steps=min(config.steps, 4), eval_every=2, max_eval_items=64,
+            batch_size=min(config.batch_size, 16), aux_batch_size=min(config.aux_batch_size, 16),
+            eval_batch_size=min(config.eval_batch_size, 16),
+            checkpoint_every=min(config.checkpoint_every, 2) if config.checkpoint_every else 0,
+        )
+
+    return map_configs(plan, shrink, smoke=True)
+
+
+def with_data_root(plan: Plan, data_root: str) -> Plan:
+    """The plan reading data from `data_root` (ids unchanged: the data root is not in them)."""
+    return map_configs(plan, lambda config: config.replace(data_root=data_root))
+
+
+def run_dir(plan: Plan, storage: str | None = None) -> str:
+    """Where a plan's trials and records go: STORAGE/STUDY_NAME (STORAGE a path or a URI)."""
+    base = (storage or DEFAULT_STORAGE).rstrip("/")
+    return f"{base}/{plan.study.name}"
+
+
+def describe_resources(resources: Resources) -> str:
+    """'1 CPU, 0.25 GPU, 1 worker' for messages."""
+
+    def n(x: float, unit: str) -> str:
+        text = f"{x:g}"
+        return f"{text} {unit}" + ("" if x == 1 else "s")
+
+    return (f"{n(resources.cpus_per_trial, 'CPU')}, {n(resources.gpus_per_trial, 'GPU')}, "
+            f"{n(resources.workers_per_trial, 'worker')}")
+
+
+__all__ = ["Plan", "RunOptions", "Trial", "aux_names_for", "count_trials", "make_plan", "run_dir", "smoke",
+           "trial_id", "with_data_root"]

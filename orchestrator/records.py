@@ -1,0 +1,158 @@
+"""A study's records in its run folder: the plan, each trial's state, every evaluation as a row.
+
+While a study runs, rows are appended to `records.jsonl` (one line per trial per evaluation, never
+rewritten, so a crash loses nothing) and `trials.json` holds each trial's state. At the end (and on
+`arml status`/`arml report`) they become `records.parquet`/`records.csv` and `trials.csv`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import pandas as pd
+
+PLAN_FILE, STATES_FILE, ROWS_FILE = "plan.json", "trials.json", "records.jsonl"
+ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed", "grid_point"]
+COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
+# Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
+TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "timestamp", "time_this_iter_s",
+              "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag"}
+
+
+def trial_meta(plan: Any) -> list[dict[str, Any]]:
+    """What each planned trial means, as plain values (saved as plan.json)."""
+    return [{
+        "trial_id": t.trial_id, "method": t.method, "weighting": t.weighting, "budget_key": t.budget_key,
+        "budget": t.budget, "seed": t.seed, "grid_point": list(t.grid_point) if t.grid_point else None,
+        "weighting_options": t.weighting_options, "config": t.config.to_dict(),
+    } for t in plan.trials]
+
+
+def write_plan(run_dir: str, plan: Any) -> None:
+    os.makedirs(run_dir, exist_ok=True)
+    study = plan.study
+    payload = {"study": study.name, "description": study.description, "setting": study.setting,
+               "dataset": study.dataset, "preset": study.preset, "aux_names": list(plan.aux_names),
+               "targets": list(study.report.targets), "smoke": plan.smoke, "trials": trial_meta(plan)}
+    _write_json(os.path.join(run_dir, PLAN_FILE), payload)
+
+
+def read_plan(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, PLAN_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is not a study's run folder (no {PLAN_FILE}); "
+                                "give the folder `arml run` printed, e.g. runs/quickstart")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, payload: Any) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+    os.replace(path + ".tmp", path)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RecordBook:
+    """Appends evaluation rows and keeps trial states for one run folder (driver process only)."""
+
+    def __init__(self, run_dir: str, plan_meta: list[dict[str, Any]]) -> None:
+        self.run_dir = run_dir
+        self.meta = {m["trial_id"]: m for m in plan_meta}
+        self.states: dict[str, dict[str, Any]] = {tid: {"status": "pending"} for tid in self.meta}
+        old = os.path.join(run_dir, STATES_FILE)
+        if os.path.exists(old):  # a resumed study keeps what it knew
+            with open(old) as f:
+                self.states.update({k: v for k, v in json.load(f).items() if k in self.meta})
+        self._rows = open(os.path.join(run_dir, ROWS_FILE), "a")
+
+    def row(self, trial_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        meta = self.meta[trial_id]
+        out = {k: meta[k] for k in ID_COLUMNS}
+        out["grid_point"] = json.dumps(meta["grid_point"]) if meta["grid_point"] else None
+        out.update({k: _clean(v) for k, v in metrics.items()
+                    if isinstance(v, (int, float, str, bool)) and k not in TUNE_NOISE and k not in out})
+        out["time"] = time.time()
+        self._rows.write(json.dumps(out) + "\n")
+        self._rows.flush()
+        state = self.states[trial_id]
+        state.update(status="running", last_step=out.get("step"), **{k: out[k] for k in COST_COLUMNS if k in out})
+        return out
+
+    def set_state(self, trial_id: str, status: str, **extra: Any) -> None:
+        self.states[trial_id].update(status=status, **extra)
+        _write_json(os.path.join(self.run_dir, STATES_FILE), self.states)
+
+    def close(self) -> None:
+        self._rows.close()
+        _write_json(os.path.join(self.run_dir, STATES_FILE), self.states)
+
+
+def load_rows(run_dir: str) -> pd.DataFrame:
+    """Every evaluation row, one per (trial, step): a retried trial's repeated steps keep the last report."""
+    path = os.path.join(run_dir, ROWS_FILE)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return pd.DataFrame(columns=ID_COLUMNS + ["step"])
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a crash
+                    continue
+    frame = pd.DataFrame(rows)
+    return frame.drop_duplicates(["trial_id", "step"], keep="last").sort_values(["trial_id", "step"], kind="stable")
+
+
+def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
+    path = os.path.join(run_dir, STATES_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def trials_table(run_dir: str) -> pd.DataFrame:
+    """One row per planned trial: what it means, its state, final and best-validation metrics, its cost."""
+    plan = read_plan(run_dir)
+    states = load_states(run_dir)
+    rows = load_rows(run_dir)
+    out = []
+    for meta in plan["trials"]:
+        tid = meta["trial_id"]
+        state = states.get(tid, {"status": "pending"})
+        row = {k: meta[k] for k in ID_COLUMNS}
+        row["grid_point"] = json.dumps(meta["grid_point"]) if meta["grid_point"] else None
+        row["status"] = state.get("status", "pending")
+        row["error"] = state.get("error", "")
+        row["failures"] = state.get("failures", 0)
+        mine = rows[rows["trial_id"] == tid] if len(rows) else rows
+        if len(mine):
+            last = mine.iloc[-1]
+            for key in ("step", "val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "best_step",
+                        *COST_COLUMNS, "node_id"):
+                if key in last.index:
+                    row[f"final_{key}" if key in ("val_acc", "test_acc", "step") else key] = last[key]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def export_tables(run_dir: str) -> dict[str, str]:
+    """Writes records.parquet, records.csv and trials.csv; returns their paths."""
+    rows = load_rows(run_dir)
+    paths = {name: os.path.join(run_dir, name) for name in ("records.parquet", "records.csv", "trials.csv")}
+    rows.to_parquet(paths["records.parquet"], index=False)
+    rows.to_csv(paths["records.csv"], index=False)
+    trials_table(run_dir).to_csv(paths["trials.csv"], index=False)
+    return paths

@@ -1,0 +1,260 @@
+"""The pieces of study-file validation: a `Reader` that raises messages naming file, section and key,
+and the check of one `[methods.LABEL]` against the weighting's constructor."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+from orchestrator.errors import StudyError
+
+GRID = "grid"  # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+REQUIRED: Any = object()
+# constructor parameters the trainable fills in, never the study
+FILLED_IN = {"num_aux": "the number of auxiliary tasks", "task_names": "the auxiliary task names"}
+_KINDS = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "table": ("a table", lambda v: isinstance(v, dict)),
+}
+
+
+def key_text(key: str) -> str:
+    """A key as written in TOML: bare if it can be, else quoted (so messages stay on one line)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A value as it would be written in TOML, shortened for messages."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(show(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{key_text(k)} = {show(v, limit)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Reader:
+    """Reads one study file's values; every problem is a StudyError that names the file and section."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, section: str, message: str) -> NoReturn:
+        where = f" [{section}]" if section else ""
+        raise StudyError(f"{self.file}:{where} {message}")
+
+    @staticmethod
+    def close(name: str, choices: Iterable[str], fmt: Callable[[str], str] = str) -> str:
+        """' (did you mean x?)' for a misspelt name, else ''."""
+        choices = list(choices)
+        close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.6)
+        if not close and len(str(name)) >= 3:  # gpus -> gpus_per_trial
+            close = [c for c in choices if str(name).lower() in c.lower()][:3]
+        return f" (did you mean {' or '.join(map(fmt, close))}?)" if close else ""
+
+    def table(self, doc: dict, section: str) -> dict:
+        value = doc.get(section, {})
+        if not isinstance(value, dict):
+            self.fail("", f"{section} must be a section ([{section}]), got {section} = {show(value)}")
+        return value
+
+    def keys(self, table: dict, section: str, allowed: Sequence[str], required: Sequence[str] = (),
+             what: str = "key") -> dict:
+        """Refuses unknown keys (suggesting close ones) and missing required ones; returns `table`."""
+        fmt = (lambda k: f"[{key_text(k)}]") if what == "section" else key_text
+        for key in table:
+            if key not in allowed:
+                self.fail(section, f"unknown {what} {fmt(key)}{self.close(key, allowed, fmt)}; "
+                                   f"valid {what}s: {', '.join(fmt(k) for k in allowed)}")
+        for key in required:
+            if key not in table:
+                self.fail(section, f"missing {what} {fmt(key)}; add it" +
+                          (f" (e.g. {key} = ...)" if what == "key" else ""))
+        return table
+
+    def get(self, table: dict, section: str, key: str, kind: str, default: Any = REQUIRED) -> Any:
+        """`table[key]` checked to be of `kind` (str, int, number, bool, list, table)."""
+        if key not in table:
+            if default is REQUIRED:
+                self.fail(section, f"missing key {key}; add it")
+            return default
+        what, ok = _KINDS[kind]
+        value = table[key]
+        if not ok(value):
+            self.fail(section, f"{key} must be {what}, got {show(value)}")
+        return value
+
+
+def scan(r: Reader, doc: dict) -> None:
+    """Refuses TOML dates/times and nan/inf anywhere: no study value needs them."""
+
+    def walk(value: Any, section: str, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, section, f"{key}.{key_text(k)}" if key else key_text(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, section, key)
+        elif isinstance(value, float) and not math.isfinite(value):
+            r.fail(section, f"{key} must be a finite number, got {show(value)}")
+        elif not isinstance(value, (str, int, float, bool)):
+            r.fail(section, f"{key} must not be a date or time, got {show(value)}")
+
+    for section, table in doc.items():
+        if isinstance(table, dict) and section == "methods":
+            for label, sub in table.items():
+                if isinstance(sub, dict):
+                    walk(sub, f"methods.{key_text(label)}", "")
+                else:
+                    walk(sub, "methods", key_text(label))
+        elif isinstance(table, dict):
+            walk(table, key_text(section), "")
+        else:
+            walk(table, "", key_text(section))
+
+
+def check_names(r: Reader, config: Any) -> None:
+    """Data set, model and auxiliary task names against their registries, where those exist yet."""
+    checks = (("trainables.data", "DATASETS", "dataset", [config.dataset]),
+              ("trainables.models", "BACKBONES", "model", [config.model]),
+              ("trainables.tasks", "AUX_TASKS", "aux_tasks", list(config.aux_tasks)))
+    for module_name, attr, key, names in checks:
+        try:
+            registry = getattr(importlib.import_module(module_name), attr, None)
+        except ImportError:
+            registry = None
+        for name in names if registry is not None else []:
+            if name not in registry:
+                section = "study" if key == "dataset" else "train"
+                r.fail(section, f"{key}: {show(name)} is not a name in {module_name}.{attr}"
+                                f"{r.close(name, list(registry))}; "
+                                f"valid names: {', '.join(sorted(registry))}")
+            settings = getattr(registry.get(name), "settings", None) if key == "dataset" else None
+            if settings is not None and config.setting not in settings:
+                r.fail("study", f"data set {name} has no {config.setting} setting (it has: "
+                                f"{', '.join(settings)}); pick another dataset or preset")
+
+
+def check_method(r: Reader, label: str, table: Any, registry: Any,
+                 aux_names: Sequence[str]) -> tuple[str, dict, tuple[float, ...] | None]:
+    """(weighting, options, grid_values) of `[methods.LABEL]`; options checked against the constructor."""
+    section = f"methods.{key_text(label)}"
+    if not isinstance(table, dict):
+        r.fail("methods", f"{key_text(label)} = {show(table)} is not a method; write a section [{section}] "
+                          f"with its options")
+    if not LABEL_PATTERN.fullmatch(label):
+        r.fail(section, "a method label must be 1-100 letters, digits, _ or - (it names runs and files)")
+    names = [*registry.names(), GRID]
+    valid = f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights)"
+    if "weighting" in table:
+        weighting = r.get(table, section, "weighting", "str")
+        if weighting not in names:
+            r.fail(section, f"weighting {show(weighting)} is unknown{r.close(weighting, names)}; {valid}")
+    else:
+        weighting = label
+        if label not in names:
+            r.fail(section, f"{show(label)} is not a weighting name{r.close(label, names)}; add "
+                            f"weighting = \"<name>\" to the section or rename it; {valid}")
+    options = {k: v for k, v in table.items() if k != "weighting"}
+    if weighting == GRID:
+        return "fixed", {}, _grid_values(r, section, options)
+    if "values" in options:
+        r.fail(section, f"values is only for a grid search ([methods.{GRID}] or weighting = \"{GRID}\")")
+    return weighting, _options(r, section, weighting, registry.get(weighting), options, aux_names), None
+
+
+def _grid_values(r: Reader, section: str, options: dict) -> tuple[float, ...]:
+    r.keys(options, section, ("values",), required=("values",))
+    values = options["values"]
+    if not isinstance(values, list) or not values or not all(
+            _KINDS["number"][1](v) and v >= 0 for v in values) or len(set(values)) < len(values):
+        r.fail(section, f"values must be a non-empty list of distinct numbers >= 0 (the weights each "
+                        f"auxiliary task takes in the grid), got {show(values)}")
+    return tuple(float(v) for v in values)
+
+
+def _options(r: Reader, section: str, weighting: str, constructor: Any, options: dict,
+             aux_names: Sequence[str]) -> dict:
+    """The options checked by name against `constructor(num_aux, *, option=default)` and by type
+    against the defaults; numbers become floats where the default is a float (stable trial ids)."""
+    k = len(aux_names)
+    for key, what in FILLED_IN.items():
+        if key in options:
+            r.fail(section, f"{key} is filled in for each trial ({what}, here {k}); remove it")
+    try:
+        params = list(inspect.signature(constructor).parameters.values())
+    except (TypeError, ValueError):
+        params = [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+    any_key = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name != "self" and p.name not in FILLED_IN}
+    for key in options:
+        if key not in named and not any_key:
+            r.fail(section, f"{key_text(key)} is not an option of weighting {weighting}"
+                            f"{r.close(key, named)}; its options: {', '.join(named) or 'none'}")
+    missing = [n for n, p in named.items() if p.default is p.empty and n not in options]
+    if weighting == "fixed" and "weights" not in options and "weights" not in missing:
+        missing.append("weights")
+    if missing:
+        r.fail(section, f"weighting {weighting} needs {', '.join(missing)}; add "
+                        f"{' and '.join(m + ' = ...' for m in missing)}")
+    out = {key: _coerce(r, section, key, value, named.get(key)) for key, value in options.items()}
+    if weighting == "fixed":
+        weights = out["weights"]
+        if not isinstance(weights, list) or not all(_KINDS["number"][1](w) and w >= 0 for w in weights):
+            r.fail(section, f"weights must be a list of numbers >= 0, got {show(weights)}")
+        if len(weights) != k:
+            r.fail(section, f"weights has {len(weights)} numbers but there are {k} auxiliary tasks "
+                            f"({', '.join(aux_names)}); give one weight per task, in that order")
+        out["weights"] = [float(w) for w in weights]
+    if k > 0:  # values the constructor refuses (lr <= 0, an unknown mode...) are usage errors, found now
+        try:
+            constructor(k, **out)
+        except (TypeError, ValueError) as error:
+            r.fail(section, f"weighting {weighting} refuses these options: {error}")
+    return out
+
+
+def _coerce(r: Reader, section: str, key: str, value: Any, param: inspect.Parameter | None) -> Any:
+    """`value` checked against the type of the parameter's default, else its simple annotation
+    (`float | None`, `Sequence[float]`); unchecked if neither tells."""
+    kind = _kind_of(param) if param is not None else None
+    if kind is None:
+        return value
+    what, ok = _KINDS[kind]
+    if not ok(value):
+        r.fail(section, f"{key} must be {what}, got {show(value)}")
+    return float(value) if kind == "number" else value
+
+
+def _kind_of(param: inspect.Parameter) -> str | None:
+    for kind, types in (("bool", bool), ("int", int), ("number", float), ("str", str),
+                        ("list", (list, tuple)), ("table", dict)):
+        if isinstance(param.default, types):
+            return kind
+    annotation = param.annotation if isinstance(param.annotation, str) else getattr(
+        param.annotation, "__name__", "")
+    parts = {p.strip() for p in annotation.split("|")} - {"None", "Optional"}
+    if len(parts) != 1:
+        return None
+    (part,) = parts
+    simple = {"bool": "bool", "int": "int", "float": "number", "str": "str", "dict": "table"}
+    if part in simple:
+        return simple[part]
+    return "list" if re.fullmatch(r"(Sequence|list|tuple)(\[.*\])?", part) else None

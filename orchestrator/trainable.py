@@ -1,0 +1,154 @@
+"""The Tune function trainable: one trial = one `trainables.fit`, reporting through a thin adapter.
+
+A trial asking for one worker trains in the Tune actor itself; one asking for several runs a Ray Train
+`TorchTrainer` (DDP-style data parallelism: gloo on CPU, nccl on GPU) whose rank-0 metrics reach Tune
+through `TuneReportCallback`. Every report carries the trial's cost so far (wall, CPU and GPU seconds)
+and where it ran; checkpoints carry the cost too, so a retried trial keeps counting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from typing import Any
+
+COST_FILE = "cost.json"
+
+
+class CostMeter:
+    """Wall seconds, CPU seconds of this process and allocated GPU seconds, continued across restarts."""
+
+    def __init__(self, gpus: float, previous: dict[str, float] | None = None) -> None:
+        self.gpus = gpus
+        self.base = previous or {"wall_s": 0.0, "cpu_s": 0.0}
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def now(self) -> dict[str, float]:
+        wall = self.base["wall_s"] + time.perf_counter() - self.wall0
+        cpu = self.base["cpu_s"] + time.process_time() - self.cpu0
+        return {"wall_s": wall, "cpu_s": cpu, "gpu_s": wall * self.gpus}
+
+
+def _where() -> dict[str, Any]:
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
+
+
+def _previous_cost(directory: str | None) -> dict[str, float] | None:
+    if directory and os.path.exists(os.path.join(directory, COST_FILE)):
+        with open(os.path.join(directory, COST_FILE)) as f:
+            return json.load(f)
+    return None
+
+
+def _threads(cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None:
+    """Tune entry point: `config["trial_id"]` names the trial in `trials` (its TrainConfig and resources)."""
+    from ray import tune
+
+    trial = trials[config["trial_id"]]
+    resources = trial["resources"]
+    if resources["workers_per_trial"] > 1:
+        return _run_data_parallel(trial)
+    _threads(resources["cpus_per_trial"])
+    from trainables import fit
+
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory() as restored:
+        resume_from = None
+        if checkpoint is not None:
+            checkpoint.to_directory(restored)
+            resume_from = restored
+        meter = CostMeter(resources["gpus_per_trial"], _previous_cost(resume_from))
+        where = _where()
+
+        def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            cost = meter.now()
+            out = {**metrics, **cost, **where, "retry_from_step": trial_start_step}
+            if checkpoint_dir is None:
+                tune.report(out)
+                return
+            with open(os.path.join(checkpoint_dir, COST_FILE), "w") as f:
+                json.dump(cost, f)
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+        trial_start_step = _checkpoint_step(resume_from)
+        fit(trial["config"], report, resume_from=resume_from)
+
+
+def _checkpoint_step(directory: str | None) -> int:
+    if not directory:
+        return 0
+    from trainables import checkpoint
+
+    return int(checkpoint.load(directory)["step"])
+
+
+def _run_data_parallel(trial: dict[str, Any]) -> None:
+    """Several workers: a TorchTrainer inside the trial; its rank-0 reports reach Tune."""
+    from ray import train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    resources = trial["resources"]
+    workers = resources["workers_per_trial"]
+    use_gpu = resources["gpus_per_trial"] > 0
+    from orchestrator.runner import DRIVER_CPU
+
+    per_worker = {"CPU": (resources["cpus_per_trial"] - DRIVER_CPU) / workers}
+    if use_gpu:
+        per_worker["GPU"] = resources["gpus_per_trial"] / workers
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"trial": trial},
+        scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        torch_config=train.torch.TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=train.RunConfig(
+            name=f"{trial['trial_id']}-workers", storage_path=trial["storage"], callbacks=[TuneReportCallback()],
+            failure_config=train.FailureConfig(max_failures=0)),
+    )
+    trainer.fit()
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the same `fit`, torch.distributed already initialised by Ray Train."""
+    from ray import train
+
+    trial = loop_config["trial"]
+    resources = trial["resources"]
+    _threads(resources["cpus_per_trial"] / resources["workers_per_trial"])
+    from trainables import fit
+
+    meter = CostMeter(resources["gpus_per_trial"])
+    where = _where()
+    rank = train.get_context().get_world_rank()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        cost = meter.now()
+        world = resources["workers_per_trial"]
+        out = {**metrics, **where, "wall_s": cost["wall_s"], "gpu_s": cost["gpu_s"],
+               "cpu_s": _sum_over_workers(cost["cpu_s"]), "workers": world, "rank": rank}
+        checkpoint = train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and rank == 0 else None
+        train.report(out, checkpoint=checkpoint)
+
+    fit(trial["config"], report)
+
+
+def _sum_over_workers(value: float) -> float:
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    return float(tensor.item())

@@ -1,0 +1,156 @@
+"""Plans: methods x budgets x seeds (x grid points), complete configs, stable ids, the size guard."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from pathlib import Path
+
+import orchestrator_fakes
+import pytest
+from orchestrator_fakes import BASE, changed, write
+
+import orchestrator.plan as plan_module
+from orchestrator.errors import MissingComponentError, StudyError
+from orchestrator.plan import aux_names_for, count_trials, make_plan, run_dir, smoke, with_data_root
+from orchestrator.spec import load_study, parse_study
+from trainables.config import resolve_config
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    orchestrator_fakes.install(monkeypatch)
+
+
+def test_counts_and_complete_configs(tmp_path: Path) -> None:
+    study = load_study(write(tmp_path, BASE))
+    plan = make_plan(study)
+    # (uniform, arml, arml_slow, fixed_rot: 1 each; grid: 2^3 points) x 2 budgets x 2 seeds
+    assert plan.counts_by_method() == {"uniform": 4, "arml": 4, "arml_slow": 4, "fixed_rot": 4, "grid": 32}
+    assert len(plan) == count_trials(study) == 48 and plan.aux_names == ("is_0", "is_6", "random_0")
+    slow = [t for t in plan.trials if t.method == "arml_slow"]
+    assert [(t.budget, t.seed) for t in slow] == [(20, 0), (20, 1), (50, 0), (50, 1)]
+    t = slow[3]
+    assert (t.weighting, t.weighting_options, t.budget_key, t.grid_point) == (
+        "arml", {"lr": 0.005, "update_every": 2}, "label_budget", None)
+    c = t.config
+    assert (c.seed, c.weighting, c.label_budget, c.label_fraction) == (1, "arml", 50, 0)
+    assert t.config.weighting_options == {"lr": 0.005, "update_every": 2} and t.config.steps == 30
+    assert t.resources == study.resources
+    grid = [t for t in plan.trials if t.method == "grid"]
+    assert {t.grid_point for t in grid} == set(itertools.product((0.0, 1.0), repeat=3))
+    assert all(t.weighting == "fixed" and t.config.weighting_options == {"weights": list(t.grid_point)}
+               for t in grid)
+    ids = [t.trial_id for t in plan.trials]
+    assert len(set(ids)) == 48 and all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
+
+
+def test_other_budgets_and_no_budget() -> None:
+    dg = parse_study('[study]\nname = "d"\npreset = "digits_dg"\n[methods.uniform]\n'
+                     '[budget]\nper_class = [1, 3]\n')
+    assert [(t.budget_key, t.config.per_class) for t in make_plan(dg).trials] == [
+        ("per_class", 1), ("per_class", 3)]
+    assert dg.aux_names == ("original", "rotated", "noisy")  # the target domain "inverted" is not a source
+    text = '[study]\nname = "m"\npreset = "digits_mlc"\n[methods.uniform]\n[budget]\nfraction = [0.1]\n'
+    (trial,) = make_plan(parse_study(text)).trials
+    assert (trial.budget_key, trial.config.label_fraction, trial.config.label_budget) == (
+        "label_fraction", 0.1, 0)
+    (plain,) = make_plan(parse_study(text.replace("[budget]\nfraction = [0.1]\n", ""))).trials
+    assert (plain.budget, plain.budget_key, plain.config.label_budget) == (None, None, 40)  # the preset's
+
+
+def test_ids_are_stable_and_mean_something(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = [t.trial_id for t in make_plan(load_study(write(tmp_path / "a", BASE))).trials]
+    again = [t.trial_id for t in make_plan(load_study(write(tmp_path / "b", BASE, "other.toml"))).trials]
+    assert first == again
+    renamed = [t.trial_id for t in make_plan(load_study(write(tmp_path, changed("study.name", "u")))).trials]
+    assert renamed == first  # the study's name and file are not part of what a trial means
+    plan = make_plan(load_study(write(tmp_path, BASE)))
+    assert [t.trial_id for t in with_data_root(plan, "/elsewhere").trials] == first
+    assert with_data_root(plan, "/elsewhere").trials[0].config.data_root == "/elsewhere"
+    steps = [t.trial_id for t in make_plan(load_study(write(tmp_path, changed("train.steps", 31)))).trials]
+    assert not set(steps) & set(first)
+    doc = copy.deepcopy(BASE)
+    doc["methods"]["arml_fast"] = doc["methods"].pop("arml_slow")
+    relabeled = [t.trial_id for t in make_plan(load_study(write(tmp_path, doc))).trials]
+    assert len(set(relabeled) - set(first)) == 4  # only the relabeled method's trials
+    lr = [t.trial_id for t in make_plan(load_study(write(tmp_path, changed("methods.arml.lr", 0.06)))).trials]
+    assert len(set(lr) - set(first)) == 4
+
+
+def test_trial_id_fixed_by_content() -> None:
+    config = resolve_config("digits_ssl")
+    elsewhere = config.replace(device="cuda:1", data_root="/data", num_workers=8)
+    assert plan_module.trial_id(config, "uniform") == plan_module.trial_id(elsewhere, "uniform")
+    assert plan_module.trial_id(config, "uniform") != plan_module.trial_id(config, "uniform2")
+
+
+def test_grid_guard(tmp_path: Path) -> None:
+    path = write(tmp_path, changed("study.max_trials", 40))
+    study = load_study(path)
+    expected = (rf"^{re.escape(str(path))}: \[study\] max_trials = 40 but the plan has 48 trials "
+                r"\(\[methods.grid\] 2\^3 = 8 points\); run with --allow-large")
+    with pytest.raises(StudyError, match=expected):
+        make_plan(study)
+    assert len(make_plan(study, allow_large=True)) == 48
+    huge = changed("methods.grid.values", [float(v) for v in range(10)])
+    huge["train"]["aux_attributes"] = [f"is_{d}" for d in range(10)]
+    del huge["methods"]["fixed_rot"]
+    study = load_study(write(tmp_path, huge))
+    assert count_trials(study) == (3 + 10**10) * 4
+    with pytest.raises(StudyError, match="over the hard limit"):
+        make_plan(study, allow_large=True)
+
+
+def test_duplicate_trials_are_an_error(tmp_path: Path) -> None:
+    doc = changed("methods.uniform_again", {"weighting": "uniform"})
+    plan = make_plan(load_study(write(tmp_path, doc)))  # different labels: different trials
+    assert plan.counts_by_method()["uniform_again"] == 4
+    with pytest.raises(StudyError, match="are identical"):
+        plan_module._check_unique(plan.study, [plan.trials[0], plan.trials[0]])
+
+
+def test_smoke_shrinks_configs(tmp_path: Path) -> None:
+    plan = make_plan(load_study(write(tmp_path, BASE)))
+    small = smoke(plan)
+    assert small.smoke and len(small) == len(plan)
+    for trial in small.trials:
+        c = trial.config
+        assert c.steps <= 4 and c.eval_every == 2 and c.max_eval_items == 64
+        assert max(c.batch_size, c.aux_batch_size, c.eval_batch_size) <= 16
+    assert not {t.trial_id for t in small.trials} & {t.trial_id for t in plan.trials}
+    assert [t.config.label_budget for t in small.trials] == [t.config.label_budget for t in plan.trials]
+
+
+def test_aux_names_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert aux_names_for(resolve_config("digits_ssl")) == ["rotation", "exemplar_mt"]
+    mlc = resolve_config("digits_mlc", aux_attributes=("is_0", "odd"))
+    assert aux_names_for(mlc) == ["is_0", "odd"]
+    # while trainables.data has no aux_names, named attributes still work
+    monkeypatch.setattr(plan_module, "data_aux_names", lambda dataset, request: None)
+    assert aux_names_for(mlc) == ["is_0", "odd"]
+    with pytest.raises(MissingComponentError, match="trainables.data.aux_names is not available"):
+        aux_names_for(resolve_config("digits_dg"))
+
+
+def test_run_dir(tmp_path: Path) -> None:
+    plan = make_plan(load_study(write(tmp_path, BASE)))
+    assert run_dir(plan) == "runs/t"
+    assert run_dir(plan, "s3://bucket/studies/") == "s3://bucket/studies/t"
+
+
+def test_quickstart_with_real_components(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped study, with the real arml.WEIGHTINGS and trainables.data when they exist."""
+    arml = pytest.importorskip("arml")
+    data = pytest.importorskip("trainables.data")
+    if not hasattr(arml, "WEIGHTINGS") or not hasattr(data, "aux_names"):
+        pytest.skip("arml.WEIGHTINGS or trainables.data.aux_names not written yet")
+    monkeypatch.undo()
+    plan = make_plan(load_study(QUICKSTART))
+    assert plan.counts_by_method() == {"uniform": 4, "arml": 4, "grid": 32} and len(plan) == 40
+    assert plan.aux_names == ("is_0", "is_6", "random_0") and plan.study.setting == "mlc"
