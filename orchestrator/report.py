@@ -1,0 +1,214 @@
+"""`arml report RUN_DIR` and `make_report`: a study's curves and tables in RUN_DIR/report/, and the same files
+as artifacts on the study's MLflow parent run when a tracking URI is given.
+
+Files: results.md (paper Tables 1/2/4 style, with the trials that did not finish), data_requirement.csv/.png
+(Fig. 2), labels_to_reach.csv, compute_cost.csv/.md (grid search vs ARML, with a verdict), weights.csv/.png
+(Fig. 4) and, for the multi-label setting, relationships.md (Table 3). See docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+import pandas as pd
+
+from orchestrator.errors import UsageError
+from orchestrator.report_stats import RunData, load_run, not_done, weight_trajectories
+from orchestrator.report_tables import (
+    budget_text,
+    compute_cost,
+    cost_markdown,
+    data_requirement,
+    labels_to_reach,
+    md_table,
+    pct,
+    relationships_markdown,
+)
+
+REPORT_DIR = "report"
+FLOAT_FORMAT = "%.6g"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `arml report` (called by orchestrator.cli)."""
+    parser.add_argument("--log-mlflow", action="store_true",
+                        help="also log the report on the study's MLflow parent run, and log every trial's "
+                             "records to MLflow child runs where they are missing (a study whose tracking "
+                             "server was unreachable)")
+    parser.add_argument("--mlflow-uri", metavar="URI",
+                        help="MLflow tracking URI to log the report to (default with --log-mlflow: the run "
+                             "folder's mlflow.db if there is one, else $MLFLOW_TRACKING_URI)")
+
+
+def cli_uri(run_dir: str, flag: str | None, log_mlflow: bool) -> str | None:
+    """The URI `arml report` logs to: --mlflow-uri; with --log-mlflow the run folder's sqlite store if it
+    exists, else $MLFLOW_TRACKING_URI, else a new sqlite store there; None: no MLflow."""
+    from orchestrator.tracking import default_uri
+
+    if flag:
+        return flag
+    if not log_mlflow:
+        return None
+    if os.path.exists(os.path.join(run_dir, "mlflow.db")):
+        return default_uri(run_dir)
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri(run_dir)
+
+
+def main(args: argparse.Namespace) -> int:
+    run_dir = args.run_dir
+    if not os.path.isfile(os.path.join(run_dir, "plan.json")):
+        raise UsageError(f"{run_dir} is not a study's run folder (no plan.json); give the folder `arml run` "
+                         "printed, e.g. arml report runs/quickstart")
+    log_mlflow = bool(getattr(args, "log_mlflow", False))
+    uri = cli_uri(run_dir, getattr(args, "mlflow_uri", None), log_mlflow)
+    folder = make_report(run_dir, mlflow_uri=uri, log_records=log_mlflow)
+    print(f"report: {folder}")
+    for name in sorted(os.listdir(folder)):
+        print(f"  {name}")
+    return 0
+
+
+def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool = False) -> str:
+    """Writes RUN_DIR/report/ and returns its path; with `mlflow_uri`, logs it on the study's parent run
+    (and, with `log_records`, every trial's records where MLflow lacks them). MLflow failures print one
+    line and never lose the files."""
+    data = load_run(run_dir)
+    folder = os.path.join(run_dir, REPORT_DIR)
+    os.makedirs(folder, exist_ok=True)
+    write_files(data, folder)
+    missing = not_done(data)
+    if len(missing):
+        counts = missing["status"].value_counts()
+        print(f"report: {len(missing)} of {len(data.trials)} trials did not finish "
+              f"({', '.join(f'{n} {s}' for s, n in counts.items())}); they are listed in "
+              f"{os.path.join(folder, 'results.md')}; the report shows what finished")
+    if mlflow_uri:
+        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records)
+    return folder
+
+
+def write_files(data: RunData, folder: str) -> None:
+    from orchestrator.report_plots import data_requirement_plot, weights_plot
+
+    study, key = data.plan.get("study", ""), data.budget_key
+    points = data_requirement(data)
+    _csv(points, folder, "data_requirement.csv")
+    data_requirement_plot(points, os.path.join(folder, "data_requirement.png"), study, key,
+                          list(data.plan.get("targets", [])))
+    _csv(labels_to_reach(data, points), folder, "labels_to_reach.csv")
+    cost = compute_cost(data, points)
+    _csv(cost, folder, "compute_cost.csv")
+    _text(cost_markdown(data, cost), folder, "compute_cost.md")
+    trajectories = weight_trajectories(data)
+    _csv(trajectories, folder, "weights.csv")
+    if not trajectories.empty:
+        weights_plot(trajectories, os.path.join(folder, "weights.png"), study, key,
+                     list(data.plan.get("aux_names", [])))
+    if data.plan.get("setting") == "mlc":
+        _text(relationships_markdown(data), folder, "relationships.md")
+    _text(results_markdown(data, points, folder), folder, "results.md")
+
+
+def _csv(frame: pd.DataFrame, folder: str, name: str) -> None:
+    # rounded first: a CI of identical values is 1e-16, not 0, and that noise differs between machines
+    frame.round(9).to_csv(os.path.join(folder, name), index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+
+
+def _text(text: str, folder: str, name: str) -> None:
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+
+
+def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
+    """Paper Tables 1/2/4: methods x budgets, test accuracy and error (%) mean ± 95% CI, best in bold."""
+    plan = data.plan
+    seeds = sorted(set(data.trials["seed"]))
+    done = data.done
+    lines = [f"# {plan.get('study', '')}: results", "", plan.get("description", "") or "", "",
+             f"Setting {plan.get('setting')}, data set {plan.get('dataset')}, preset {plan.get('preset')}; "
+             f"{len(data.plan.get('aux_names', []))} auxiliary tasks ({', '.join(plan.get('aux_names', []))}); "
+             f"seeds {', '.join(map(str, seeds))}; {len(done)} of {len(data.trials)} trials finished.", ""]
+    if plan.get("smoke"):
+        lines += ["**Smoke run** (a few steps per trial): these numbers check the pipeline, not the science.", ""]
+    lines += ["Test accuracy at the evaluation with the best validation accuracy, mean ± 95% CI (Student t) over "
+              "seeds, in %. A grid search shows the grid point with the best mean validation accuracy at that "
+              "budget (weights in brackets, one per auxiliary task); its test accuracy is never used to choose. "
+              "Best mean per column in bold.", ""]
+    budgets = data.budgets or [math.nan]
+    planned = data.trials.groupby(["method", "budget"], dropna=False).apply(
+        lambda g: g["seed"].nunique(), include_groups=False) if len(data.trials) else {}
+    for title, error in (("Test accuracy (%)", False), ("Test error (%)", True)):
+        header = ["method"] + [budget_text(data.budget_key, b) for b in budgets]
+        rows = []
+        best = {}
+        for b in budgets:
+            at = points[(points["budget"] == b) if not math.isnan(b) else points["budget"].isna()]
+            best[b] = at["test_acc_mean"].max() if len(at) else math.nan
+        for method in data.methods:
+            row = [method]
+            for b in budgets:
+                at = points[(points["method"] == method) & ((points["budget"] == b) if not math.isnan(b)
+                                                             else points["budget"].isna())]
+                if at.empty:
+                    row.append("-")
+                    continue
+                r = at.iloc[0]
+                mean = 1 - r["test_acc_mean"] if error else r["test_acc_mean"]
+                cell = pct(mean, r["test_acc_ci95"], int(r["seeds"]), int(planned.get((method, b), r["seeds"])))
+                if r["selected_weights"]:
+                    cell += f" {r['selected_weights']}"
+                if r["test_acc_mean"] == best[b]:
+                    cell = f"**{cell}**"
+                row.append(cell)
+            rows.append(row)
+        lines += [f"## {title}", "", md_table(header, rows), ""]
+    lines += ["## Missing or failed trials", ""]
+    missing = not_done(data)
+    if missing.empty:
+        lines += ["None: every planned trial finished.", ""]
+    else:
+        rows = [[r["trial_id"], r["method"], budget_text(data.budget_key, r["budget"]), str(r["seed"]),
+                 r["status"], str(r.get("error") or "").replace("|", "/").replace("\n", " ")]
+                for _, r in missing.iterrows()]
+        lines += [f"{len(missing)} of {len(data.trials)} trials did not finish; the tables above use the others.",
+                  "", md_table(["trial", "method", "budget", "seed", "status", "error"], rows), ""]
+    files = sorted(set(os.listdir(folder)) | {"results.md"})
+    lines += ["## Files", "", "In this folder: " + ", ".join(files) + ".", ""]
+    return "\n".join(lines)
+
+
+def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool) -> bool:
+    """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed."""
+    from orchestrator.tracking import Tracker, redact
+
+    tracker = Tracker(uri, data.plan.get("study", ""), run_dir, data.plan["trials"])
+    if not tracker.enabled:
+        return False
+    states = dict(zip(data.trials["trial_id"], data.trials["status"]))
+    if log_records:
+        had = set(tracker.children)
+        rows = data.rows.to_dict("records") if len(data.rows) else []
+        by_trial: dict[str, list[dict]] = {}
+        for row in rows:
+            by_trial.setdefault(row["trial_id"], []).append(row)
+        for trial_id, status in states.items():
+            if trial_id not in by_trial and status not in ("failed",):
+                continue
+            tracker.child(trial_id)
+            for row in by_trial.get(trial_id, []):
+                tracker.log(trial_id, row)
+            if status in ("finished", "stopped", "failed"):
+                tracker.finish(trial_id, status)
+        new = len(set(tracker.children) - had)
+        if tracker.enabled:
+            print(f"MLflow: {new} trial run(s) logged, {len(had)} were there already ({redact(uri)})")
+    statuses = set(states.values())
+    if statuses & {"running", "retrying", "pending"}:   # the study is not over: log, keep it RUNNING
+        tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
+    else:
+        tracker.close("failed" if "failed" in statuses else "finished", [folder])
+    if tracker.enabled:
+        print(f"MLflow: report logged on the study's run ({redact(uri)})")
+    return tracker.enabled

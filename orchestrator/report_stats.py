@@ -1,0 +1,207 @@
+"""The numbers behind a study's report: per-trial results from the run folder, mean and 95% CI over seeds,
+the grid point chosen on validation, and labels needed to reach a target accuracy.
+
+Accuracy of a trial = its test accuracy at the step with the best validation accuracy (the last row's
+`test_acc_at_best_val`). A grid search is one "method" whose value at a budget is the test accuracy of the
+grid point with the best mean validation accuracy over seeds at that budget (never chosen on test).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.records import load_rows, read_plan, trials_table
+
+DONE = ("finished", "stopped")          # trials whose results count (stopped: ended early by a scheduler)
+FIXED_WEIGHTINGS = ("uniform", "fixed")  # weights that never move: no trajectory to plot
+# where a study without [budget] keeps its label budget: (setting, TrainConfig field), first non-zero wins
+BUDGET_FIELDS = {"ssl": ("label_budget",), "mlc": ("label_budget", "label_fraction"), "dg": ("per_class",)}
+
+
+@dataclass
+class RunData:
+    """What a report is made of: the plan, one row per planned trial, every evaluation row."""
+
+    plan: dict[str, Any]
+    trials: pd.DataFrame    # trials_table + effective budget_key/budget, accuracy and cost columns
+    rows: pd.DataFrame      # load_rows (one per trial per evaluation)
+    methods: list[str]      # study order
+    weighting: dict[str, str]
+
+    @property
+    def done(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"].isin(DONE)]
+
+    @property
+    def budget_key(self) -> str:
+        keys = self.trials["budget_key"].dropna().unique()
+        return str(keys[0]) if len(keys) else "label_budget"
+
+    @property
+    def budgets(self) -> list[float]:
+        return sorted(self.trials["budget"].dropna().unique().tolist())
+
+    def is_grid(self, method: str) -> bool:
+        rows = self.trials[self.trials["method"] == method]
+        return self.weighting[method] == "fixed" and bool(rows["grid_point"].notna().any())
+
+    def reference(self, weighting: str) -> str | None:
+        """The first method using `weighting` (the label 'uniform'/'arml' preferred)."""
+        if self.weighting.get(weighting) == weighting:
+            return weighting
+        return next((m for m in self.methods if self.weighting[m] == weighting), None)
+
+
+def _budget_of(meta: dict[str, Any]) -> tuple[str | None, Any]:
+    """The trial's label budget: its [budget] value, else the one its config trains with."""
+    if meta.get("budget") is not None:
+        return meta.get("budget_key"), meta["budget"]
+    config = meta.get("config") or {}
+    for name in BUDGET_FIELDS.get(config.get("setting", ""), ()):
+        if config.get(name):
+            return name, config[name]
+    return None, None
+
+
+def load_run(run_dir: str) -> RunData:
+    """Reads a run folder (FileNotFoundError if it has no plan.json)."""
+    plan = read_plan(run_dir)
+    trials = trials_table(run_dir)
+    rows = load_rows(run_dir)
+    budgets = [_budget_of(meta) for meta in plan["trials"]]
+    trials["budget_key"] = [key for key, _ in budgets]
+    trials["budget"] = pd.to_numeric(pd.Series([value for _, value in budgets], index=trials.index,
+                                               dtype="object"), errors="coerce")
+    for column in ("best_val_acc", "test_acc_at_best_val", "wall_s", "cpu_s", "gpu_s"):
+        trials[column] = pd.to_numeric(trials[column], errors="coerce") if column in trials else math.nan
+    methods: list[str] = []
+    weighting: dict[str, str] = {}
+    for meta in plan["trials"]:
+        if meta["method"] not in weighting:
+            methods.append(meta["method"])
+            weighting[meta["method"]] = meta["weighting"]
+    return RunData(plan, trials, rows, methods, weighting)
+
+
+def mean_ci(values: Any) -> tuple[int, float, float]:
+    """(n, mean, half width of the 95% Student-t interval); the half width is NaN for n < 2."""
+    from scipy import stats
+
+    series = pd.Series(values, dtype="float64").dropna()
+    n = len(series)
+    if n == 0:
+        return 0, math.nan, math.nan
+    mean = float(series.mean())
+    if n < 2:
+        return n, mean, math.nan
+    half = float(stats.t.ppf(0.975, n - 1) * series.std(ddof=1) / math.sqrt(n))
+    return n, mean, half
+
+
+def _budget_rows(frame: pd.DataFrame, budget: float) -> pd.DataFrame:
+    return frame[frame["budget"] == budget] if not math.isnan(budget) else frame[frame["budget"].isna()]
+
+
+def _point_order(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["grid_point"].tolist()))
+
+
+def method_points(data: RunData) -> pd.DataFrame:
+    """One row per (method, budget) with finished trials: n, test accuracy mean/CI (fractions), the mean
+    best validation accuracy, and for a grid search the grid point chosen on validation ('[1, 0]')."""
+    out = []
+    done = data.done
+    budgets = data.budgets or [math.nan]
+    for method in data.methods:
+        mine = done[done["method"] == method]
+        for budget in budgets:
+            here = _budget_rows(mine, budget)
+            if here.empty:
+                continue
+            selected = ""
+            if data.is_grid(method):
+                means = {point: here.loc[here["grid_point"] == point, "best_val_acc"].mean()
+                         for point in _point_order(here)}
+                selected = max(means, key=lambda p: (-math.inf if math.isnan(means[p]) else means[p]))
+                here = here[here["grid_point"] == selected]
+            n, mean, half = mean_ci(here["test_acc_at_best_val"])
+            out.append({"method": method, "weighting": data.weighting[method], "budget_key": data.budget_key,
+                        "budget": budget, "seeds": n, "test_acc_mean": mean, "test_acc_ci95": half,
+                        "test_acc_low": mean - half, "test_acc_high": mean + half,
+                        "val_acc_mean": float(here["best_val_acc"].mean()),
+                        "selected_weights": weights_text(selected)})
+    columns = ["method", "weighting", "budget_key", "budget", "seeds", "test_acc_mean", "test_acc_ci95",
+               "test_acc_low", "test_acc_high", "val_acc_mean", "selected_weights"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def labels_needed(curve: list[tuple[float, float]], target: float) -> tuple[float, str]:
+    """Labels where the mean curve [(budget, accuracy)] first reaches `target`, by linear interpolation
+    between the budgets around the crossing: (NaN, why) if never reached."""
+    curve = sorted((b, a) for b, a in curve if not math.isnan(a))
+    if not curve:
+        return math.nan, "no finished trials"
+    previous = None
+    for budget, accuracy in curve:
+        if accuracy >= target:
+            if previous is None:
+                return budget, "reached at the smallest budget (an upper bound)"
+            b0, a0 = previous
+            return b0 + (target - a0) / (accuracy - a0) * (budget - b0), ""
+        previous = (budget, accuracy)
+    return math.nan, f"not reached up to {curve[-1][0]:g}"
+
+
+def final_weights(data: RunData, method: str, budget: float) -> pd.DataFrame:
+    """Per auxiliary task: the weight at each finished trial's last evaluation, mean and CI over seeds."""
+    names = list(data.plan.get("aux_names", []))
+    done = _budget_rows(data.done[data.done["method"] == method], budget)
+    rows = data.rows[data.rows["trial_id"].isin(done["trial_id"])] if len(data.rows) else data.rows
+    last = rows.groupby("trial_id").tail(1) if len(rows) else rows
+    out = []
+    for name in names:
+        column = f"weight/{name}"
+        n, mean, half = mean_ci(last[column] if column in last else [])
+        if n:
+            out.append({"task": name, "seeds": n, "weight_mean": mean, "weight_ci95": half})
+    return pd.DataFrame(out, columns=["task", "seeds", "weight_mean", "weight_ci95"])
+
+
+def weight_trajectories(data: RunData) -> pd.DataFrame:
+    """Mean auxiliary weight per step over finished seeds, for every method whose weights move."""
+    names = list(data.plan.get("aux_names", []))
+    out = []
+    done = data.done
+    for method in data.methods:
+        if data.weighting[method] in FIXED_WEIGHTINGS or data.rows.empty:
+            continue
+        for budget in data.budgets or [math.nan]:
+            ids = _budget_rows(done[done["method"] == method], budget)["trial_id"]
+            rows = data.rows[data.rows["trial_id"].isin(ids)]
+            for name in names:
+                column = f"weight/{name}"
+                if column not in rows or rows[column].isna().all():
+                    continue
+                for step, group in rows.groupby("step", sort=True):
+                    n, mean, half = mean_ci(group[column])
+                    if n:
+                        out.append({"method": method, "budget": budget, "task": name, "step": int(step),
+                                    "seeds": n, "weight_mean": mean, "weight_ci95": half})
+    return pd.DataFrame(out, columns=["method", "budget", "task", "step", "seeds", "weight_mean", "weight_ci95"])
+
+
+def not_done(data: RunData) -> pd.DataFrame:
+    """Trials that did not finish (failed, pending, running, retrying), in plan order."""
+    return data.trials[~data.trials["status"].isin(DONE)]
+
+
+def weights_text(point: Any) -> str:
+    """'[1, 0.5]' for a grid point stored as JSON text."""
+    if not isinstance(point, str) or not point:
+        return ""
+    return "[" + ", ".join(f"{float(w):g}" for w in json.loads(point)) + "]"

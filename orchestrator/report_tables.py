@@ -1,0 +1,218 @@
+"""The report's tables: data requirement, labels to reach a target, compute cost with a verdict on grid
+search vs ARML, task relationships and the paper-style results table, as DataFrames and Markdown."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from orchestrator.report_stats import (
+    RunData,
+    _budget_rows,
+    final_weights,
+    labels_needed,
+    method_points,
+)
+
+BUDGET_WORDS = {"label_budget": "{:g} labels", "per_class": "{:g}/class", "label_fraction": "{:g}% labels"}
+
+
+def budget_text(key: str, budget: float) -> str:
+    """'250 labels', '5/class', '1% labels'; 'all' without a budget."""
+    if budget is None or (isinstance(budget, float) and math.isnan(budget)):
+        return "all"
+    value = budget * 100 if key == "label_fraction" else budget
+    return BUDGET_WORDS.get(key, "{:g}").format(value)
+
+
+def pct(mean: float, half: float, seeds: int | None = None, planned: int | None = None) -> str:
+    """'85.20 ± 1.10' (percent); no ± with one seed; '(2/3 seeds)' when seeds are missing."""
+    if mean is None or math.isnan(mean):
+        return "-"
+    text = f"{100 * mean:.2f}" + ("" if half is None or math.isnan(half) else f" ± {100 * half:.2f}")
+    if seeds is not None and planned is not None and seeds < planned:
+        text += f" ({seeds}/{planned} seeds)"
+    return text
+
+
+def seconds(value: float) -> str:
+    """'0.4', '12.3', '1234' (one decimal below 100 s)."""
+    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def data_requirement(data: RunData) -> pd.DataFrame:
+    """Paper Fig. 2: test accuracy (at best validation) per method and budget, mean and 95% CI over seeds."""
+    return method_points(data)
+
+
+def labels_to_reach(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
+    """Per target accuracy and method: labels needed (interpolated on the mean curve) and the ratio to uniform."""
+    uniform = data.reference("uniform")
+    out = []
+    for target in data.plan.get("targets", []):
+        needed = {}
+        for method in data.methods:
+            mine = points[points["method"] == method]
+            needed[method] = labels_needed(list(zip(mine["budget"], mine["test_acc_mean"])), float(target))
+        base = needed.get(uniform, (math.nan, ""))[0] if uniform else math.nan
+        for method, (labels, note) in needed.items():
+            ratio = labels / base if base and not math.isnan(base) and not math.isnan(labels) else math.nan
+            out.append({"target": float(target), "method": method, "budget_key": data.budget_key,
+                        "labels_needed": labels, "ratio_to_uniform": ratio, "note": note})
+    return pd.DataFrame(out, columns=["target", "method", "budget_key", "labels_needed", "ratio_to_uniform", "note"])
+
+
+def _versus(mean: float, low: float, high: float) -> str:
+    if math.isnan(mean):
+        return ""
+    if math.isnan(low):
+        return "no CI (1 seed)"
+    return "inside" if low <= mean <= high else ("above" if mean > high else "below")
+
+
+def compute_cost(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
+    """Per budget and method: trials, CPU/GPU/wall seconds (all trials run, failed ones included),
+    device-seconds relative to ARML, accuracy with 95% CI, and where ARML's mean falls in that CI."""
+    arml = data.reference("arml")
+    use_gpu = float(data.trials["gpu_s"].fillna(0).sum()) > 0
+    out = []
+    for budget in data.budgets or [math.nan]:
+        here = _budget_rows(data.trials, budget)
+        at = _budget_rows(points, budget)
+        device = {m: float(here.loc[here["method"] == m, "gpu_s" if use_gpu else "cpu_s"].fillna(0).sum())
+                  for m in data.methods}
+        arml_row = at[at["method"] == arml]
+        arml_mean = float(arml_row["test_acc_mean"].iloc[0]) if len(arml_row) else math.nan
+        for method in data.methods:
+            mine = here[here["method"] == method]
+            if mine.empty:
+                continue
+            point = at[at["method"] == method]
+            mean, half, low, high = (float(point[c].iloc[0]) if len(point) else math.nan for c in
+                                     ("test_acc_mean", "test_acc_ci95", "test_acc_low", "test_acc_high"))
+            arml_s = device.get(arml, 0.0) if arml else 0.0
+            out.append({
+                "budget": budget, "method": method, "trials": len(mine),
+                "trials_done": int(mine["status"].isin(("finished", "stopped")).sum()),
+                "cpu_s": float(mine["cpu_s"].fillna(0).sum()), "gpu_s": float(mine["gpu_s"].fillna(0).sum()),
+                "wall_s": float(mine["wall_s"].fillna(0).sum()), "device": "GPU" if use_gpu else "CPU",
+                "device_s": device[method], "device_s_vs_arml": device[method] / arml_s if arml_s else math.nan,
+                "test_acc_mean": mean, "test_acc_ci95": half, "test_acc_low": low, "test_acc_high": high,
+                "selected_weights": str(point["selected_weights"].iloc[0]) if len(point) else "",
+                "arml_mean_vs_ci": "" if method == arml or not arml else _versus(arml_mean, low, high),
+            })
+    columns = ["budget", "method", "trials", "trials_done", "cpu_s", "gpu_s", "wall_s", "device", "device_s",
+               "device_s_vs_arml", "test_acc_mean", "test_acc_ci95", "test_acc_low", "test_acc_high",
+               "selected_weights", "arml_mean_vs_ci"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def verdict(data: RunData, cost: pd.DataFrame) -> str:
+    """One sentence: is a grid search worth it next to ARML, from the cost table."""
+    arml = data.reference("arml")
+    grid = next((m for m in data.methods if data.is_grid(m)), None)
+    if not arml or not grid:
+        missing = "grid search" if arml else ("ARML method" if grid else "grid search and no ARML method")
+        return f"Verdict: this study has no {missing}, so there is no grid-search-vs-ARML decision to make " \
+               "here; the table shows what each method cost."
+    rows = cost[cost["method"] == grid]
+    grid_s = float(rows["device_s"].sum())
+    arml_s = float(cost.loc[cost["method"] == arml, "device_s"].sum())
+    unit = str(rows["device"].iloc[0]) if len(rows) else "CPU"
+    ratio = f"{grid_s / arml_s:.1f}x ARML's {unit}-seconds ({seconds(grid_s)} vs {seconds(arml_s)})" if arml_s else \
+        f"{seconds(grid_s)} {unit}-seconds (ARML's cost is unknown)"
+    key = data.budget_key
+    where = {kind: [budget_text(key, b) for b, v in zip(rows["budget"], rows["arml_mean_vs_ci"]) if v in kind]
+             for kind in (("inside", "above"), ("below",), ("no CI (1 seed)", ""))}
+    good, bad, unknown = where[("inside", "above")], where[("below",)], where[("no CI (1 seed)", "")]
+    every = "the one budget" if len(rows) == 1 else "every budget"
+    if good and not bad and not unknown:
+        return (f"Verdict: skip the grid search: ARML's mean test accuracy is inside or above the grid search's "
+                f"95% CI at {every}, and the grid costs {ratio}.")
+    if bad and not good and not unknown:
+        arml_rows = cost[cost["method"] == arml]
+        arml_at = dict(zip(arml_rows["budget"].fillna(-1), arml_rows["test_acc_mean"]))
+        gaps = [100 * (mean - arml_at[b]) for b, mean in zip(rows["budget"].fillna(-1), rows["test_acc_mean"])
+                if b in arml_at]
+        gap = f" (by up to {max(gaps):.1f} points)" if gaps else ""
+        return (f"Verdict: the grid search is more accurate here: ARML's mean is below its 95% CI at {every}"
+                f"{gap}, and the grid costs {ratio}; grid-search only if that gap is worth the compute.")
+    parts = []
+    if good:
+        parts.append(f"ARML matches the grid search (mean inside or above its 95% CI) at {', '.join(good)}")
+    if bad:
+        parts.append(f"falls below its CI at {', '.join(bad)}")
+    if unknown:
+        parts.append(f"cannot be compared at {', '.join(unknown)} (one seed or no results)")
+    return f"Verdict: mixed: {'; '.join(parts)}; the grid costs {ratio}."
+
+
+def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
+    study = data.plan.get("study", "")
+    unit = str(cost["device"].iloc[0]) if len(cost) else "CPU"
+    rows = []
+    for _, r in cost.iterrows():
+        ratio = "" if math.isnan(r["device_s_vs_arml"]) else f"{r['device_s_vs_arml']:.2f}x"
+        label = r["method"] + (f" {r['selected_weights']}" if r["selected_weights"] else "")
+        rows.append([budget_text(data.budget_key, r["budget"]), label, f"{r['trials_done']}/{r['trials']}",
+                     seconds(r["cpu_s"]), seconds(r["gpu_s"]), seconds(r["wall_s"]), ratio,
+                     pct(r["test_acc_mean"], r["test_acc_ci95"]), r["arml_mean_vs_ci"]])
+    header = ["budget", "method", "trials done", "CPU s", "GPU s", "wall s", f"{unit}-s vs ARML",
+              "test acc % (95% CI)", "ARML's mean vs this CI"]
+    return "\n".join([
+        f"# {study}: compute cost of ARML vs the other methods", "", verdict(data, cost), "",
+        md_table(header, rows), "",
+        f"- Device-seconds are {unit}-seconds: "
+        + ("GPU fraction held x wall time, summed over trials." if unit == "GPU" else
+           "CPU time of every trial's processes, summed over trials (no GPUs were used)."),
+        "- Costs count every trial that ran, failed ones included; a grid search's cost is all its points.",
+        "- Accuracy: test accuracy at the best validation step, mean and 95% CI (Student t) over seeds; "
+        "for a grid search, of the grid point (shown in brackets) with the best mean validation accuracy.",
+        "",
+    ])
+
+
+def relationships_markdown(data: RunData) -> str:
+    """Paper Table 3: per ARML method and budget, the auxiliary tasks with the highest and lowest final weight."""
+    names = list(data.plan.get("aux_names", []))
+    config = (data.plan.get("trials") or [{}])[0].get("config", {})
+    main = config.get("main_attribute") or "the main task"
+    k = len(names)
+    top_n = min(5, math.ceil(k / 2))
+    bottom_n = min(5, k - top_n)
+    lines = [f"# {data.plan.get('study', '')}: auxiliary tasks most and least related to {main}", "",
+             f"Final ARML weight of each of the {k} auxiliary tasks (the weight at each trial's last evaluation, "
+             f"mean ± 95% CI over seeds; the weights sum to {k}, so 1 is the uniform weight).", ""]
+    methods = [m for m in data.methods if data.weighting[m] == "arml"]
+    if not methods:
+        lines.append("No ARML method in this study: no learned relationships to show.")
+    for method in methods:
+        for budget in data.budgets or [math.nan]:
+            weights = final_weights(data, method, budget).sort_values("weight_mean", ascending=False, kind="stable")
+            title = f"## {method}, {budget_text(data.budget_key, budget)}"
+            if weights.empty:
+                lines += [title, "", "No finished trials.", ""]
+                continue
+            top, bottom = weights.head(top_n), weights.tail(bottom_n).iloc[::-1]
+            rows = []
+            for i in range(max(len(top), len(bottom))):
+                cells = [str(i + 1)]
+                for part in (top, bottom):
+                    if i < len(part):
+                        r = part.iloc[i]
+                        half = "" if math.isnan(r["weight_ci95"]) else f" ± {r['weight_ci95']:.3f}"
+                        cells += [str(r["task"]), f"{r['weight_mean']:.3f}{half}"]
+                    else:
+                        cells += ["", ""]
+                rows.append(cells)
+            seeds = int(weights["seeds"].max())
+            lines += [title + f" ({seeds} seed{'s' if seeds != 1 else ''})", "",
+                      md_table(["rank", "most related", "weight", "least related", "weight"], rows), ""]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Writes the hand-made run folders the golden report tests read (run once; the outputs are committed).
+
+    .venv/bin/python tests/golden/make_inputs.py        # then: ARML_UPDATE_GOLDEN=1 pytest tests/test_report.py
+
+ssl_sweep: semi-supervised, 2 auxiliary tasks, uniform / a 2x2 grid / ARML at 20 and 50 labels, 3 seeds; the
+grid point with the best validation accuracy is not the one with the best test accuracy (selection on val).
+mlc_failed: multi-label, 12 auxiliary attributes, no [budget] (1% of labels from the config), GPU trials,
+one failed trial and one that never started.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _write(folder: str, plan: dict, states: dict, rows: list[dict]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "plan.json"), "w") as f:
+        json.dump(plan, f)
+    with open(os.path.join(folder, "trials.json"), "w") as f:
+        json.dump(states, f, indent=1)
+    with open(os.path.join(folder, "records.jsonl"), "w") as f:
+        f.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+
+
+def _meta(tid, method, weighting, key, budget, seed, point, config):
+    return {"trial_id": tid, "method": method, "weighting": weighting, "budget_key": key, "budget": budget,
+            "seed": seed, "grid_point": point, "weighting_options": {}, "config": config}
+
+
+def ssl_sweep() -> None:
+    aux = ["rotation", "exemplar_mt"]
+    trials, states, rows = [], {}, []
+    # test accuracy at best val per (method/point, budget); val accuracy; seeds add -0.02, 0, +0.02
+    test = {"uniform": (0.55, 0.68), "arml": (0.60, 0.74), "[0, 0]": (0.50, 0.62), "[0, 1]": (0.58, 0.73),
+            "[1, 0]": (0.62, 0.70), "[1, 1]": (0.55, 0.68)}
+    val = {"uniform": (0.56, 0.69), "arml": (0.61, 0.73), "[0, 0]": (0.52, 0.60), "[0, 1]": (0.61, 0.75),
+           "[1, 0]": (0.60, 0.72), "[1, 1]": (0.57, 0.69)}
+    methods = [("uniform", "uniform", [None]), ("grid", "fixed", list(itertools.product([0.0, 1.0], repeat=2))),
+               ("arml", "arml", [None])]
+    n = 0
+    for (method, weighting, points), (b, budget), seed in itertools.product(methods, enumerate((20, 50)), range(3)):
+        for point in points:
+            n += 1
+            tid = f"s{n:03d}"
+            name = f"[{point[0]:g}, {point[1]:g}]" if point else method
+            trials.append(_meta(tid, method, weighting, "label_budget", budget, seed, list(point) if point else None,
+                                {"setting": "ssl", "label_budget": budget}))
+            states[tid] = {"status": "finished", "failures": 0, "last_step": 100}
+            shift = 0.02 * (seed - 1)
+            for step in (50, 100):
+                row = {"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
+                       "budget": budget, "seed": seed, "grid_point": json.dumps(list(point)) if point else None,
+                       "step": step, "best_val_acc": round(val[name][b] + shift - (0.05 if step == 50 else 0), 4),
+                       "test_acc_at_best_val": round(test[name][b] + shift - (0.05 if step == 50 else 0), 4),
+                       "wall_s": step * 0.2, "cpu_s": step * (0.3 if method == "arml" else 0.15), "gpu_s": 0.0}
+                if point:
+                    row.update({f"weight/{a}": w for a, w in zip(aux, point)})
+                elif method == "uniform":
+                    row.update({f"weight/{a}": 1.0 for a in aux})
+                else:
+                    row.update({"weight/rotation": 1.0 + 0.004 * step * (1 + b), "weight/exemplar_mt":
+                                1.0 - 0.004 * step * (1 + b)})
+                rows.append(row)
+    plan = {"study": "golden_ssl", "description": "hand-made: uniform vs 2x2 grid vs ARML at 20 and 50 labels",
+            "setting": "ssl", "dataset": "digits", "preset": "digits_ssl", "aux_names": aux,
+            "targets": [0.6, 0.7, 0.8], "smoke": False, "trials": trials}
+    _write(os.path.join(HERE, "ssl_sweep"), plan, states, rows)
+
+
+def mlc_failed() -> None:
+    aux = [f"attr_{i:02d}" for i in range(12)]
+    trials, states, rows = [], {}, []
+    config = {"setting": "mlc", "label_budget": 0, "label_fraction": 0.01, "main_attribute": "5_o_Clock_Shadow"}
+    accuracy = {"uniform": 0.90, "gradnorm": 0.91, "arml": 0.93}
+    for m, (method, seed) in enumerate(itertools.product(("uniform", "gradnorm", "arml"), range(3))):
+        tid = f"m{m:03d}"
+        trials.append(_meta(tid, method, method, None, None, seed, None, config))
+        if (method, seed) == ("arml", 2):
+            states[tid] = {"status": "pending"}
+            continue
+        failed = (method, seed) == ("gradnorm", 1)
+        states[tid] = ({"status": "failed", "failures": 2, "error": "DivergenceError: training diverged at step 3"}
+                       if failed else {"status": "finished", "failures": 0})
+        for step in (2, 4)[: 1 if failed else 2]:
+            row = {"trial_id": tid, "method": method, "weighting": method, "budget_key": None, "budget": None,
+                   "seed": seed, "grid_point": None, "step": step,
+                   "best_val_acc": accuracy[method] + 0.01 * seed,
+                   "test_acc_at_best_val": accuracy[method] - 0.01 * seed,
+                   "wall_s": 10.0 * step, "cpu_s": 8.0 * step, "gpu_s": 5.0 * step}
+            for i, name in enumerate(aux):
+                row[f"weight/{name}"] = 1.0 if method == "uniform" else round(1.0 + (5.5 - i) * 0.03 * step
+                                                                           + 0.01 * seed, 4)
+            rows.append(row)
+    plan = {"study": "golden_mlc", "description": "hand-made: 12 attributes, a failed and a pending trial",
+            "setting": "mlc", "dataset": "celeba", "preset": "mlc_celeba_paper", "aux_names": aux, "targets": [],
+            "smoke": False, "trials": trials}
+    _write(os.path.join(HERE, "mlc_failed"), plan, states, rows)
+
+
+if __name__ == "__main__":
+    ssl_sweep()
+    mlc_failed()

@@ -1,0 +1,134 @@
+"""The study files in studies/: every one passes `arml run --dry-run`; every paper study runs end to end with
+--smoke through real Ray on fake data sets in the real on-disk formats (tests/fakedata.py) and gets a report.
+
+The paper studies ask for GPUs (gpus_per_trial 0.5 or 1) and 4-8 CPUs per trial, so the module's Ray declares
+logical resources that fit them (8 CPUs, 1 GPU) on whatever machine runs the tests; without CUDA the trials
+train on the CPU. The smoke runs are marked slow (`pytest -m slow`, tens of minutes on 2 CPUs), except one
+PACS study with 32-px images in the fast suite (see `small`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.cli import main
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
+PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
+DIGITS = [p for p in STUDIES if p.name.startswith("digits_")]
+FAST = "paper_table4_pacs_art_joint.toml"   # the paper study whose smoke run is in the fast suite
+
+
+def study(path: Path) -> dict:
+    return tomllib.loads(path.read_text())
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_study_passes_a_dry_run(path, capsys):
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing was started" in out
+
+
+def test_paper_studies_use_three_seeds_gpus_and_have_a_digits_twin():
+    assert len(PAPER) == 15 and len(DIGITS) == 7
+    for path in PAPER:
+        doc = study(path)
+        assert doc["study"]["seeds"] == [0, 1, 2], path.name
+        assert doc["study"]["preset"].endswith("_paper"), path.name
+        assert doc["resources"]["gpus_per_trial"] in (0.5, 1), path.name
+    twins = {p.stem for p in DIGITS}
+    for kind in ("table1", "fig2", "table2", "table4", "fig3", "fig4"):
+        assert any(kind in name for name in twins), kind
+
+
+@pytest.mark.parametrize("path", DIGITS, ids=lambda p: p.stem)
+def test_digits_twins_stay_small_enough_for_a_laptop(path, capsys):
+    doc = study(path)
+    assert doc["study"]["seeds"] == [0, 1, 2] and doc["study"]["preset"].startswith("digits_")
+    assert doc["train"]["steps"] <= 500
+    assert main(["run", str(path), "--dry-run"]) == 0
+    total = int(capsys.readouterr().out.split("total: ")[1].split()[0])
+    assert total <= 100, f"{path.name}: {total} trials"
+
+
+# ---- smoke runs through real Ray ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Fake CIFAR-10/SVHN/CelebA/PACS large enough for the paper studies' label budgets."""
+    from fakedata import write_fake_celeba, write_fake_cifar10, write_fake_pacs, write_fake_svhn
+
+    root = tmp_path_factory.mktemp("data")
+    write_fake_cifar10(root, n_train=4600, n_test=40)    # 4140 training images after validation: 4000 labels
+    write_fake_svhn(root, n_train=1200, n_test=40)       # 1000 labels
+    write_fake_celeba(root, partition=(200, 20, 20))     # 1% of 200 = 2 labels
+    # art_painting: 184 images per class (Figure 4's "all" labels); the other domains 10 per class
+    write_fake_pacs(root, per_class={"photo": 10, "art_painting": 184, "cartoon": 10, "sketch": 10}, size=40)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    # address="local": never join another Ray that happens to run on this machine
+    ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def small(plan):
+    """The smoke plan, smaller still for a CPU: 32-px images through ResNet-18's usual stem (not 224 px), no
+    loader processes, 1 CPU and no GPU per trial, 2 at a time. The same trials, files and report otherwise."""
+    import dataclasses
+
+    from orchestrator.plan import map_configs
+
+    resources = dataclasses.replace(plan.study.resources, cpus_per_trial=1.0, gpus_per_trial=0.0, max_concurrent=2)
+    plan = dataclasses.replace(plan, study=dataclasses.replace(plan.study, resources=resources))
+    return map_configs(plan, lambda c: c.replace(image_size=32, num_workers=0,
+                                                 model_options={**c.model_options, "small_input": False}))
+
+
+def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = False) -> pd.DataFrame:
+    """`arml run PATH --smoke --data-root DATA --storage STORAGE`; with `small_images` the same steps as the
+    CLI with `small` applied to the plan before it runs (PACS at 224 px takes ~25 s a step on a CPU)."""
+    args = ["run", str(path), "--smoke", "--data-root", str(data_root), "--storage", str(storage)]
+    if small_images:
+        from orchestrator.plan import RunOptions, make_plan, smoke, with_data_root
+        from orchestrator.runner import run_study
+        from orchestrator.spec import load_study
+
+        plan = small(smoke(with_data_root(make_plan(load_study(path)), str(data_root))))
+        code = run_study(plan, RunOptions(storage=str(storage), smoke=True, data_root=str(data_root)))
+    else:
+        code = main(args)
+    name = study(path)["study"]["name"]
+    run_dir = storage / name
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert code == 0, trials[trials["status"] != "finished"][["method", "budget", "error"]].to_string()
+    assert set(trials["status"]) == {"finished"} and len(trials) > 0
+    report = run_dir / "report"
+    assert "# " + name in (report / "results.md").read_text()
+    assert (report / "data_requirement.png").stat().st_size > 0
+    return trials
+
+
+def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path):
+    trials = smoke_run(next(p for p in PAPER if p.name == FAST), data_root, tmp_path / "runs", small_images=True)
+    assert len(trials) == 6 and set(trials["method"]) == {"uniform", "arml"}
+    weights = (tmp_path / "runs" / "paper_table4_pacs_art_joint" / "report" / "weights.csv").read_text()
+    assert "arml,5,photo," in weights and "arml,5,sketch," in weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+def test_every_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path, path):
+    """The CLI's --smoke at the studies' real image sizes; PACS studies other than FAST with small images
+    (117 trials of ResNet-18 at 224 px would take hours on a CPU)."""
+    pacs = study(path)["study"]["preset"] == "dg_pacs_paper"
+    smoke_run(path, data_root, tmp_path / "runs", small_images=pacs and path.name != FAST)
