@@ -1,0 +1,258 @@
+"""What the orchestrator costs per trial: a study of N trivially short trials through `run_study` (local
+Ray, Tune, records, MLflow, report) against the same trials in a plain Python loop, side by side.
+
+The study (digits_mlc, 2 auxiliary attributes, width-8 CNN, 2 steps, evaluation and checkpoint at step 2,
+batches of 8, <= 32 evaluation items) has 4 trials per seed (uniform, arml, fixed [1, 0], fixed [0, 1]);
+the seeds give N (N not a multiple of 4: the last seed's trials are cut to N). Each trial computes for a
+fraction of a second, so nearly all of the orchestrated time is the orchestrator's.
+
+Per N, in this order, in one process (--repeat R: R times, interleaved, the fastest of each kept):
+  loop     `trainables.fit(trial.config)` for every trial, one after another, torch.set_num_threads(1)
+           (as a 1-CPU trial); one warm-up fit before the clock starts, so the loop is training only.
+  orch c=1 `ray.init(address="local", num_cpus=2)` + `run_study` + `ray.shutdown()`, with
+           `[resources] cpus_per_trial = 1, max_concurrent = 1`; the run folder and its MLflow sqlite
+           store in a fresh temporary folder.
+  orch c=2 the same with `max_concurrent = 2` (two trials at once on the 2 CPUs).
+Columns:
+  ray.init           seconds to start the local Ray (part of both orch figures; shown for c=1)
+  overhead/trial     (orch c=1 - loop) / N: what running a trial through the orchestrator adds, Ray
+                     start-up and shutdown, Tune, checkpoints, records, MLflow and the report included
+  ... excl. init     the same without ray.init: the marginal cost of one more trial in a long study
+  speed-up c=2       orch c=1 / orch c=2
+With two or more N, a line under the table splits the orchestrated time into fixed seconds (Ray
+start-up, the first trial's worker, MLflow store, records at the end) + seconds per trial, from the
+smallest and the largest N.
+Importing ray, tune and mlflow (once per `arml run` process) is printed but in no column. The load
+average before and after is printed too: other jobs on the machine inflate every figure.
+
+    python benchmarks/orchestration_overhead.py            # N = 8 and 32 (about 3 minutes on 2 CPUs)
+    python benchmarks/orchestration_overhead.py --quick    # N = 8 only
+    python benchmarks/orchestration_overhead.py --n 200    # N = 200 only (about 1.5 minutes)
+    python benchmarks/orchestration_overhead.py --n 8 32 200 --repeat 3    # on a busy machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from orchestrator.plan import Plan, RunOptions, make_plan
+from orchestrator.spec import parse_study
+
+CPUS = 2
+PER_SEED = 4   # trials per seed: the four methods below
+
+STUDY = """
+[study]
+name = "{name}"
+preset = "digits_mlc"
+setting = "mlc"
+seeds = {seeds}
+max_trials = {max_trials}
+
+[train]
+aux_attributes = ["is_0", "is_6"]
+model_options = {{ width = 8 }}
+steps = 2
+eval_every = 2
+batch_size = 8
+aux_batch_size = 8
+eval_batch_size = 32
+max_eval_items = 32
+
+[methods.uniform]
+[methods.arml]
+[methods.only_is_0]
+weighting = "fixed"
+weights = [1.0, 0.0]
+[methods.only_is_6]
+weighting = "fixed"
+weights = [0.0, 1.0]
+
+[resources]
+cpus_per_trial = 1.0
+max_concurrent = {concurrency}
+"""
+
+
+@dataclass
+class Row:
+    n: int
+    loop_s: float
+    orch1_s: float
+    orch2_s: float
+    init1_s: float
+    init2_s: float
+
+    @property
+    def overhead(self) -> float:
+        return (self.orch1_s - self.loop_s) / self.n
+
+    @property
+    def overhead_no_init(self) -> float:
+        return (self.orch1_s - self.init1_s - self.loop_s) / self.n
+
+    @property
+    def speedup(self) -> float:
+        return self.orch1_s / self.orch2_s
+
+
+def build_plan(n: int, concurrency: int) -> Plan:
+    """The benchmark study with exactly `n` trials (named by N and concurrency: one run folder each)."""
+    name = f"overhead_n{n}_c{concurrency}"
+    seeds = math.ceil(n / PER_SEED)
+    text = STUDY.format(name=name, seeds=list(range(seeds)), max_trials=seeds * PER_SEED,
+                        concurrency=concurrency)
+    plan = make_plan(parse_study(text, f"<{name}>"))
+    return dataclasses.replace(plan, trials=plan.trials[:n])
+
+
+def plain_loop(plan: Plan) -> float:
+    import torch
+
+    from trainables import fit
+
+    torch.set_num_threads(1)
+    fit(plan.trials[0].config)   # warm-up: imports, the digits data set's cache, first-call costs
+    start = time.perf_counter()
+    for trial in plan.trials:
+        fit(trial.config)
+    return time.perf_counter() - start
+
+
+def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
+    """(wall seconds of ray.init + run_study + ray.shutdown, seconds of ray.init); checks every trial
+    finished and has its records."""
+    import ray
+
+    from orchestrator.records import trials_table
+    from orchestrator.runner import run_study, storage_paths
+    from orchestrator.tracking import default_uri
+
+    storage = os.path.join(root, plan.study.name)
+    run_dir = storage_paths(plan, storage)[1]
+    # what orchestrator.runner._start_ray sets and does (with num_cpus fixed), timed on its own
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    start = time.perf_counter()
+    # address="local": always a new local Ray, even where /tmp/ray/ray_current_cluster names another one
+    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+    init_s = time.perf_counter() - start
+    try:
+        with contextlib.redirect_stdout(log):
+            code = run_study(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
+    finally:
+        ray.shutdown()
+    wall = time.perf_counter() - start
+    table = trials_table(run_dir)
+    finished = int((table["status"] == "finished").sum())
+    if code != 0 or finished != len(plan):
+        raise SystemExit(f"{plan.study.name}: run_study returned {code}, {finished}/{len(plan)} trials "
+                         f"finished; see {log.name} and {run_dir}")
+    return wall, init_s
+
+
+def measure(n: int, root: str, log, repeats: int) -> Row:
+    """Loop, orch c=1, orch c=2, `repeats` times interleaved; each figure is its fastest repeat (the one
+    least disturbed by other jobs), ray.init the one of that repeat."""
+    plan1, plan2 = build_plan(n, 1), build_plan(n, 2)
+    assert len(plan1) == n and [t.trial_id for t in plan1.trials] == [t.trial_id for t in plan2.trials]
+    loops, orch1, orch2 = [], [], []
+    for rep in range(repeats):
+        folder = os.path.join(root, f"repeat{rep}")
+        loops.append(plain_loop(plan1))
+        orch1.append(orchestrated(plan1, folder, log))
+        orch2.append(orchestrated(plan2, folder, log))
+        print(f"  N={n}: loop {loops[-1]:.2f} s, orchestrator 1 at a time {orch1[-1][0]:.1f} s, 2 at a time "
+              f"{orch2[-1][0]:.1f} s (ray.init {orch1[-1][1]:.1f} s, {orch2[-1][1]:.1f} s)", flush=True)
+    (orch1_s, init1_s), (orch2_s, init2_s) = min(orch1), min(orch2)
+    return Row(n, min(loops), orch1_s, orch2_s, init1_s, init2_s)
+
+
+def print_table(rows: list[Row]) -> None:
+    head = ["N", "loop s", "loop s/trial", "ray.init s", "orch c=1 s", "orch c=2 s", "overhead/trial s",
+            "... excl. init s", "speed-up c=2"]
+    lines = [[str(r.n), f"{r.loop_s:.2f}", f"{r.loop_s / r.n:.3f}", f"{r.init1_s:.1f}", f"{r.orch1_s:.1f}",
+              f"{r.orch2_s:.1f}", f"{r.overhead:.2f}", f"{r.overhead_no_init:.2f}", f"{r.speedup:.2f}x"]
+             for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for line in lines:
+        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+
+
+def print_split(rows: list[Row]) -> None:
+    """Fixed + per-trial seconds from the smallest and the largest N (a straight line through both)."""
+    rows = sorted(rows, key=lambda r: r.n)
+    if len(rows) < 2 or rows[0].n == rows[-1].n:
+        return
+    a, b = rows[0], rows[-1]
+    parts = []
+    for label, x, y in (("loop", a.loop_s, b.loop_s), ("orch c=1", a.orch1_s, b.orch1_s),
+                        ("orch c=2", a.orch2_s, b.orch2_s)):
+        per_trial = (y - x) / (b.n - a.n)
+        fixed = f"{x - per_trial * a.n:.1f}".replace("-0.0", "0.0")
+        parts.append(f"{label} {fixed} s + {per_trial:.3f} s/trial")
+    print(f"fixed + per trial, from N={a.n} and N={b.n}: " + "; ".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Orchestrator (Ray Tune + records + MLflow) wall time against a plain loop of the same "
+                    "trivially short trials; overhead per trial = (orch c=1 - loop) / N, speed-up = orch c=1 / "
+                    "orch c=2 (max_concurrent 2 on 2 CPUs). See the module docstring for the details.")
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 32], metavar="N",
+                        help="study sizes (trials) to measure (default: 8 32; e.g. --n 200 or --n 8 32 200)")
+    parser.add_argument("--quick", action="store_true", help="N = 8 only")
+    parser.add_argument("--repeat", type=int, default=1, metavar="R",
+                        help="measure each N R times, interleaved, and keep the fastest of each (default 1; "
+                             "use 3 on a busy machine)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="write the run folders (records, MLflow stores, log) here and keep them "
+                             "(default: a temporary folder, removed at the end)")
+    args = parser.parse_args(argv)
+    sizes = [8] if args.quick else args.n
+    if any(n < 1 for n in sizes) or args.repeat < 1:
+        parser.error("every N and R must be >= 1")
+
+    root = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="arml-overhead-")
+    os.makedirs(root, exist_ok=True)
+    if os.listdir(root):
+        parser.error(f"--keep {root} is not empty; give a new or empty folder")
+    start = time.perf_counter()
+    import mlflow  # noqa: F401
+    import ray  # noqa: F401
+    from ray import tune  # noqa: F401
+    imports_s = time.perf_counter() - start
+    load0 = os.getloadavg()
+    print(f"{os.cpu_count()} CPUs, Ray with num_cpus={CPUS}; load average {load0[0]:.2f} {load0[1]:.2f} "
+          f"{load0[2]:.2f}; import ray, ray.tune, mlflow: {imports_s:.1f} s (not in the table)", flush=True)
+    rows = []
+    try:
+        with open(os.path.join(root, "run_study.log"), "w") as log:
+            for n in sizes:
+                rows.append(measure(n, root, log, args.repeat))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    load1 = os.getloadavg()
+    print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    print_table(rows)
+    print("overhead/trial = (orch c=1 - loop) / N; ... excl. init leaves ray.init out; "
+          "speed-up c=2 = orch c=1 / orch c=2")
+    print_split(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
