@@ -78,7 +78,8 @@ class StudyCallback(tune.Callback):
     # ---- Tune events ----------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
-        self.book.set_state(tid, "running", failures=trial.num_failures)
+        extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
+        self.book.set_state(tid, "running", failures=trial.num_failures, **extra)
         self.tracker.child(tid)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

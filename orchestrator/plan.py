@@ -35,6 +35,13 @@ class Trial:
     grid_point: tuple[float, ...] | None
     config: TrainConfig
     resources: Resources
+    sample: int | None = None                # a search's sample number (its weights are drawn when it starts)
+    scheduler: dict | None = None            # ASHA settings when the method is early-stopped
+
+    @property
+    def group(self) -> str:
+        """The trials a scheduler or searcher compares this one with: same method, budget and seed."""
+        return f"{self.method}|{self.budget}|{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -108,15 +115,20 @@ def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | N
 
 def count_trials(study: Study) -> int:
     """How many trials `make_plan` would build, without building them."""
-    per_method = [len(m.grid_values) ** len(study.aux_names) if m.is_grid else 1 for m in study.methods]
+    per_method = [len(m.grid_values) ** len(study.aux_names) if m.is_grid else
+                  m.search["num_samples"] if m.is_search else 1 for m in study.methods]
     budgets = len(study.budget.values) if study.budget else 1
     return sum(per_method) * budgets * len(study.seeds)
 
 
-def trial_id(config: TrainConfig, method: str) -> str:
-    """First 12 hex digits of sha256 over the canonical JSON of the config (minus NOT_IN_ID) and label."""
+def trial_id(config: TrainConfig, method: str, sample: int | None = None) -> str:
+    """First 12 hex digits of sha256 over the canonical JSON of the config (minus NOT_IN_ID), the label and,
+    for a search, the sample number."""
     meaning = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_ID}
-    text = json.dumps({"config": meaning, "method": method}, sort_keys=True, separators=(",", ":"))
+    what: dict[str, Any] = {"config": meaning, "method": method}
+    if sample is not None:
+        what["sample"] = sample
+    text = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
@@ -138,7 +150,8 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
     trials: list[Trial] = []
     for method in study.methods:
         points: list[Any] = grid_points(method, k) or [None]
-        for budget, seed, point in itertools.product(budgets, study.seeds, points):
+        samples: list[Any] = list(range(method.search["num_samples"])) if method.is_search else [None]
+        for budget, seed, point, sample in itertools.product(budgets, study.seeds, points, samples):
             weighting, options = method.weighting, dict(method.options)
             if point is not None:
                 options = {"weights": list(point)}
@@ -150,8 +163,8 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
             elif budget_key is not None:
                 changes[budget_key] = budget
             config = study.config.replace(**changes)
-            trials.append(Trial(trial_id(config, method.label), method.label, weighting, options, budget,
-                                budget_key, seed, point, config, study.resources))
+            trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
+                                budget_key, seed, point, config, study.resources, sample, method.scheduler))
     _check_unique(study, trials)
     return Plan(study=study, trials=tuple(trials), aux_names=tuple(study.aux_names))
 
@@ -171,7 +184,8 @@ def map_configs(plan: Plan, change: Callable[[TrainConfig], TrainConfig], smoke:
     trials = []
     for trial in plan.trials:
         config = change(trial.config)
-        trials.append(dataclasses.replace(trial, config=config, trial_id=trial_id(config, trial.method)))
+        trials.append(dataclasses.replace(trial, config=config, trial_id=trial_id(config, trial.method,
+                                                                                  trial.sample)))
     _check_unique(plan.study, trials)
     return dataclasses.replace(plan, trials=tuple(trials), smoke=plan.smoke if smoke is None else smoke)
 

@@ -29,6 +29,8 @@ def trial_meta(plan: Any) -> list[dict[str, Any]]:
         "trial_id": t.trial_id, "method": t.method, "weighting": t.weighting, "budget_key": t.budget_key,
         "budget": t.budget, "seed": t.seed, "grid_point": list(t.grid_point) if t.grid_point else None,
         "weighting_options": t.weighting_options, "config": t.config.to_dict(),
+        "sample": t.sample, "scheduler": t.scheduler,
+        "search": next((m.search for m in plan.study.methods if m.label == t.method), None),
     } for t in plan.trials]
 
 
@@ -133,7 +135,10 @@ def trials_table(run_dir: str) -> pd.DataFrame:
         tid = meta["trial_id"]
         state = states.get(tid, {"status": "pending"})
         row = {k: meta[k] for k in ID_COLUMNS}
-        row["grid_point"] = json.dumps(meta["grid_point"]) if meta["grid_point"] else None
+        point = meta["grid_point"] or state.get("weights")   # a search's weights: drawn when it started
+        row["grid_point"] = json.dumps(point) if point else None
+        row["search"] = (meta.get("search") or {}).get("sampler")
+        row["scheduler"] = (meta.get("scheduler") or {}).get("name")
         row["status"] = state.get("status", "pending")
         row["error"] = state.get("error", "")
         row["failures"] = state.get("failures", 0)

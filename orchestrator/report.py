@@ -2,7 +2,8 @@
 as artifacts on the study's MLflow parent run when a tracking URI is given.
 
 Files: results.md (paper Tables 1/2/4 style, with the trials that did not finish), data_requirement.csv/.png
-(Fig. 2), labels_to_reach.csv, compute_cost.csv/.md (grid search vs ARML, with a verdict), weights.csv/.png
+(Fig. 2), labels_to_reach.csv, compute_cost.csv/.md (grid search vs ARML, with a verdict), cost_vs_accuracy.csv/
+.png (searches' best-so-far vs device-seconds, ARML and Uniform as points), weights.csv/.png
 (Fig. 4) and, for the multi-label setting, relationships.md (Table 3). See docs/results.md.
 """
 
@@ -15,7 +16,7 @@ import os
 import pandas as pd
 
 from orchestrator.errors import UsageError
-from orchestrator.report_stats import RunData, load_run, not_done, weight_trajectories
+from orchestrator.report_stats import RunData, load_run, not_done, search_progress, weight_trajectories
 from orchestrator.report_tables import (
     budget_text,
     compute_cost,
@@ -90,7 +91,7 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
 
 
 def write_files(data: RunData, folder: str) -> None:
-    from orchestrator.report_plots import data_requirement_plot, weights_plot
+    from orchestrator.report_plots import cost_vs_accuracy_plot, data_requirement_plot, weights_plot
 
     study, key = data.plan.get("study", ""), data.budget_key
     points = data_requirement(data)
@@ -101,6 +102,12 @@ def write_files(data: RunData, folder: str) -> None:
     cost = compute_cost(data, points)
     _csv(cost, folder, "compute_cost.csv")
     _text(cost_markdown(data, cost), folder, "compute_cost.md")
+    progress, singles = cost_vs_accuracy(data, points, cost)
+    if len(progress):
+        _csv(pd.concat([progress.assign(kind="search"), singles.assign(kind="single run")], ignore_index=True),
+             folder, "cost_vs_accuracy.csv")
+        cost_vs_accuracy_plot(progress, singles, os.path.join(folder, "cost_vs_accuracy.png"), study, key,
+                              _device(cost))
     trajectories = weight_trajectories(data)
     _csv(trajectories, folder, "weights.csv")
     if not trajectories.empty:
@@ -109,6 +116,28 @@ def write_files(data: RunData, folder: str) -> None:
     if data.plan.get("setting") == "mlc":
         _text(relationships_markdown(data), folder, "relationships.md")
     _text(results_markdown(data, points, folder), folder, "results.md")
+
+
+def _device(cost: pd.DataFrame) -> str:
+    return str(cost["device"].iloc[0]) if len(cost) else "CPU"
+
+
+def cost_vs_accuracy(data: RunData, points: pd.DataFrame, cost: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(each search method's best-so-far curve, the other methods as single points: device-seconds per seed
+    and test accuracy mean/CI); both empty when the study has no search over weights."""
+    searches = data.searches()
+    if not searches:
+        return pd.DataFrame(), pd.DataFrame()
+    device = _device(cost)
+    budgets = data.budgets or [math.nan]
+    progress = pd.concat([search_progress(data, m, b, device) for m in searches for b in budgets], ignore_index=True)
+    singles = []
+    for _, r in cost[~cost["method"].isin(searches)].iterrows():
+        seeds = max(1, len(set(data.trials.loc[data.trials["method"] == r["method"], "seed"])))
+        singles.append({"method": r["method"], "budget": r["budget"], "trials": r["trials"],
+                        "device_s": r["device_s"] / seeds, "seeds": seeds, "test_acc_mean": r["test_acc_mean"],
+                        "test_acc_ci95": r["test_acc_ci95"]})
+    return progress, pd.DataFrame(singles, columns=list(progress.columns))
 
 
 def _csv(frame: pd.DataFrame, folder: str, name: str) -> None:

@@ -113,3 +113,40 @@ def weights_plot(trajectories: pd.DataFrame, path: str, study: str, budget_key: 
         fig.legend([drawn[n] for n in ordered], ordered, loc="outside right upper", fontsize=8,
                    title="auxiliary task", title_fontsize=8)
     fig.savefig(path)
+
+
+def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: str, study: str, budget_key: str,
+                          device: str) -> None:
+    """Best validation-selected test accuracy found so far vs device-seconds, one line per search method,
+    the single-run methods (ARML, Uniform, ...) as points with 95% CI bars; one panel per label budget."""
+    budgets = sorted({*progress["budget"].dropna().tolist(), *singles["budget"].dropna().tolist()}) or [math.nan]
+    fig = _figure(5.5 * len(budgets), 4.3)
+    axes = fig.subplots(1, len(budgets), squeeze=False)[0]
+    methods = list(dict.fromkeys([*progress["method"], *singles["method"]]))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    def at(frame: pd.DataFrame, budget: float) -> pd.DataFrame:
+        return frame[frame["budget"] == budget] if not math.isnan(budget) else frame[frame["budget"].isna()]
+
+    for ax, budget in zip(axes, budgets):
+        here, points = at(progress, budget), at(singles, budget)
+        if here.empty and points.empty:
+            _empty(ax, "no finished trials")
+        for method, group in here.groupby("method", sort=False):
+            ax.step(group["device_s"], 100 * group["test_acc_mean"], where="post", color=colors[method],
+                    label=f"{method} (best so far)")
+            ax.plot(group["device_s"].iloc[-1], 100 * group["test_acc_mean"].iloc[-1], "o", color=colors[method])
+        for index, (_, r) in enumerate(points.iterrows()):
+            err = None if math.isnan(r["test_acc_ci95"]) else 100 * r["test_acc_ci95"]
+            ax.errorbar(r["device_s"], 100 * r["test_acc_mean"], yerr=err, fmt="sDv^<>"[index % 6],
+                        color=colors[r["method"]], capsize=4, markersize=7, label=f"{r['method']} (one run)")
+        values = [*here["device_s"], *points["device_s"]]
+        if values and min(values) > 0 and max(values) / min(values) >= 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{device}-seconds per seed (cumulative for searches)")
+        ax.set_ylabel("test accuracy at best validation (%)")
+        ax.set_title(budget_text(budget_key, budget), fontsize=10)
+        ax.grid(alpha=0.3)
+        if len(here) or len(points):
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{study}: accuracy found vs compute spent (mean over seeds)", fontsize=10)
+    fig.savefig(path)

@@ -48,7 +48,33 @@ class RunData:
 
     def is_grid(self, method: str) -> bool:
         rows = self.trials[self.trials["method"] == method]
-        return self.weighting[method] == "fixed" and bool(rows["grid_point"].notna().any())
+        return self.weighting[method] == "fixed" and bool(rows["grid_point"].notna().any()) \
+            and not self.is_search(method)
+
+    def is_search(self, method: str) -> bool:
+        """A Bayesian search (its weights drawn per trial, different in every seed)."""
+        return "search" in self.trials and bool(
+            self.trials.loc[self.trials["method"] == method, "search"].notna().any())
+
+    def searches(self) -> list[str]:
+        """The methods that search over fixed weights (grid searches, ASHA grids, TPE), in study order."""
+        return [m for m in self.methods if self.is_grid(m) or self.is_search(m)]
+
+    def scheduler(self, method: str) -> str | None:
+        if "scheduler" not in self.trials:
+            return None
+        names = self.trials.loc[self.trials["method"] == method, "scheduler"].dropna()
+        return str(names.iloc[0]) if len(names) else None
+
+    def kind(self, method: str) -> str:
+        """'grid', 'grid + asha', 'tpe', 'tpe + asha' or the weighting's name."""
+        if self.is_search(method):
+            base = str(self.trials.loc[self.trials["method"] == method, "search"].dropna().iloc[0])
+        elif self.is_grid(method):
+            base = "grid"
+        else:
+            return self.weighting[method]
+        return base + (f" + {self.scheduler(method)}" if self.scheduler(method) else "")
 
     def reference(self, weighting: str) -> str | None:
         """The first method using `weighting` (the label 'uniform'/'arml' preferred)."""
@@ -77,6 +103,7 @@ def load_run(run_dir: str) -> RunData:
     trials["budget_key"] = [key for key, _ in budgets]
     trials["budget"] = pd.to_numeric(pd.Series([value for _, value in budgets], index=trials.index,
                                                dtype="object"), errors="coerce")
+    trials["order"] = range(len(trials))   # plan order: the order Tune starts them in
     for column in ("best_val_acc", "test_acc_at_best_val", "wall_s", "cpu_s", "gpu_s"):
         trials[column] = pd.to_numeric(trials[column], errors="coerce") if column in trials else math.nan
     methods: list[str] = []
@@ -124,7 +151,10 @@ def method_points(data: RunData) -> pd.DataFrame:
             if here.empty:
                 continue
             selected = ""
-            if data.is_grid(method):
+            if data.is_search(method):   # per seed, the sampled trial with the best validation accuracy
+                valid = here[here["best_val_acc"].notna()]
+                here = valid.loc[valid.groupby("seed")["best_val_acc"].idxmax()] if len(valid) else valid
+            elif data.is_grid(method):
                 means = {point: here.loc[here["grid_point"] == point, "best_val_acc"].mean()
                          for point in _point_order(here)}
                 selected = max(means, key=lambda p: (-math.inf if math.isnan(means[p]) else means[p]))
@@ -205,3 +235,28 @@ def weights_text(point: Any) -> str:
     if not isinstance(point, str) or not point:
         return ""
     return "[" + ", ".join(f"{float(w):g}" for w in json.loads(point)) + "]"
+
+
+def search_progress(data: RunData, method: str, budget: float, device: str) -> pd.DataFrame:
+    """A search method's best result as it goes: after its i-th trial (plan order, per seed), the device-
+    seconds spent so far and the test accuracy of the trial with the best validation accuracy so far,
+    each the mean over seeds (a seed's curve holds its last value once its trials are done)."""
+    column = "gpu_s" if device == "GPU" else "cpu_s"
+    mine = _budget_rows(data.trials[data.trials["method"] == method], budget).sort_values("order")
+    curves = []
+    for _, rows in mine.groupby("seed"):
+        spent, best_val, best_test, curve = 0.0, -math.inf, math.nan, []
+        for _, r in rows.iterrows():
+            spent += 0.0 if math.isnan(r[column]) else float(r[column])
+            if r["status"] in DONE and not math.isnan(r["best_val_acc"]) and r["best_val_acc"] > best_val:
+                best_val, best_test = float(r["best_val_acc"]), float(r["test_acc_at_best_val"])
+            curve.append((spent, best_test))
+        curves.append(curve)
+    out = []
+    for i in range(max((len(c) for c in curves), default=0)):
+        at = [c[min(i, len(c) - 1)] for c in curves]
+        n, mean, half = mean_ci([a for _, a in at])
+        out.append({"method": method, "budget": budget, "trials": i + 1, "device_s": sum(s for s, _ in at) / len(at),
+                    "seeds": n, "test_acc_mean": mean, "test_acc_ci95": half})
+    return pd.DataFrame(out, columns=["method", "budget", "trials", "device_s", "seeds", "test_acc_mean",
+                                      "test_acc_ci95"])

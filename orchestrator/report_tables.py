@@ -13,6 +13,7 @@ from orchestrator.report_stats import (
     final_weights,
     labels_needed,
     method_points,
+    weights_text,
 )
 
 BUDGET_WORDS = {"label_budget": "{:g} labels", "per_class": "{:g}/class", "label_fraction": "{:g}% labels"}
@@ -99,25 +100,55 @@ def compute_cost(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
                                      ("test_acc_mean", "test_acc_ci95", "test_acc_low", "test_acc_high"))
             arml_s = device.get(arml, 0.0) if arml else 0.0
             out.append({
-                "budget": budget, "method": method, "trials": len(mine),
+                "budget": budget, "method": method, "kind": data.kind(method), "trials": len(mine),
                 "trials_done": int(mine["status"].isin(("finished", "stopped")).sum()),
                 "cpu_s": float(mine["cpu_s"].fillna(0).sum()), "gpu_s": float(mine["gpu_s"].fillna(0).sum()),
                 "wall_s": float(mine["wall_s"].fillna(0).sum()), "device": "GPU" if use_gpu else "CPU",
                 "device_s": device[method], "device_s_vs_arml": device[method] / arml_s if arml_s else math.nan,
+                "device_s_to_best": _to_best(data, method, mine, point, "GPU" if use_gpu else "CPU"),
                 "test_acc_mean": mean, "test_acc_ci95": half, "test_acc_low": low, "test_acc_high": high,
                 "selected_weights": str(point["selected_weights"].iloc[0]) if len(point) else "",
                 "arml_mean_vs_ci": "" if method == arml or not arml else _versus(arml_mean, low, high),
             })
-    columns = ["budget", "method", "trials", "trials_done", "cpu_s", "gpu_s", "wall_s", "device", "device_s",
-               "device_s_vs_arml", "test_acc_mean", "test_acc_ci95", "test_acc_low", "test_acc_high",
-               "selected_weights", "arml_mean_vs_ci"]
+    columns = ["budget", "method", "kind", "trials", "trials_done", "cpu_s", "gpu_s", "wall_s", "device",
+               "device_s", "device_s_vs_arml", "device_s_to_best", "test_acc_mean", "test_acc_ci95", "test_acc_low",
+               "test_acc_high", "selected_weights", "arml_mean_vs_ci"]
     return pd.DataFrame(out, columns=columns)
 
 
+def _to_best(data: RunData, method: str, mine: pd.DataFrame, point: pd.DataFrame, device: str) -> float:
+    """Device-seconds a search spent until (and with) the trial it selects, summed over seeds, in plan order
+    (Tune's start order); a method that does not search: all its device-seconds."""
+    column = "gpu_s" if device == "GPU" else "cpu_s"
+    if not (data.is_grid(method) or data.is_search(method)):
+        return float(mine[column].fillna(0).sum())
+    chosen = str(point["selected_weights"].iloc[0]) if len(point) else ""
+    total = 0.0
+    for _, rows in mine.sort_values("order").groupby("seed"):
+        done = rows[rows["status"].isin(("finished", "stopped")) & rows["best_val_acc"].notna()]
+        if done.empty:
+            total += float(rows[column].fillna(0).sum())
+            continue
+        if data.is_search(method):
+            last = done["best_val_acc"].idxmax()
+        else:
+            match = done[[weights_text(p) == chosen for p in done["grid_point"]]]
+            last = match.index[0] if len(match) else done.index[-1]
+        upto = rows.loc[rows["order"] <= rows.loc[last, "order"]]
+        total += float(upto[column].fillna(0).sum())
+    return total
+
+
 def verdict(data: RunData, cost: pd.DataFrame) -> str:
-    """One sentence: is a grid search worth it next to ARML, from the cost table."""
+    """Is a search worth it next to ARML, from the cost table: one sentence per search method."""
+    searches = data.searches()
+    if not searches or not data.reference("arml"):
+        return _verdict_one(data, cost, searches[0] if searches else None)
+    return "\n\n".join(_verdict_one(data, cost, method) for method in searches)
+
+
+def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
     arml = data.reference("arml")
-    grid = next((m for m in data.methods if data.is_grid(m)), None)
     if not arml or not grid:
         missing = "grid search" if arml else ("ARML method" if grid else "grid search and no ARML method")
         return f"Verdict: this study has no {missing}, so there is no grid-search-vs-ARML decision to make " \
@@ -134,24 +165,35 @@ def verdict(data: RunData, cost: pd.DataFrame) -> str:
     good, bad, unknown = where[("inside", "above")], where[("below",)], where[("no CI (1 seed)", "")]
     every = "the one budget" if len(rows) == 1 else "every budget"
     if good and not bad and not unknown:
-        return (f"Verdict: skip the grid search: ARML's mean test accuracy is inside or above the grid search's "
-                f"95% CI at {every}, and the grid costs {ratio}.")
+        return (f"Verdict{_about(data, grid)}: skip the {_name(data, grid)}: ARML's mean test accuracy is inside "
+                f"or above its 95% CI at {every}, and it costs {ratio}.")
     if bad and not good and not unknown:
         arml_rows = cost[cost["method"] == arml]
         arml_at = dict(zip(arml_rows["budget"].fillna(-1), arml_rows["test_acc_mean"]))
         gaps = [100 * (mean - arml_at[b]) for b, mean in zip(rows["budget"].fillna(-1), rows["test_acc_mean"])
                 if b in arml_at]
         gap = f" (by up to {max(gaps):.1f} points)" if gaps else ""
-        return (f"Verdict: the grid search is more accurate here: ARML's mean is below its 95% CI at {every}"
-                f"{gap}, and the grid costs {ratio}; grid-search only if that gap is worth the compute.")
+        return (f"Verdict{_about(data, grid)}: the {_name(data, grid)} is more accurate here: ARML's mean is below "
+                f"its 95% CI at {every}{gap}, and it costs {ratio}; search only if that gap is worth the compute.")
     parts = []
     if good:
-        parts.append(f"ARML matches the grid search (mean inside or above its 95% CI) at {', '.join(good)}")
+        parts.append(f"ARML matches the {_name(data, grid)} (mean inside or above its 95% CI) at {', '.join(good)}")
     if bad:
         parts.append(f"falls below its CI at {', '.join(bad)}")
     if unknown:
         parts.append(f"cannot be compared at {', '.join(unknown)} (one seed or no results)")
-    return f"Verdict: mixed: {'; '.join(parts)}; the grid costs {ratio}."
+    return f"Verdict{_about(data, grid)}: mixed: {'; '.join(parts)}; the {_name(data, grid)} costs {ratio}."
+
+
+def _name(data: RunData, method: str) -> str:
+    kind = data.kind(method)
+    return {"grid": "grid search", "grid + asha": "ASHA-pruned grid search", "tpe": "TPE search",
+            "tpe + asha": "ASHA-pruned TPE search"}.get(kind, kind)
+
+
+def _about(data: RunData, method: str) -> str:
+    """' on grid' when the study has several searches to compare ARML with, else ''."""
+    return f" on {method}" if len(data.searches()) > 1 else ""
 
 
 def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
@@ -160,7 +202,8 @@ def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
     rows = []
     for _, r in cost.iterrows():
         ratio = "" if math.isnan(r["device_s_vs_arml"]) else f"{r['device_s_vs_arml']:.2f}x"
-        label = r["method"] + (f" {r['selected_weights']}" if r["selected_weights"] else "")
+        label = r["method"] + (f" ({r['kind']})" if r["kind"] not in (r["method"], "fixed") else "") \
+            + (f" {r['selected_weights']}" if r["selected_weights"] else "")
         rows.append([budget_text(data.budget_key, r["budget"]), label, f"{r['trials_done']}/{r['trials']}",
                      seconds(r["cpu_s"]), seconds(r["gpu_s"]), seconds(r["wall_s"]), ratio,
                      pct(r["test_acc_mean"], r["test_acc_ci95"]), r["arml_mean_vs_ci"]])
@@ -172,7 +215,10 @@ def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
         f"- Device-seconds are {unit}-seconds: "
         + ("GPU fraction held x wall time, summed over trials." if unit == "GPU" else
            "CPU time of every trial's processes, summed over trials (no GPUs were used)."),
-        "- Costs count every trial that ran, failed ones included; a grid search's cost is all its points.",
+        "- Costs count every trial that ran, failed ones included; a grid search's cost is all its points "
+        "(ASHA-stopped points with what they used). `device_s_to_best` in compute_cost.csv: what a search "
+        "spent until the trial it selects, in the order Tune started them.",
+        "- A TPE search's accuracy: per seed, the sampled trial with the best validation accuracy.",
         "- Accuracy: test accuracy at the best validation step, mean and 95% CI (Student t) over seeds; "
         "for a grid search, of the grid point (shown in brackets) with the best mean validation accuracy.",
         "",

@@ -137,8 +137,9 @@ def run_study(plan: Plan, options: RunOptions) -> int:
             r = plan.study.resources
             tuner = tune.Tuner(
                 trainable,
-                param_space={"trial_id": tune.grid_search([t.trial_id for t in plan.trials])},
-                tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True),
+                **_search_setup(plan),
+                tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
+                                            **_tune_search(plan)),
                 run_config=tune.RunConfig(
                     name=plan.study.name, storage_path=storage, callbacks=[callback], verbose=0,
                     failure_config=tune.FailureConfig(max_failures=r.max_failures),
@@ -151,6 +152,36 @@ def run_study(plan: Plan, options: RunOptions) -> int:
 
             ray.shutdown()
     return _finish(plan, run_dir, uri, time.time() - start)
+
+
+def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
+    methods = {m.label: m for m in plan.study.methods}
+    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": methods[t.method].search,
+                         "steps": t.config.steps, "eval_every": t.config.eval_every} for t in plan.trials}
+
+
+def _search_setup(plan: Plan) -> dict[str, Any]:
+    """Tuner arguments: every planned trial by id (a grid over ids), unless a search draws some weights."""
+    from ray import tune
+
+    if any(m.is_search for m in plan.study.methods):
+        return {}
+    return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in plan.trials])}}
+
+
+def _tune_search(plan: Plan) -> dict[str, Any]:
+    """TuneConfig arguments: the study's scheduler (FIFO, with ASHA for the groups that ask for it) and,
+    when the study has a search, the searcher that hands out planned trials and draws their weights."""
+    from orchestrator.search import StudyScheduler, StudySearcher
+
+    meta = _search_meta(plan)
+    out: dict[str, Any] = {}
+    if any(t.scheduler for t in plan.trials):
+        out["scheduler"] = StudyScheduler(meta)
+    if any(m.is_search for m in plan.study.methods):
+        out["search_alg"] = StudySearcher([t.trial_id for t in plan.trials], meta, len(plan.aux_names))
+        out["num_samples"] = len(plan.trials)
+    return out
 
 
 def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:

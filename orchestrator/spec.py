@@ -45,10 +45,16 @@ class MethodSpec:
     weighting: str                          # a name in arml.WEIGHTINGS ("fixed" for a grid search)
     options: dict = field(default_factory=dict)
     grid_values: tuple[float, ...] | None = None
+    scheduler: dict | None = None           # {"name": "asha", "grace_period", "reduction_factor"}
+    search: dict | None = None              # {"sampler": "tpe", "num_samples", "space", "w_max"}
 
     @property
     def is_grid(self) -> bool:
         return self.grid_values is not None
+
+    @property
+    def is_search(self) -> bool:
+        return self.search is not None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     from ray import tune
 
     trial = trials[config["trial_id"]]
+    if config.get("weights") is not None:  # a search's trial: its weights were drawn when it started
+        trial = {**trial, "config": {**trial["config"], "weighting_options": {"weights": list(config["weights"])}}}
     resources = trial["resources"]
     if resources["workers_per_trial"] > 1:
         return _run_data_parallel(trial)

@@ -18,7 +18,7 @@ from orchestrator.report_stats import labels_needed, mean_ci
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = ("plan.json", "trials.json", "records.jsonl")
-CASES = ("ssl_sweep", "mlc_failed")
+CASES = ("ssl_sweep", "mlc_failed", "search_cost")
 
 
 def run_folder(tmp_path: Path, case: str) -> Path:
@@ -70,7 +70,7 @@ def test_failed_and_missing_trials_are_listed_and_the_rest_reported(tmp_path, ca
 @pytest.mark.parametrize("case", CASES)
 def test_pngs_are_written(tmp_path, case):
     folder = Path(make_report(str(run_folder(tmp_path, case))))
-    for name in ("data_requirement.png", "weights.png"):
+    for name in ("data_requirement.png", "weights.png") + (("cost_vs_accuracy.png",) if case == "search_cost" else ()):
         data = (folder / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
 

@@ -6,6 +6,9 @@ ssl_sweep: semi-supervised, 2 auxiliary tasks, uniform / a 2x2 grid / ARML at 20
 grid point with the best validation accuracy is not the one with the best test accuracy (selection on val).
 mlc_failed: multi-label, 12 auxiliary attributes, no [budget] (1% of labels from the config), GPU trials,
 one failed trial and one that never started.
+search_cost: multi-label, 2 auxiliary tasks, 40 labels, 2 seeds: uniform, ARML, a full 2x2 grid, the same grid
+pruned by ASHA (two points stopped early in each seed, with the seconds they used) and a TPE search of 4 samples
+per seed (weights drawn at start, kept in trials.json); the search's best-by-validation trial differs per seed.
 """
 
 from __future__ import annotations
@@ -102,6 +105,57 @@ def mlc_failed() -> None:
     _write(os.path.join(HERE, "mlc_failed"), plan, states, rows)
 
 
+def search_cost() -> None:
+    aux = ["is_0", "random_0"]
+    trials, states, rows = [], {}, []
+    config = {"setting": "mlc", "label_budget": 40, "steps": 100}
+    grid = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    val = {"uniform": 0.80, "arml": 0.84, "[0, 0]": 0.78, "[0, 1]": 0.77, "[1, 0]": 0.85, "[1, 1]": 0.81}
+    tpe = {0: [([0.3, 1.7], 0.79), ([1.9, 0.2], 0.86), ([1.2, 0.9], 0.83), ([1.6, 0.1], 0.85)],
+           1: [([0.8, 0.4], 0.82), ([0.1, 1.1], 0.76), ([1.7, 0.3], 0.87), ([1.8, 0.6], 0.84)]}
+    plan_rows = []
+    for method in ("uniform", "arml", "grid", "grid_asha", "tpe"):
+        for seed in range(2):
+            if method in ("grid", "grid_asha"):
+                plan_rows += [(method, seed, point, None) for point in grid]
+            elif method == "tpe":
+                plan_rows += [(method, seed, None, i) for i in range(4)]
+            else:
+                plan_rows.append((method, seed, None, None))
+    for n, (method, seed, point, sample) in enumerate(plan_rows):
+        tid = f"c{n:03d}"
+        weighting = method if method in ("uniform", "arml") else "fixed"
+        meta = _meta(tid, method, weighting, "label_budget", 40, seed, point, config)
+        meta.update(sample=sample, scheduler={"name": "asha", "grace_period": 50, "reduction_factor": 2.0}
+                    if method == "grid_asha" else None,
+                    search={"sampler": "tpe", "num_samples": 4, "space": "box", "w_max": 2.0}
+                    if method == "tpe" else None)
+        trials.append(meta)
+        weights = point or (tpe[seed][sample][0] if method == "tpe" else None)
+        name = f"[{point[0]:g}, {point[1]:g}]" if point else method
+        best = tpe[seed][sample][1] if method == "tpe" else val[name]
+        stopped = method == "grid_asha" and point in ([0.0, 0.0], [0.0, 1.0])
+        states[tid] = {"status": "stopped" if stopped else "finished", "failures": 0}
+        if method == "tpe":
+            states[tid]["weights"] = weights
+        for step in (50,) if stopped else (50, 100):
+            row = {"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
+                   "budget": 40, "seed": seed, "step": step, "grid_point": json.dumps(point) if point else None,
+                   "best_val_acc": round(best + 0.01 * seed - (0.03 if step == 50 else 0), 4),
+                   "test_acc_at_best_val": round(best - 0.02 + 0.01 * seed - (0.03 if step == 50 else 0), 4),
+                   "wall_s": step * 0.1, "cpu_s": step * (0.2 if method == "arml" else 0.1), "gpu_s": 0.0}
+            if weights:
+                row.update({f"weight/{a}": w for a, w in zip(aux, weights)})
+            elif method == "arml":
+                row.update({"weight/is_0": 1.0 + step / 200, "weight/random_0": 1.0 - step / 200})
+            rows.append(row)
+    plan = {"study": "golden_search", "description": "hand-made: uniform, ARML, grid, ASHA grid, TPE at 40 labels",
+            "setting": "mlc", "dataset": "digits", "preset": "digits_mlc", "aux_names": aux, "targets": [],
+            "smoke": False, "trials": trials}
+    _write(os.path.join(HERE, "search_cost"), plan, states, rows)
+
+
 if __name__ == "__main__":
     ssl_sweep()
     mlc_failed()
+    search_cost()
