@@ -12,7 +12,7 @@ import torch
 
 from arml.base import Weighting
 from arml.distributed import all_mean
-from arml.gradients import Closure, check_fd_eps, directional_derivatives
+from arml.gradients import Closure, check_fd_eps, directional_derivatives, grad_of
 from arml.projection import project_simplex
 
 
@@ -33,6 +33,12 @@ class ARML(Weighting):
     `fd_eps` (the central difference moves the parameters by this fraction of their norm; default
     3e-5 in float32, about 1e-3 relative error on ReLU nets, and 1e-6 in float64), `seed` (of the
     Langevin noise).
+
+    Beyond the paper's single-minibatch step: `average_over` (N > 1 averages the alpha gradients of N
+    update steps before one weight update: the paper's objective is an expectation over parameter samples,
+    not one minibatch), and `normalize` (our scale-invariant form: ||g_main/|g_main| - sum_k a_k g_k/|g_k|||^2,
+    so a task is judged by its gradient's direction, not its size; it needs each task's gradient, K
+    backward passes at each update step: combine it with `update_every`). Defaults are the paper's rule.
     """
 
     name = "arml"
@@ -41,6 +47,7 @@ class ARML(Weighting):
                  init: Sequence[float] | None = None, langevin: bool = False,
                  langevin_lr: float | None = None, temperature: float = 1.0, converge_window: int = 0,
                  converge_tol: float = 1e-3, fd_eps: float | None = None, seed: int = 0,
+                 average_over: int = 1, normalize: bool = False,
                  task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
         if not lr > 0:
@@ -53,7 +60,11 @@ class ARML(Weighting):
             raise ValueError(f"langevin_lr must be > 0, got {langevin_lr}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not isinstance(average_over, int) or average_over < 1:
+            raise ValueError(f"average_over must be an integer >= 1, got {average_over!r}")
         self.lr, self.update_every = float(lr), update_every
+        self.average_over, self.normalize = average_over, bool(normalize)
+        self._pending: list[torch.Tensor] = []   # alpha gradients waiting to be averaged
         self.langevin, self.langevin_lr, self.temperature = bool(langevin), langevin_lr, float(temperature)
         self.converge_window, self.converge_tol = int(converge_window), float(converge_tol)
         self.fd_eps, self.seed = check_fd_eps(fd_eps), int(seed)
@@ -99,15 +110,36 @@ class ARML(Weighting):
         if self.converged or (self.steps - 1) % self.update_every != 0:
             self._total(main, aux, main_weight).backward()
             return
-        self.update(self.alpha_gradient(main, aux, params, closure, main_weight))
+        grad = self.alpha_gradient(main, aux, params, closure, main_weight)
+        if self.average_over == 1:
+            self.update(grad)
+            return
+        self._pending.append(grad)
+        if len(self._pending) == self.average_over:
+            grads, self._pending = self._pending, []
+            self.update(torch.stack(grads).mean(0))
 
     def alpha_gradient(self, main: torch.Tensor, aux: torch.Tensor, params: list[torch.Tensor],
                        closure: Closure | None, main_weight: float) -> torch.Tensor:
-        """Fills .grad and returns d/da ||g_main - sum_k a_k g_k||^2 at the current weights ([K], float64)."""
+        """Fills .grad and returns d/da ||g_main - sum_k a_k g_k||^2 at the current weights ([K], float64)
+        (with `normalize`, of the same objective over unit-length gradients)."""
+        if self.normalize:
+            return self._normalized_alpha_gradient(main, aux, params, main_weight)
         g_main, g_aux = self._gradients(main, aux, params, main_weight, keep_graph=closure is None)
         residual = g_main - g_aux
         inner = directional_derivatives(aux, params, residual, closure, self.fd_eps)
         return -2.0 * all_mean(inner).double().cpu()
+
+    def _normalized_alpha_gradient(self, main: torch.Tensor, aux: torch.Tensor, params: list[torch.Tensor],
+                                   main_weight: float) -> torch.Tensor:
+        per_task = torch.stack([grad_of(aux[k], params, retain_graph=True) for k in range(self.num_aux)])
+        per_task = all_mean(per_task).double()
+        g_main, _ = self._gradients(main, aux, params, main_weight, keep_graph=False)
+        tiny = torch.finfo(torch.float64).tiny
+        units = per_task / per_task.norm(dim=1, keepdim=True).clamp_min(tiny)
+        main_unit = g_main.double() / g_main.double().norm().clamp_min(tiny)
+        residual = main_unit - self._weights.to(units.device) @ units
+        return (-2.0 * units @ residual).cpu()
 
     def update(self, alpha_grad: torch.Tensor) -> None:
         """One projected gradient step on the weights, then the convergence check; a non-finite
@@ -127,10 +159,11 @@ class ARML(Weighting):
             self.converged = True
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"converged": self.converged,
+        return {"converged": self.converged, "pending": [g.clone() for g in self._pending],
                 "noise": {str(d): g.get_state() for d, g in self._noise.items()}}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.converged = bool(state.get("converged", False))
+        self._pending = [torch.as_tensor(g, dtype=torch.float64) for g in state.get("pending", [])]
         for device, rng in state.get("noise", {}).items():
             self._generator(torch.device(device)).set_state(rng)

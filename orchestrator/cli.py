@@ -181,7 +181,13 @@ def plan_text(plan: Any, options: Any) -> str:
         kind = method.weighting
         if method.is_grid:
             kind = f"grid ({len(method.grid_values)}^{k} = {len(method.grid_values) ** k} points)"
-        lines.append(f"  {method.label:<{width}}  {kind:<28} {counts[method.label]:>6}")
+        elif method.is_search:
+            s = method.search
+            space = f"[0, {s['w_max']:g}]^{k}" if s["space"] == "box" else f"simplex sum {k}"
+            kind = f"{s['sampler'].upper()} search ({s['num_samples']} samples in {space})"
+        if method.scheduler:
+            kind += f" + {method.scheduler['name'].upper()}"
+        lines.append(f"  {method.label:<{width}}  {kind:<40} {counts[method.label]:>6}")
     resources = study.resources
     concurrent = resources.max_concurrent or "as many as the resources allow"
     lines += [

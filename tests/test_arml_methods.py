@@ -251,13 +251,39 @@ def test_arml_raises_an_aligned_task_and_lowers_a_noise_task_while_training():
     assert float(w.weights[0]) > 1.1 and float(w.weights[1]) < 0.9
 
 
+@pytest.mark.parametrize("scale", [1.0, 50.0])
+def test_arml_normalize_judges_directions_not_sizes(scale):
+    """Unit gradients: g_1 along g_main, g_2 orthogonal, whatever their lengths; min over a1 + a2 = 2 of
+    (1 - a1)^2 + a2^2 is a1 = 1.5, a2 = 0.5. The paper's rule moves with the sizes (here to 1.96 / 2.0)."""
+    holder, losses, _, _ = linear_tasks([2.0, 0.0, 0.0], [[2.0, 0.0, 0.0], [0.0, 10.0 * scale, 0.0]])
+    scaled = arml.ARML(2, lr=0.1, normalize=True)
+    after = train(scaled, holder, 80, losses=losses, lr=0.0)
+    torch.testing.assert_close(after[-1], torch.tensor([1.5, 0.5], dtype=F64), rtol=0, atol=1e-6)
+    paper = arml.ARML(2, lr=0.001)
+    train(paper, holder, 400, closure=True, losses=losses, lr=0.0)
+    assert float(paper.weights[0]) > 1.9   # 4 (1 - a1)^2 + 100 s^2 (2 - a1)^2: the large task gets weight 0
+
+
+def test_arml_average_over_updates_once_with_the_mean_alpha_gradient():
+    holder, losses, _, _ = linear_tasks([2.0, 0.0, 0.0], [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    every = arml.ARML(2, lr=0.1)
+    averaged = arml.ARML(2, lr=0.1, average_over=3)
+    first = train(every, holder, 1, losses=losses, lr=0.0)[0]
+    steps = train(averaged, holder, 6, losses=losses, lr=0.0)
+    # constant gradients: the mean of 3 equal alpha gradients is one of them, applied every 3rd step
+    assert [s.tolist() for s in steps[:2]] == [[1.0, 1.0]] * 2
+    torch.testing.assert_close(steps[2], first)
+    assert averaged.updates == 2 and averaged.history_steps()[1:] == [3, 6]
+
+
 def test_arml_init_is_projected_and_options_are_checked():
     w = arml.ARML(3, init=[3.0, -1.0, 1.0])
     torch.testing.assert_close(w.history()[0], torch.tensor([2.5, 0.0, 0.5]))
     assert torch.equal(w.history()[0], w.weights)
     for bad in ({"lr": 0}, {"lr": -1.0}, {"lr": math.nan}, {"update_every": 0}, {"update_every": 1.5},
                 {"init": [1.0, 1.0]}, {"init": [1.0, math.nan, 1.0]}, {"converge_window": -1},
-                {"converge_tol": 0}, {"langevin_lr": 0}, {"temperature": 0}, {"fd_eps": 0.0}):
+                {"converge_tol": 0}, {"langevin_lr": 0}, {"temperature": 0}, {"fd_eps": 0.0},
+                {"average_over": 0}, {"average_over": 2.5}):
         with pytest.raises(ValueError):
             arml.ARML(3, **bad)
 
@@ -268,7 +294,8 @@ ALL = [("uniform", {}, False), ("fixed", {"weights": [0.5, 1.0, 2.0]}, False),
        ("cosinesim", {"mode": "cosine"}, False), ("olaux", {"horizon": 3}, True),
        ("olaux", {"horizon": 3}, False), ("arml", {}, True), ("arml", {}, False),
        ("arml", {"update_every": 2, "lr": 0.5}, True),
-       ("arml", {"langevin": True, "langevin_lr": 1e-4}, True)]
+       ("arml", {"langevin": True, "langevin_lr": 1e-4}, True),
+       ("arml", {"average_over": 3}, True), ("arml", {"normalize": True, "update_every": 2}, False)]
 
 
 @pytest.mark.parametrize("name,options,use_closure", ALL)

@@ -19,7 +19,8 @@ from orchestrator.cli import main
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
 PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
-DIGITS = [p for p in STUDIES if p.name.startswith("digits_")]
+DIGITS = [p for p in STUDIES if p.name.startswith(("digits_table", "digits_fig"))]   # the paper's twins
+EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS]    # search / grid vs ARML
 FAST = "paper_table4_pacs_art_joint.toml"   # the paper study whose smoke run is in the fast suite
 
 
@@ -54,6 +55,24 @@ def test_digits_twins_stay_small_enough_for_a_laptop(path, capsys):
     assert main(["run", str(path), "--dry-run"]) == 0
     total = int(capsys.readouterr().out.split("total: ")[1].split()[0])
     assert total <= 100, f"{path.name}: {total} trials"
+
+
+@pytest.mark.parametrize("path", EVIDENCE, ids=lambda p: p.stem)
+def test_evidence_studies_compare_searches_with_arml_on_a_cpu_budget(path, capsys):
+    doc = study(path)
+    methods = doc["methods"]
+    assert "uniform" in methods and "arml" in methods and "grid" in methods
+    assert doc["train"]["steps"] <= 500 and doc["study"]["preset"].startswith("digits_")
+    assert main(["run", str(path), "--dry-run"]) == 0
+    total = int(capsys.readouterr().out.split("total: ")[1].split()[0])
+    assert total <= 600, f"{path.name}: {total} trials"
+
+
+def test_the_search_study_gives_tpe_the_grid_trial_budget():
+    doc = study(next(p for p in EVIDENCE if p.stem == "digits_search_vs_arml"))
+    k = len(doc["train"]["aux_attributes"])
+    assert doc["methods"]["tpe"]["num_samples"] == len(doc["methods"]["grid"]["values"]) ** k
+    assert doc["methods"]["grid_asha"]["scheduler"] == "asha"
 
 
 # ---- smoke runs through real Ray ------------------------------------------------------------------------
