@@ -178,3 +178,47 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     mine = records[records["trial_id"] == victim["trial_id"]]
     assert list(mine["step"]) == list(range(50, 801, 50))        # every evaluation once
     assert mine["retry_from_step"].max() >= 50                   # continued from a checkpoint, not from 0
+
+
+SEARCH_STUDY = """
+[study]
+name = "{name}"
+preset = "digits_mlc"
+seeds = [0]
+[train]
+aux_attributes = ["is_0", "random_0"]
+model_options = {{ width = 8 }}
+steps = 100
+eval_every = 20
+batch_size = 16
+aux_batch_size = 16
+[methods.tpe]
+weighting = "search"
+num_samples = 10
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_with_its_sampler_and_samples_each_trial_once(tmp_path):
+    study = tmp_path / "search.toml"
+    study.write_text(textwrap.dedent(SEARCH_STUDY.format(name="search")))
+    storage, run_dir = str(tmp_path / "runs"), tmp_path / "runs" / "search"
+    driver = subprocess.Popen([*ARML, "run", str(study), "--storage", storage], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and sum(s.get("status") == "finished" for s in states(run_dir).values()) < 3:
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = {tid: s.get("weights") for tid, s in states(run_dir).items() if s.get("status") == "finished"}
+    assert 3 <= len(before) < 10
+
+    resumed = run(["run", str(study), "--storage", storage, "--resume"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 10 and set(trials["status"]) == {"finished"}
+    weights = {tid: json.loads(p) for tid, p in zip(trials["trial_id"], trials["grid_point"])}
+    assert all(weights[tid] == w for tid, w in before.items())      # finished samples kept, not redrawn
+    assert len({tuple(w) for w in weights.values()}) == 10
+    records = pd.read_parquet(run_dir / "records.parquet")
+    assert not records.duplicated(["trial_id", "step"]).any() and records["trial_id"].nunique() == 10
