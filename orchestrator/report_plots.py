@@ -82,7 +82,7 @@ def weights_plot(trajectories: pd.DataFrame, path: str, study: str, budget_key: 
     style = {name: ("-", "--", ":", "-.")[(i // 10) % 4] for i, name in enumerate(aux_names)}
     drawn: dict[str, object] = {}
     trimmed = False
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey="row")   # methods differ in scale (AdaLoss: 1/loss)
     for r, method in enumerate(methods or [""]):
         for c, budget in enumerate(budgets):
             ax = axes[r][c]

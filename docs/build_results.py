@@ -1,0 +1,161 @@
+"""Builds docs/results.md from the run folders of the digits studies (their report/ folders) and the
+commentary in docs/results_notes.md: every table is read from the runs, every figure copied next to it.
+
+    for s in digits_table1_ssl digits_table2_mlc ...; do arml run studies/$s.toml; done   # (see results.md)
+    .venv/bin/python docs/build_results.py [--runs runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import sys
+
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from orchestrator.report_stats import final_weights, load_run, method_points  # noqa: E402
+from orchestrator.report_tables import budget_text, md_table, pct  # noqa: E402
+
+TWINS = ["digits_table1_ssl", "digits_fig2_ssl_labels", "digits_table2_mlc", "digits_table4_dg",
+         "digits_table4_dg_baseline", "digits_fig3_dg_shots", "digits_fig4_dg_scarcity"]
+SEARCH = "digits_search_vs_arml"
+GRID_VS_ARML = ["digits_ssl_grid_vs_arml", "digits_mlc_grid_vs_arml", "digits_dg_grid_vs_arml"]
+FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
+
+
+def notes() -> dict[str, str]:
+    """Sections of results_notes.md by their `<!-- name -->` markers."""
+    text = open(os.path.join(HERE, "results_notes.md")).read()
+    parts = re.split(r"<!-- (\S+) -->\n", text)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def section(text: str, title: str) -> str:
+    """The '## title' section of a Markdown file, without its heading."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    return match.group(1).strip() if match else ""
+
+
+def figures(runs: str, study: str) -> list[str]:
+    out = []
+    target = os.path.join(HERE, "results", study)
+    os.makedirs(target, exist_ok=True)
+    for name in FIGURES:
+        path = os.path.join(runs, study, "report", name)
+        if os.path.exists(path):
+            shutil.copy(path, os.path.join(target, name))
+            out.append(f"![{study} {name[:-4]}](results/{study}/{name})")
+    return out
+
+
+def seconds_of(runs: str, study: str) -> str:
+    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
+    return f"{len(trials)} trials, {trials['cpu_s'].sum():.0f} CPU-seconds in all"
+
+
+def twin(runs: str, study: str, note: str) -> list[str]:
+    report = os.path.join(runs, study, "report")
+    results = open(os.path.join(report, "results.md")).read()
+    lines = [f"### {study}", "", f"`arml run studies/{study}.toml` ({seconds_of(runs, study)}).", "",
+             section(results, "Test accuracy (%)"), ""]
+    cost = open(os.path.join(report, "compute_cost.md")).read()
+    verdict = [line for line in cost.splitlines() if line.startswith("Verdict")]
+    if verdict and "no grid search" not in verdict[0]:
+        lines += verdict + [""]
+    if os.path.exists(os.path.join(report, "relationships.md")):
+        lines += [section(open(os.path.join(report, "relationships.md")).read(), "arml, 40 labels (3 seeds)"), ""]
+    if os.path.exists(os.path.join(report, "labels_to_reach.csv")):
+        reach = pd.read_csv(os.path.join(report, "labels_to_reach.csv"))
+        if len(reach):
+            rows = [[f"{100 * r['target']:g}%", r["method"],
+                     "-" if math.isnan(r["labels_needed"]) else f"{r['labels_needed']:.0f}",
+                     "" if math.isnan(r["ratio_to_uniform"]) else f"{r['ratio_to_uniform']:.2f}", r["note"]
+                     if isinstance(r["note"], str) else ""] for _, r in reach.iterrows()]
+            lines += ["Labels needed to reach each target (interpolated on the mean curve):", "",
+                      md_table(["target", "method", "labels", "vs uniform", "note"], rows), ""]
+    lines += figures(runs, study) + ["", note, ""]
+    return lines
+
+
+def search(runs: str, note: str) -> list[str]:
+    report = os.path.join(runs, SEARCH, "report")
+    cost = open(os.path.join(report, "compute_cost.md")).read()
+    body = cost.split("\n", 2)[2].split("\n- Device-seconds")[0].strip()
+    table = pd.read_csv(os.path.join(report, "compute_cost.csv"))
+    arml = table[table["method"] == "arml"].set_index("budget")
+    rows = []
+    for _, r in table[table["method"].isin(["grid", "grid_asha", "tpe"])].iterrows():
+        a = arml.loc[r["budget"]]
+        rows.append([budget_text("label_budget", r["budget"]), r["method"], f"{r['device_s']:.0f}",
+                     f"{r['device_s_to_best']:.0f}", f"{a['device_s']:.0f}", f"{a['device_s'] / r['device_s']:.2f}",
+                     pct(r["test_acc_mean"], r["test_acc_ci95"]), pct(a["test_acc_mean"], a["test_acc_ci95"]),
+                     r["arml_mean_vs_ci"]])
+    summary = md_table(["budget", "search", "search CPU-s", "CPU-s to its pick", "ARML CPU-s", "ARML / search",
+                        "search acc %", "ARML acc %", "ARML's mean vs search CI"], rows)
+    return ["## Search baselines vs one ARML run", "", f"`arml run studies/{SEARCH}.toml` "
+            f"({seconds_of(runs, SEARCH)}).", "", body, "", "ARML's cost as a share of each search's:", "",
+            summary, "", *figures(runs, SEARCH), "", note, ""]
+
+
+def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
+    data = load_run(os.path.join(runs, study))
+    points = method_points(data)
+    names = list(data.plan["aux_names"])
+    trials = data.trials
+    lines = [f"### {study}", "", f"`arml run studies/{study}.toml` ({seconds_of(runs, study)}).", ""]
+    for budget in data.budgets or [math.nan]:
+        at = points[points["budget"] == budget].set_index("method")
+        grid = at.loc["grid"]
+        low, high = grid["test_acc_low"], grid["test_acc_high"]
+        grid_s = trials.loc[(trials["method"] == "grid") & (trials["budget"] == budget), "cpu_s"].sum()
+        rows = []
+        for method in data.methods:
+            if method not in at.index:
+                continue
+            r = at.loc[method]
+            spent = trials.loc[(trials["method"] == method) & (trials["budget"] == budget), "cpu_s"].sum()
+            if method == "grid":
+                weights, where = grid["selected_weights"] + " (chosen on val)", ""
+            else:
+                w = final_weights(data, method, budget)
+                weights = "[" + ", ".join(f"{v:.2f}" for v in w["weight_mean"]) + "]" if len(w) else ""
+                mean = r["test_acc_mean"]
+                where = "inside" if low <= mean <= high else ("above" if mean > high else "**below**")
+            rows.append([method, pct(r["test_acc_mean"], r["test_acc_ci95"]), where, f"{spent:.0f}",
+                         f"{spent / grid_s:.3f}", weights])
+        lines += [f"{budget_text(data.budget_key, budget)} (weights over {', '.join(names)}):", "",
+                  md_table(["method", "test acc % (95% CI)", "mean vs grid's CI", "CPU-s", "share of grid's CPU-s",
+                            "final weights (mean over seeds)"], rows), ""]
+    return lines + figures(runs, study) + ["", note, ""]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs", help="the storage folder the studies ran into (default runs)")
+    args = parser.parse_args()
+    text = notes()
+    out = [text["intro"], "", "## The paper's results, on digits", ""]
+    for study in TWINS:
+        if os.path.exists(os.path.join(args.runs, study, "report")):
+            out += twin(args.runs, study, text.get(study, ""))
+    if os.path.exists(os.path.join(args.runs, SEARCH, "report")):
+        out += search(args.runs, text.get(SEARCH, ""))
+    out += ["## When one ARML run matches grid search", "", text.get("grid_vs_arml", ""), ""]
+    for study in GRID_VS_ARML:
+        if os.path.exists(os.path.join(args.runs, study, "report")):
+            out += grid_vs_arml(args.runs, study, text.get(study, ""))
+    out += [text.get("verdict", ""), ""]
+    with open(os.path.join(HERE, "results.md"), "w") as f:
+        f.write("\n".join(out).rstrip() + "\n")
+    print(os.path.join(HERE, "results.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
