@@ -42,11 +42,19 @@ def section(text: str, title: str) -> str:
     return match.group(1).strip() if match else ""
 
 
+def budgets(runs: str, study: str) -> int:
+    return load_run(os.path.join(runs, study)).trials["budget"].nunique()
+
+
 def figures(runs: str, study: str) -> list[str]:
+    """Copies the report's figures next to results.md (accuracy vs labels only for a sweep of budgets)."""
     out = []
     target = os.path.join(HERE, "results", study)
     os.makedirs(target, exist_ok=True)
+    sweep = budgets(runs, study) > 1
     for name in FIGURES:
+        if name == "data_requirement.png" and not sweep:
+            continue
         path = os.path.join(runs, study, "report", name)
         if os.path.exists(path):
             shutil.copy(path, os.path.join(target, name))
@@ -70,7 +78,7 @@ def twin(runs: str, study: str, note: str) -> list[str]:
         lines += verdict + [""]
     if os.path.exists(os.path.join(report, "relationships.md")):
         lines += [section(open(os.path.join(report, "relationships.md")).read(), "arml, 40 labels (3 seeds)"), ""]
-    if os.path.exists(os.path.join(report, "labels_to_reach.csv")):
+    if budgets(runs, study) > 1 and os.path.exists(os.path.join(report, "labels_to_reach.csv")):
         reach = pd.read_csv(os.path.join(report, "labels_to_reach.csv"))
         if len(reach):
             rows = [[f"{100 * r['target']:g}%", r["method"],
