@@ -135,3 +135,15 @@ def test_asha_stops_grid_points_early_and_tpe_samples_inside_the_space(local_ray
     assert (run_dir / "report" / "cost_vs_accuracy.png").stat().st_size > 0
     curve = pd.read_csv(run_dir / "report" / "cost_vs_accuracy.csv")
     assert set(curve.loc[curve["kind"] == "search", "method"]) == {"grid_asha", "tpe"}
+
+
+def test_sampled_weights_on_the_simplex_sum_to_k_and_the_box_is_kept():
+    from orchestrator.search import grace_period, weights_from
+
+    simplex = weights_from({"w0": 0.2, "w1": 0.6, "w2": 0.2}, {"space": "simplex"}, 3)
+    assert sum(simplex) == pytest.approx(3.0) and simplex == pytest.approx([0.6, 1.8, 0.6])
+    assert weights_from({"w0": 1.7, "w1": 0.0}, {"space": "box"}, 2) == [1.7, 0.0]
+    # default grace period: the evaluation step nearest steps / rf^2, at least the first evaluation
+    assert grace_period({"grace_period": 0, "reduction_factor": 3.0}, 300, 50) == 50
+    assert grace_period({"grace_period": 0, "reduction_factor": 2.0}, 1000, 50) == 250
+    assert grace_period({"grace_period": 40, "reduction_factor": 3.0}, 300, 50) == 40
