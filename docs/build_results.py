@@ -8,6 +8,7 @@ commentary in docs/results_notes.md: every table is read from the runs, every fi
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -42,8 +43,14 @@ def section(text: str, title: str) -> str:
     return match.group(1).strip() if match else ""
 
 
+@functools.cache
+def run_data(runs: str, study: str):
+    """A study's run folder, read once (records included)."""
+    return load_run(os.path.join(runs, study))
+
+
 def budgets(runs: str, study: str) -> int:
-    return load_run(os.path.join(runs, study)).trials["budget"].nunique()
+    return run_data(runs, study).trials["budget"].nunique()
 
 
 def figures(runs: str, study: str) -> list[str]:
@@ -112,7 +119,7 @@ def search(runs: str, note: str) -> list[str]:
 
 
 def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
-    data = load_run(os.path.join(runs, study))
+    data = run_data(runs, study)
     points = method_points(data)
     names = list(data.plan["aux_names"])
     trials = data.trials

@@ -37,6 +37,7 @@ class Trial:
     resources: Resources
     sample: int | None = None                # a search's sample number (its weights are drawn when it starts)
     scheduler: dict | None = None            # ASHA settings when the method is early-stopped
+    search: dict | None = None               # the method's search settings (TPE) when its weights are drawn
 
     @property
     def group(self) -> str:
@@ -164,7 +165,8 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
                 changes[budget_key] = budget
             config = study.config.replace(**changes)
             trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
-                                budget_key, seed, point, config, study.resources, sample, method.scheduler))
+                                budget_key, seed, point, config, study.resources, sample, method.scheduler,
+                                method.search))
     _check_unique(study, trials)
     return Plan(study=study, trials=tuple(trials), aux_names=tuple(study.aux_names))
 

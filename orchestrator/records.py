@@ -29,8 +29,7 @@ def trial_meta(plan: Any) -> list[dict[str, Any]]:
         "trial_id": t.trial_id, "method": t.method, "weighting": t.weighting, "budget_key": t.budget_key,
         "budget": t.budget, "seed": t.seed, "grid_point": list(t.grid_point) if t.grid_point else None,
         "weighting_options": t.weighting_options, "config": t.config.to_dict(),
-        "sample": t.sample, "scheduler": t.scheduler,
-        "search": next((m.search for m in plan.study.methods if m.label == t.method), None),
+        "sample": t.sample, "scheduler": t.scheduler, "search": t.search,
     } for t in plan.trials]
 
 

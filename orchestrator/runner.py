@@ -155,8 +155,7 @@ def run_study(plan: Plan, options: RunOptions) -> int:
 
 
 def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
-    methods = {m.label: m for m in plan.study.methods}
-    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": methods[t.method].search,
+    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": t.search,
                          "steps": t.config.steps, "eval_every": t.config.eval_every} for t in plan.trials}
 
 
@@ -164,7 +163,7 @@ def _search_setup(plan: Plan) -> dict[str, Any]:
     """Tuner arguments: every planned trial by id (a grid over ids), unless a search draws some weights."""
     from ray import tune
 
-    if any(m.is_search for m in plan.study.methods):
+    if any(t.search for t in plan.trials):
         return {}
     return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in plan.trials])}}
 
@@ -178,7 +177,7 @@ def _tune_search(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if any(t.scheduler for t in plan.trials):
         out["scheduler"] = StudyScheduler(meta)
-    if any(m.is_search for m in plan.study.methods):
+    if any(t.search for t in plan.trials):
         out["search_alg"] = StudySearcher([t.trial_id for t in plan.trials], meta, len(plan.aux_names))
         out["num_samples"] = len(plan.trials)
     return out
