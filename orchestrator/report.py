@@ -16,6 +16,7 @@ import os
 import pandas as pd
 
 from orchestrator.errors import UsageError
+from orchestrator.report_compare import comparisons, comparisons_markdown, decided_winner
 from orchestrator.report_stats import RunData, load_run, not_done, search_progress, weight_trajectories
 from orchestrator.report_tables import (
     budget_text,
@@ -30,6 +31,7 @@ from orchestrator.report_tables import (
 
 REPORT_DIR = "report"
 FLOAT_FORMAT = "%.6g"
+DEFAULT_MARGIN = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,24 +92,33 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
     return folder
 
 
+def margin_of(data: RunData) -> float:
+    """The study's non-inferiority margin in accuracy points ([report] margin, default 1.0)."""
+    return float(data.plan.get("margin", DEFAULT_MARGIN))
+
+
 def write_files(data: RunData, folder: str) -> None:
-    from orchestrator.report_plots import cost_vs_accuracy_plot, data_requirement_plot, weights_plot
+    from orchestrator.report_plots import cost_vs_accuracy_plot, data_requirement_plot, method_colors, weights_plot
 
     study, key = data.plan.get("study", ""), data.budget_key
+    colors = method_colors(data.methods)
     points = data_requirement(data)
+    paired = comparisons(data, margin_of(data))
+    _csv(paired, folder, "comparisons.csv")
+    _text(comparisons_markdown(data, paired, margin_of(data)), folder, "comparisons.md")
     _csv(points, folder, "data_requirement.csv")
-    data_requirement_plot(points, os.path.join(folder, "data_requirement.png"), study, key,
-                          list(data.plan.get("targets", [])))
+    data_requirement_plot(points, paired, os.path.join(folder, "data_requirement.png"), study, key,
+                          list(data.plan.get("targets", [])), colors, data.reference("uniform"))
     _csv(labels_to_reach(data, points), folder, "labels_to_reach.csv")
-    cost = compute_cost(data, points)
+    cost = compute_cost(data, points, paired)
     _csv(cost, folder, "compute_cost.csv")
-    _text(cost_markdown(data, cost), folder, "compute_cost.md")
+    _text(cost_markdown(data, cost, paired), folder, "compute_cost.md")
     progress, singles = cost_vs_accuracy(data, points, cost)
     if len(progress):
         _csv(pd.concat([progress.assign(kind="search"), singles.assign(kind="single run")], ignore_index=True),
              folder, "cost_vs_accuracy.csv")
         cost_vs_accuracy_plot(progress, singles, os.path.join(folder, "cost_vs_accuracy.png"), study, key,
-                              _device(cost))
+                              _device(cost), colors)
     trajectories = weight_trajectories(data)
     _csv(trajectories, folder, "weights.csv")
     if not trajectories.empty:
@@ -161,20 +172,23 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
              f"seeds {', '.join(map(str, seeds))}; {len(done)} of {len(data.trials)} trials finished.", ""]
     if plan.get("smoke"):
         lines += ["**Smoke run** (a few steps per trial): these numbers check the pipeline, not the science.", ""]
-    lines += ["Test accuracy at the evaluation with the best validation accuracy, mean ± 95% CI (Student t) over "
-              "seeds, in %. A grid search shows the grid point with the best mean validation accuracy at that "
-              "budget (weights in brackets, one per auxiliary task); its test accuracy is never used to choose. "
-              "Best mean per column in bold.", ""]
+    margin = margin_of(data)
     budgets = data.budgets or [math.nan]
+    winners = {b: decided_winner(data, b, margin) for b in budgets}
+    lines += ["Selection (validation only): each trial's test accuracy at its evaluation with the best validation "
+              "accuracy; a grid search shows the grid point with the best mean validation accuracy over seeds at "
+              "that budget (weights in brackets, one per auxiliary task); a TPE search, per seed, the trial with "
+              "the best validation accuracy. Test accuracy is never used to choose. Cells: mean ± half-width of "
+              f"the 95% Student-t interval over {len(seeds)} seed(s), in %. A cell is bold only when its method is "
+              "*better* than every other method at that budget in the paired comparison over seeds (see "
+              f"comparisons.md, margin {margin:g} points); "
+              + ("here: " + ", ".join(f"{budget_text(data.budget_key, b)}: {w}" for b, w in winners.items() if w)
+                 if any(winners.values()) else "here no budget has a decided winner, so nothing is bold") + ".", ""]
     planned = data.trials.groupby(["method", "budget"], dropna=False).apply(
         lambda g: g["seed"].nunique(), include_groups=False) if len(data.trials) else {}
     for title, error in (("Test accuracy (%)", False), ("Test error (%)", True)):
         header = ["method"] + [budget_text(data.budget_key, b) for b in budgets]
         rows = []
-        best = {}
-        for b in budgets:
-            at = points[(points["budget"] == b) if not math.isnan(b) else points["budget"].isna()]
-            best[b] = at["test_acc_mean"].max() if len(at) else math.nan
         for method in data.methods:
             row = [method]
             for b in budgets:
@@ -188,11 +202,12 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
                 cell = pct(mean, r["test_acc_ci95"], int(r["seeds"]), int(planned.get((method, b), r["seeds"])))
                 if r["selected_weights"]:
                     cell += f" {r['selected_weights']}"
-                if r["test_acc_mean"] == best[b]:
+                if winners.get(b) == method:
                     cell = f"**{cell}**"
                 row.append(cell)
             rows.append(row)
         lines += [f"## {title}", "", md_table(header, rows), ""]
+    lines += paired_summary(data, margin)
     lines += ["## Missing or failed trials", ""]
     missing = not_done(data)
     if missing.empty:
@@ -206,6 +221,24 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
     files = sorted(set(os.listdir(folder)) | {"results.md"})
     lines += ["## Files", "", "In this folder: " + ", ".join(files) + ".", ""]
     return "\n".join(lines)
+
+
+def paired_summary(data: RunData, margin: float) -> list[str]:
+    """results.md's section: each ARML method against each reference, per budget, in words."""
+    from orchestrator.report_compare import comparisons as paired
+    from orchestrator.report_compare import verdict_text
+
+    frame = paired(data, margin)
+    armls = [m for m in data.methods if data.weighting[m] == "arml"]
+    frame = frame[frame["method"].isin(armls)]
+    lines = ["## Paired comparisons", "",
+             f"Per-seed differences in test accuracy (method minus reference, in points), 95% paired t interval, "
+             f"margin {margin:g} points; all comparisons in comparisons.md.", ""]
+    if frame.empty:
+        return lines + ["No ARML method with a reference to compare against (or fewer than one common seed).", ""]
+    rows = [[r["method"], f"vs {r['versus']}", budget_text(data.budget_key, r["budget"]), verdict_text(r)]
+            for _, r in frame.iterrows()]
+    return lines + [md_table(["method", "reference", "budget", "verdict"], rows), ""]
 
 
 def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool) -> bool:

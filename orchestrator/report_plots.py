@@ -26,40 +26,96 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def data_requirement_plot(points: pd.DataFrame, path: str, study: str, budget_key: str,
-                          targets: list[float]) -> None:
-    """Test accuracy (%) vs label budget, one line per method, 95% CI band over seeds."""
-    fig = _figure(7, 4.5)
-    ax = fig.add_subplot()
+def method_colors(methods: list[str]) -> dict[str, str]:
+    """One fixed colour per method (study order), the same in every figure of a report."""
+    return {method: f"C{i % 10}" for i, method in enumerate(methods)}
+
+
+def _clipped_band(ax, x, low, high, color) -> bool:
+    """Draws a 95% band clipped to [0, 100] %; returns True if anything was clipped."""
+    clipped = bool(((low < 0) | (high > 1)).any())
+    ax.fill_between(x, 100 * low.clip(0, 1), 100 * high.clip(0, 1), color=color, alpha=0.15, linewidth=0)
+    return clipped
+
+
+def _caption(fig, text: str) -> None:
+    """The figure's caption (selection rule, seeds) under the axes; constrained layout makes room for it."""
+    import textwrap
+
+    width = int(fig.get_figwidth() * 17)   # characters per line at fontsize 7
+    fig.supxlabel("\n".join(textwrap.wrap(text, width)), fontsize=7, color="dimgrey", ha="left", x=0.01)
+
+
+def data_requirement_plot(points: pd.DataFrame, paired: pd.DataFrame, path: str, study: str, budget_key: str,
+                          targets: list[float], colors: dict[str, str], uniform: str | None) -> None:
+    """Left: test accuracy (%) vs label budget, one line per method, 95% CI band over seeds (clipped to
+    [0, 100], clipping marked). Right: each method minus Uniform, paired over seeds, with its 95% interval."""
+    diffs = paired[paired["versus"] == uniform] if uniform and len(paired) else paired.iloc[0:0]
+    fig = _figure(12 if len(diffs) else 7, 5.0)
+    axes = fig.subplots(1, 2 if len(diffs) else 1, squeeze=False)[0]
+    ax = axes[0]
+    clipped = False
     if points.empty:
         _empty(ax, "no finished trials yet")
     for index, (method, group) in enumerate(points.groupby("method", sort=False)):
         group = group.sort_values("budget")
-        color, marker = f"C{index % 10}", "os^Dv<>PX*"[index % 10]
+        color, marker = colors.get(method, "k"), "os^Dv<>PX*"[index % 10]
         label = method + (" (point chosen on val)" if group["selected_weights"].astype(bool).any() else "")
         x, y = group["budget"], 100 * group["test_acc_mean"]
         ax.plot(x, y, marker=marker, color=color, label=label, alpha=0.9)
         band = group["test_acc_ci95"].notna()
-        if band.any():   # the t interval can pass 100% with few seeds: drawn clipped to [0, 100]
-            low, high = (100 * group[c][band].clip(0, 1) for c in ("test_acc_low", "test_acc_high"))
-            ax.fill_between(x[band], low, high, color=color, alpha=0.15, linewidth=0)
+        if band.any():
+            clipped |= _clipped_band(ax, x[band], group["test_acc_low"][band], group["test_acc_high"][band], color)
     for target in targets:
         ax.axhline(100 * target, color="grey", linestyle=":", linewidth=1)
         ax.annotate(f"target {100 * target:g}%", (0.99, 100 * target), xycoords=("axes fraction", "data"),
                     fontsize=8, color="grey", va="bottom", ha="right")
     budgets = sorted(points["budget"].dropna().unique())
-    if len(budgets) > 1 and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
-        ax.set_xscale("log")
-    if budgets:
-        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
-        ax.minorticks_off()
-    ax.set_xlabel(AXIS.get(budget_key, "label budget"))
+    for a in axes:
+        if len(budgets) > 1 and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
+            a.set_xscale("log")
+        if budgets:
+            a.set_xticks(budgets, [f"{b:g}" for b in budgets])
+            a.minorticks_off()
+        a.set_xlabel(AXIS.get(budget_key, "label budget"))
+        a.grid(alpha=0.3)
+    ax.set_ylim(0, 100)
+    if clipped:
+        ax.annotate("some 95% bands clipped at 0 or 100%", (0.01, 0.01), xycoords="axes fraction", fontsize=7,
+                    color="dimgrey")
     ax.set_ylabel("test accuracy at best validation (%)")
     ax.set_title(f"{study}: accuracy vs labels (mean, 95% CI over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
     if not points.empty:
         ax.legend(fontsize=8)
+    if len(diffs):
+        _difference_panel(axes[1], diffs, colors, uniform or "uniform")
+    seeds = int(points["seeds"].max()) if len(points) else 0
+    _caption(fig, "Selection on validation only: each trial's test accuracy at its best-validation evaluation; "
+                  "a grid's point by mean validation accuracy over seeds; a search's trial per seed by validation. "
+                  f"Up to "
+                  f"{seeds} seed(s) per point. Right: per-seed differences to {uniform}, mean and 95% paired t "
+                  "interval (the same seed gives both methods the same labels and initialisation).")
     fig.savefig(path)
+
+
+def _difference_panel(ax, diffs: pd.DataFrame, colors: dict[str, str], uniform: str) -> None:
+    methods = list(dict.fromkeys(diffs["method"]))
+    for index, method in enumerate(methods):   # methods side by side around each budget, a few % apart
+        rows = diffs[diffs["method"] == method].sort_values("budget")
+        x = rows["budget"] * (1 + 0.015 * (index - (len(methods) - 1) / 2))
+        y = 100 * rows["mean_diff"]
+        err = [100 * (rows["mean_diff"] - rows["diff_low"]).fillna(0),
+               100 * (rows["diff_high"] - rows["mean_diff"]).fillna(0)]
+        ax.errorbar(x, y, yerr=err, fmt="o-", color=colors.get(method, "k"), capsize=3, label=method, alpha=0.9)
+    ax.axhline(0, color="black", linewidth=0.8)
+    margin = float(diffs["margin"].iloc[0]) if len(diffs) else 0.0
+    if margin:
+        ax.axhline(-100 * margin, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate(f"-margin ({100 * margin:g} pt)", (0.99, -100 * margin), xycoords=("axes fraction", "data"),
+                    fontsize=7, color="grey", va="top", ha="right")
+    ax.set_ylabel(f"test accuracy minus {uniform} (points)")
+    ax.set_title(f"paired difference to {uniform} (95% interval over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
 
 
 def _shown_tasks(panel: pd.DataFrame) -> list[str]:
@@ -116,14 +172,15 @@ def weights_plot(trajectories: pd.DataFrame, path: str, study: str, budget_key: 
 
 
 def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: str, study: str, budget_key: str,
-                          device: str) -> None:
+                          device: str, colors: dict[str, str] | None = None) -> None:
     """Best validation-selected test accuracy found so far vs device-seconds, one line per search method,
     the single-run methods (ARML, Uniform, ...) as points with 95% CI bars; one panel per label budget."""
     budgets = sorted({*progress["budget"].dropna().tolist(), *singles["budget"].dropna().tolist()}) or [math.nan]
     fig = _figure(5.5 * len(budgets), 4.3)
     axes = fig.subplots(1, len(budgets), squeeze=False)[0]
     methods = list(dict.fromkeys([*progress["method"], *singles["method"]]))
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    colors = colors or method_colors(methods)
+    clipped = False
     def at(frame: pd.DataFrame, budget: float) -> pd.DataFrame:
         return frame[frame["budget"] == budget] if not math.isnan(budget) else frame[frame["budget"].isna()]
 
@@ -136,7 +193,11 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
                     label=f"{method} (best so far)")
             ax.plot(group["device_s"].iloc[-1], 100 * group["test_acc_mean"].iloc[-1], "o", color=colors[method])
         for index, (_, r) in enumerate(points.iterrows()):
-            err = None if math.isnan(r["test_acc_ci95"]) else 100 * r["test_acc_ci95"]
+            err = None
+            if not math.isnan(r["test_acc_ci95"]):   # the bar clipped to [0, 100] %
+                mean, half = r["test_acc_mean"], r["test_acc_ci95"]
+                clipped |= mean - half < 0 or mean + half > 1
+                err = [[100 * (mean - max(mean - half, 0.0))], [100 * (min(mean + half, 1.0) - mean)]]
             ax.errorbar(r["device_s"], 100 * r["test_acc_mean"], yerr=err, fmt="sDv^<>"[index % 6],
                         color=colors[r["method"]], capsize=4, markersize=7, label=f"{r['method']} (one run)")
         values = [*here["device_s"], *points["device_s"]]
@@ -144,9 +205,16 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
             ax.set_xscale("log")
         ax.set_xlabel(f"{device}-seconds per seed (cumulative for searches)")
         ax.set_ylabel("test accuracy at best validation (%)")
+        ax.set_ylim(0, 100)
         ax.set_title(budget_text(budget_key, budget), fontsize=10)
         ax.grid(alpha=0.3)
         if len(here) or len(points):
             ax.legend(fontsize=7)
+    seeds = int(max([*progress.get("seeds", pd.Series(dtype=float)).tolist(), *singles["seeds"].tolist(), 0]))
     fig.suptitle(f"{study}: accuracy found vs compute spent (mean over seeds)", fontsize=10)
+    _caption(fig, "Selection on validation only. A grid's curve: after its first i points (per seed, in the order Tune "
+                  "started them) the point with the best mean validation accuracy over seeds, so its last value is "
+                  "the results table's; a search's curve: per seed, the trial with the best validation accuracy so "
+                  f"far. Single runs: mean with 95% t interval over {seeds} seed(s)"
+                  + ("; error bars clipped at 0 or 100%." if clipped else "."))
     fig.savefig(path)

@@ -138,6 +138,13 @@ def _point_order(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["grid_point"].tolist()))
 
 
+def chosen_grid_point(done: pd.DataFrame) -> str:
+    """The grid point (JSON text) with the best mean validation accuracy over seeds among finished trials of
+    one grid at one budget: the grid's choice, never made on test."""
+    means = {point: done.loc[done["grid_point"] == point, "best_val_acc"].mean() for point in _point_order(done)}
+    return max(means, key=lambda p: (-math.inf if math.isnan(means[p]) else means[p]))
+
+
 def method_points(data: RunData) -> pd.DataFrame:
     """One row per (method, budget) with finished trials: n, test accuracy mean/CI (fractions), the mean
     best validation accuracy, and for a grid search the grid point chosen on validation ('[1, 0]')."""
@@ -155,9 +162,7 @@ def method_points(data: RunData) -> pd.DataFrame:
                 valid = here[here["best_val_acc"].notna()]
                 here = valid.loc[valid.groupby("seed")["best_val_acc"].idxmax()] if len(valid) else valid
             elif data.is_grid(method):
-                means = {point: here.loc[here["grid_point"] == point, "best_val_acc"].mean()
-                         for point in _point_order(here)}
-                selected = max(means, key=lambda p: (-math.inf if math.isnan(means[p]) else means[p]))
+                selected = chosen_grid_point(here)
                 here = here[here["grid_point"] == selected]
             n, mean, half = mean_ci(here["test_acc_at_best_val"])
             out.append({"method": method, "weighting": data.weighting[method], "budget_key": data.budget_key,
@@ -243,6 +248,8 @@ def search_progress(data: RunData, method: str, budget: float, device: str) -> p
     each the mean over seeds (a seed's curve holds its last value once its trials are done)."""
     column = "gpu_s" if device == "GPU" else "cpu_s"
     mine = _budget_rows(data.trials[data.trials["method"] == method], budget).sort_values("order")
+    if data.is_grid(method):
+        return _grid_progress(method, budget, mine, column)
     curves = []
     for _, rows in mine.groupby("seed"):
         spent, best_val, best_test, curve = 0.0, -math.inf, math.nan, []
@@ -258,5 +265,26 @@ def search_progress(data: RunData, method: str, budget: float, device: str) -> p
         n, mean, half = mean_ci([a for _, a in at])
         out.append({"method": method, "budget": budget, "trials": i + 1, "device_s": sum(s for s, _ in at) / len(at),
                     "seeds": n, "test_acc_mean": mean, "test_acc_ci95": half})
+    return pd.DataFrame(out, columns=["method", "budget", "trials", "device_s", "seeds", "test_acc_mean",
+                                      "test_acc_ci95"])
+
+
+def _grid_progress(method: str, budget: float, mine: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A grid's best-so-far with the results table's rule: after its first i points (plan order), the point
+    with the best mean validation accuracy over seeds among those finished; the mean test accuracy over seeds
+    of that point (so the last value is the table's) and the mean device-seconds per seed spent so far."""
+    order = _point_order(mine)
+    seeds = max(1, mine["seed"].nunique())
+    out = []
+    for i in range(1, len(order) + 1):
+        seen = mine[mine["grid_point"].isin(order[:i])]
+        spent = float(seen[column].fillna(0).sum()) / seeds
+        done = seen[seen["status"].isin(DONE) & seen["best_val_acc"].notna()]
+        n, mean, half = (0, math.nan, math.nan)
+        if len(done):
+            point = chosen_grid_point(done)
+            n, mean, half = mean_ci(done.loc[done["grid_point"] == point, "test_acc_at_best_val"])
+        out.append({"method": method, "budget": budget, "trials": i, "device_s": spent, "seeds": n,
+                    "test_acc_mean": mean, "test_acc_ci95": half})
     return pd.DataFrame(out, columns=["method", "budget", "trials", "device_s", "seeds", "test_acc_mean",
                                       "test_acc_ci95"])

@@ -70,17 +70,19 @@ def labels_to_reach(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["target", "method", "budget_key", "labels_needed", "ratio_to_uniform", "note"])
 
 
-def _versus(mean: float, low: float, high: float) -> str:
-    if math.isnan(mean):
+def _arml_verdict(paired: pd.DataFrame, arml: str | None, method: str, budget: float) -> str:
+    """The paired verdict of ARML against `method` at `budget` ('' for ARML itself or without a comparison)."""
+    if not arml or method == arml or paired.empty:
         return ""
-    if math.isnan(low):
-        return "no CI (1 seed)"
-    return "inside" if low <= mean <= high else ("above" if mean > high else "below")
+    at = paired[(paired["method"] == arml) & (paired["versus"] == method) & (
+        paired["budget"] == budget if not math.isnan(budget) else paired["budget"].isna())]
+    return str(at["verdict"].iloc[0]) if len(at) else ""
 
 
-def compute_cost(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
+def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per budget and method: trials, CPU/GPU/wall seconds (all trials run, failed ones included),
-    device-seconds relative to ARML, accuracy with 95% CI, and where ARML's mean falls in that CI."""
+    device-seconds relative to ARML, accuracy with 95% CI, and the paired verdict of ARML against it."""
+    paired = pd.DataFrame(columns=["method", "versus", "budget", "verdict"]) if paired is None else paired
     arml = data.reference("arml")
     use_gpu = float(data.trials["gpu_s"].fillna(0).sum()) > 0
     out = []
@@ -89,8 +91,6 @@ def compute_cost(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
         at = _budget_rows(points, budget)
         device = {m: float(here.loc[here["method"] == m, "gpu_s" if use_gpu else "cpu_s"].fillna(0).sum())
                   for m in data.methods}
-        arml_row = at[at["method"] == arml]
-        arml_mean = float(arml_row["test_acc_mean"].iloc[0]) if len(arml_row) else math.nan
         for method in data.methods:
             mine = here[here["method"] == method]
             if mine.empty:
@@ -108,11 +108,11 @@ def compute_cost(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
                 "device_s_to_best": _to_best(data, method, mine, point, "GPU" if use_gpu else "CPU"),
                 "test_acc_mean": mean, "test_acc_ci95": half, "test_acc_low": low, "test_acc_high": high,
                 "selected_weights": str(point["selected_weights"].iloc[0]) if len(point) else "",
-                "arml_mean_vs_ci": "" if method == arml or not arml else _versus(arml_mean, low, high),
+                "arml_verdict": _arml_verdict(paired, arml, method, budget),
             })
     columns = ["budget", "method", "kind", "trials", "trials_done", "cpu_s", "gpu_s", "wall_s", "device",
                "device_s", "device_s_vs_arml", "device_s_to_best", "test_acc_mean", "test_acc_ci95", "test_acc_low",
-               "test_acc_high", "selected_weights", "arml_mean_vs_ci"]
+               "test_acc_high", "selected_weights", "arml_verdict"]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -140,7 +140,7 @@ def _to_best(data: RunData, method: str, mine: pd.DataFrame, point: pd.DataFrame
 
 
 def verdict(data: RunData, cost: pd.DataFrame) -> str:
-    """Is a search worth it next to ARML, from the cost table: one sentence per search method."""
+    """Is a search worth it next to ARML, from the paired verdicts in the cost table: one sentence per search."""
     searches = data.searches()
     if not searches or not data.reference("arml"):
         return _verdict_one(data, cost, searches[0] if searches else None)
@@ -148,6 +148,8 @@ def verdict(data: RunData, cost: pd.DataFrame) -> str:
 
 
 def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
+    """'Skip the search' only when ARML is better than or as good as the search's validation choice at every
+    budget (paired over seeds, within the margin); otherwise what is decided and what is not."""
     arml = data.reference("arml")
     if not arml or not grid:
         missing = "grid search" if arml else ("ARML method" if grid else "grid search and no ARML method")
@@ -160,29 +162,29 @@ def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
     ratio = f"{grid_s / arml_s:.1f}x ARML's {unit}-seconds ({seconds(grid_s)} vs {seconds(arml_s)})" if arml_s else \
         f"{seconds(grid_s)} {unit}-seconds (ARML's cost is unknown)"
     key = data.budget_key
-    where = {kind: [budget_text(key, b) for b, v in zip(rows["budget"], rows["arml_mean_vs_ci"]) if v in kind]
-             for kind in (("inside", "above"), ("below",), ("no CI (1 seed)", ""))}
-    good, bad, unknown = where[("inside", "above")], where[("below",)], where[("no CI (1 seed)", "")]
+    verdicts = {budget_text(key, b): v or "not decided" for b, v in zip(rows["budget"], rows["arml_verdict"])}
+    good = [b for b, v in verdicts.items() if v in ("better", "as good")]
+    bad = [b for b, v in verdicts.items() if v == "worse"]
+    open_ = [b for b, v in verdicts.items() if v == "not decided"]
     every = "the one budget" if len(rows) == 1 else "every budget"
-    if good and not bad and not unknown:
-        return (f"Verdict{_about(data, grid)}: skip the {_name(data, grid)}: ARML's mean test accuracy is inside "
-                f"or above its 95% CI at {every}, and it costs {ratio}.")
-    if bad and not good and not unknown:
-        arml_rows = cost[cost["method"] == arml]
-        arml_at = dict(zip(arml_rows["budget"].fillna(-1), arml_rows["test_acc_mean"]))
-        gaps = [100 * (mean - arml_at[b]) for b, mean in zip(rows["budget"].fillna(-1), rows["test_acc_mean"])
-                if b in arml_at]
-        gap = f" (by up to {max(gaps):.1f} points)" if gaps else ""
-        return (f"Verdict{_about(data, grid)}: the {_name(data, grid)} is more accurate here: ARML's mean is below "
-                f"its 95% CI at {every}{gap}, and it costs {ratio}; search only if that gap is worth the compute.")
+    name = _name(data, grid)
+    if good and not bad and not open_:
+        return (f"Verdict{_about(data, grid)}: skip the {name}: ARML is better than or as good as its "
+                f"validation-chosen weights at {every} (paired over seeds, see comparisons.md), and the {name} "
+                f"costs {ratio}.")
+    if bad and not good and not open_:
+        return (f"Verdict{_about(data, grid)}: the {name} is more accurate here: ARML is worse than its choice at "
+                f"{every} (paired over seeds); it costs {ratio}: search only if that gap is worth the compute.")
     parts = []
     if good:
-        parts.append(f"ARML matches the {_name(data, grid)} (mean inside or above its 95% CI) at {', '.join(good)}")
+        parts.append(f"ARML is better or as good at {', '.join(good)}")
     if bad:
-        parts.append(f"falls below its CI at {', '.join(bad)}")
-    if unknown:
-        parts.append(f"cannot be compared at {', '.join(unknown)} (one seed or no results)")
-    return f"Verdict{_about(data, grid)}: mixed: {'; '.join(parts)}; the {_name(data, grid)} costs {ratio}."
+        parts.append(f"worse at {', '.join(bad)}")
+    if open_:
+        parts.append(f"not decided at {', '.join(open_)} (more seeds needed: see comparisons.md, or run with "
+                     "--until-decided)")
+    head = "not decided" if not good and not bad else "mixed"
+    return f"Verdict{_about(data, grid)}: {head}: {'; '.join(parts)}. The {name} costs {ratio}."
 
 
 def _name(data: RunData, method: str) -> str:
@@ -196,7 +198,7 @@ def _about(data: RunData, method: str) -> str:
     return f" on {method}" if len(data.searches()) > 1 else ""
 
 
-def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
+def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None = None) -> str:
     study = data.plan.get("study", "")
     unit = str(cost["device"].iloc[0]) if len(cost) else "CPU"
     rows = []
@@ -206,9 +208,9 @@ def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
             + (f" {r['selected_weights']}" if r["selected_weights"] else "")
         rows.append([budget_text(data.budget_key, r["budget"]), label, f"{r['trials_done']}/{r['trials']}",
                      seconds(r["cpu_s"]), seconds(r["gpu_s"]), seconds(r["wall_s"]), ratio,
-                     pct(r["test_acc_mean"], r["test_acc_ci95"]), r["arml_mean_vs_ci"]])
+                     pct(r["test_acc_mean"], r["test_acc_ci95"]), r["arml_verdict"]])
     header = ["budget", "method", "trials done", "CPU s", "GPU s", "wall s", f"{unit}-s vs ARML",
-              "test acc % (95% CI)", "ARML's mean vs this CI"]
+              "test acc % (95% CI)", "ARML vs this (paired)"]
     return "\n".join([
         f"# {study}: compute cost of ARML vs the other methods", "", verdict(data, cost), "",
         md_table(header, rows), "",
@@ -221,6 +223,11 @@ def cost_markdown(data: RunData, cost: pd.DataFrame) -> str:
         "- A TPE search's accuracy: per seed, the sampled trial with the best validation accuracy.",
         "- Accuracy: test accuracy at the best validation step, mean and 95% CI (Student t) over seeds; "
         "for a grid search, of the grid point (shown in brackets) with the best mean validation accuracy.",
+        "- \"ARML vs this\": the paired verdict of ARML against the method's validation-chosen trials over "
+        "common seeds (better / as good / worse / not decided; margin and intervals in comparisons.md). "
+        "Overlapping unpaired intervals decide nothing; only this column does.",
+        "- Device-seconds exclude each Ray worker's one-off start-up (imports), so identical trials cost the same "
+        "whichever runs first.",
         "",
     ])
 

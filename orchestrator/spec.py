@@ -80,6 +80,7 @@ class Resources:
 @dataclass(frozen=True)
 class ReportSpec:
     targets: tuple[float, ...] = ()         # accuracies for "labels needed to reach" tables
+    margin: float = 1.0                     # non-inferiority margin of the paired verdicts, accuracy points
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,11 @@ def _resources(r: Reader, table: dict) -> Resources:
 
 
 def _report(r: Reader, table: dict) -> ReportSpec:
-    r.keys(table, "report", ("targets",))
+    r.keys(table, "report", ("targets", "margin"))
     targets = r.get(table, "report", "targets", "list", [])
     if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1 for t in targets):
         r.fail("report", f"targets must be accuracies 0 < t <= 1, got {show(targets)}")
-    return ReportSpec(targets=tuple(sorted({float(t) for t in targets})))
+    margin = table.get("margin", 1.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 100:
+        r.fail("report", f"margin must be a number of accuracy points in [0, 100), e.g. 1.0, got {show(margin)}")
+    return ReportSpec(targets=tuple(sorted({float(t) for t in targets})), margin=float(margin))

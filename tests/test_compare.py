@@ -1,0 +1,127 @@
+"""Paired comparisons and verdicts: decided where unpaired intervals overlap, never decided below 3 seeds,
+"worse" when ARML loses, seeds-to-decide estimates, and no bold winner that the data cannot single out."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator.report import make_report
+from orchestrator.report_compare import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
+
+
+def write_run(folder: Path, accuracy: dict[str, list[float]], margin: float = 1.0, budget: int = 20,
+              grid: dict[str, list[float]] | None = None) -> Path:
+    """A run folder with one trial per method and seed: `accuracy[method][seed]` is both its best validation
+    and its test accuracy (validation selection then agrees with test, so verdicts are about the pairing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    trials, states, rows = [], {}, []
+    entries = [(m, "uniform" if m == "uniform" else "arml", None, v) for m, v in accuracy.items()]
+    for point, values in (grid or {}).items():
+        entries.append(("grid", "fixed", json.loads(point), values))
+    for n, (method, weighting, point, values) in enumerate(entries):
+        for seed, value in enumerate(values):
+            tid = f"t{n:02d}s{seed:02d}"
+            trials.append({"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
+                           "budget": budget, "seed": seed, "grid_point": point, "weighting_options": {},
+                           "config": {"setting": "mlc", "label_budget": budget}})
+            states[tid] = {"status": "finished", "failures": 0}
+            rows.append({"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
+                         "budget": budget, "seed": seed, "grid_point": json.dumps(point) if point else None,
+                         "step": 10, "best_val_acc": value, "test_acc_at_best_val": value, "wall_s": 1.0,
+                         "cpu_s": 1.0, "gpu_s": 0.0})
+    plan = {"study": "paired", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
+            "aux_names": ["a", "b"], "targets": [], "margin": margin, "smoke": False, "trials": trials}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def verdicts(folder: Path) -> pd.DataFrame:
+    report = Path(make_report(str(folder)))
+    return pd.read_csv(report / "comparisons.csv")
+
+
+def row(frame: pd.DataFrame, method: str, versus: str) -> pd.Series:
+    return frame[(frame["method"] == method) & (frame["versus"] == versus)].iloc[0]
+
+
+def test_paired_comparison_decides_where_unpaired_intervals_overlap(tmp_path):
+    uniform = [0.60, 0.70, 0.80, 0.65, 0.75]          # seeds differ a lot: wide unpaired intervals
+    arml = [u + d for u, d in zip(uniform, (0.020, 0.025, 0.018, 0.022, 0.020))]
+    folder = write_run(tmp_path / "run", {"uniform": uniform, "arml": arml})
+    points = pd.read_csv(Path(make_report(str(folder))) / "data_requirement.csv").set_index("method")
+    assert points.loc["arml", "test_acc_low"] < points.loc["uniform", "test_acc_high"]   # they overlap
+    r = row(verdicts(folder), "arml", "uniform")
+    assert r["verdict"] == BETTER and r["n_pairs"] == 5
+    assert r["diff_low"] > 0 and math.isclose(r["mean_diff"], 0.021, abs_tol=1e-9)
+    results = (folder / "report" / "results.md").read_text()
+    assert "**" in results.split("## Test accuracy")[1].split("## Test error")[0]   # a decided winner is bold
+
+
+def test_two_seeds_are_never_decided_and_nothing_is_bold(tmp_path):
+    folder = write_run(tmp_path / "run", {"uniform": [0.5, 0.9], "arml": [0.8, 0.99]})
+    r = row(verdicts(folder), "arml", "uniform")
+    assert r["n_pairs"] == 2 and r["verdict"] == NOT_DECIDED
+    results = (folder / "report" / "results.md").read_text()
+    table = results.split("## Test accuracy")[1].split("## Paired comparisons")[0]
+    assert "**" not in table
+    assert "nothing is bold" in results
+    assert "needs at least 3 seeds" in results
+
+
+def test_arml_worse_than_the_grid_choice_says_so_and_never_says_skip(tmp_path):
+    grid = {"[0, 1]": [0.80, 0.82, 0.78, 0.81, 0.79], "[1, 0]": [0.70, 0.71, 0.69, 0.70, 0.72]}
+    arml = [0.74, 0.76, 0.73, 0.745, 0.735]
+    folder = write_run(tmp_path / "run", {"uniform": [0.70, 0.71, 0.69, 0.70, 0.72], "arml": arml}, grid=grid)
+    frame = verdicts(folder)
+    r = row(frame, "arml", "grid")
+    assert r["verdict"] == WORSE and r["diff_high"] < 0
+    cost = (folder / "report" / "compute_cost.md").read_text()
+    assert "skip the" not in cost and "more accurate here" in cost
+    assert row(frame, "arml", "uniform")["verdict"] == BETTER
+
+
+def test_skip_the_grid_only_when_arml_is_as_good_at_every_budget(tmp_path):
+    grid = {"[0, 1]": [0.80, 0.82, 0.78, 0.81, 0.79], "[1, 0]": [0.70, 0.71, 0.69, 0.70, 0.72]}
+    arml = [0.797, 0.818, 0.779, 0.806, 0.789]        # within 1 point of the grid's choice in every seed
+    folder = write_run(tmp_path / "run", {"uniform": [0.70, 0.71, 0.69, 0.70, 0.72], "arml": arml}, grid=grid)
+    r = row(verdicts(folder), "arml", "grid")
+    assert r["verdict"] == AS_GOOD
+    assert "skip the grid search" in (folder / "report" / "compute_cost.md").read_text()
+
+
+def test_margin_comes_from_the_study(tmp_path):
+    grid = {"[0, 1]": [0.80, 0.82, 0.78, 0.81, 0.79], "[1, 0]": [0.70, 0.71, 0.69, 0.70, 0.72]}
+    arml = [0.785, 0.806, 0.769, 0.794, 0.777]         # about 1.5 points below the grid's choice
+    uniform = [0.70, 0.71, 0.69, 0.70, 0.72]
+    loose = row(verdicts(write_run(tmp_path / "a", {"uniform": uniform, "arml": arml}, 3.0, grid=grid)), "arml",
+                "grid")
+    strict = row(verdicts(write_run(tmp_path / "b", {"uniform": uniform, "arml": arml}, 1.0, grid=grid)), "arml",
+                 "grid")
+    assert loose["verdict"] == AS_GOOD and strict["verdict"] == WORSE
+
+
+@pytest.mark.parametrize("n, low, high, expected", [
+    (2, 0.05, 0.10, NOT_DECIDED), (3, 0.001, 0.02, BETTER), (3, -0.009, 0.02, AS_GOOD),
+    (5, -0.03, -0.001, WORSE), (5, -0.03, 0.02, NOT_DECIDED), (5, -0.005, -0.001, AS_GOOD),
+])
+def test_decision_rule(n, low, high, expected):
+    assert decide(n, low, high, 0.01) == expected
+
+
+def test_seeds_to_decide_grows_with_spread_and_is_enough_when_the_spread_holds():
+    rng = np.random.default_rng(0)
+    narrow, wide = rng.normal(0.0, 0.01, 4), rng.normal(0.0, 0.03, 4)
+    assert seeds_to_decide(narrow, 0.01) < seeds_to_decide(wide, 0.01)
+    diffs = np.array([0.004, -0.012, 0.010, -0.008])    # mean -0.0015, not decided with 4 seeds at 1 point
+    assert compare(pd.Series(diffs), pd.Series(np.zeros(4)), 0.01)["verdict"] == NOT_DECIDED
+    need = int(seeds_to_decide(diffs, 0.01))
+    more = np.tile(diffs, math.ceil(need / 4) + 1)[: max(need, 4) + 4]   # same mean and (about) the same spread
+    assert compare(pd.Series(more), pd.Series(np.zeros(len(more))), 0.01)["verdict"] != NOT_DECIDED
