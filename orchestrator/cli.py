@@ -80,6 +80,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                           "checks the whole pipeline, not the science")
     run.add_argument("--data-root", metavar="DIR",
                      help="folder with the data sets (default: $ARML_DATA or ./data)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="after the planned seeds, add seeds in waves while a paired comparison (see the "
+                          "report's comparisons.md) is 'not decided', up to --max-seeds")
+    run.add_argument("--max-seeds", type=int, default=0, metavar="N",
+                     help="the cap on seeds with --until-decided (default 20)")
     run.set_defaults(handler=_cmd_run)
 
     listing = _sub(commands, "list", "List the study files in a folder: description, setting, data set, "
@@ -146,7 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.smoke:
         plan = smoke(plan)
     options = RunOptions(address=args.address, storage=args.storage, mlflow_uri=args.mlflow_uri,
-                         resume=args.resume, smoke=args.smoke, data_root=args.data_root)
+                         resume=args.resume, smoke=args.smoke, data_root=args.data_root,
+                         until_decided=args.until_decided, max_seeds=args.max_seeds)
     if args.dry_run:
         print(plan_text(plan, options))
         return 0

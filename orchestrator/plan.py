@@ -74,6 +74,8 @@ class RunOptions:
     resume: bool = False
     smoke: bool = False
     data_root: str | None = None
+    until_decided: bool = False              # add seeds in waves while a paired comparison is not decided
+    max_seeds: int = 0                       # the cap on seeds with until_decided (0: the runner's default)
 
 
 def data_aux_names(dataset: str, request: Any) -> list[str] | None:

@@ -37,7 +37,8 @@ def write_plan(run_dir: str, plan: Any) -> None:
     os.makedirs(run_dir, exist_ok=True)
     study = plan.study
     payload = {"study": study.name, "description": study.description, "setting": study.setting,
-               "dataset": study.dataset, "preset": study.preset, "aux_names": list(plan.aux_names),
+               "dataset": study.dataset, "preset": study.preset, "seeds": list(study.seeds),
+               "aux_names": list(plan.aux_names),
                "targets": list(study.report.targets), "margin": study.report.margin, "smoke": plan.smoke,
                "trials": trial_meta(plan)}
     _write_json(os.path.join(run_dir, PLAN_FILE), payload)

@@ -32,6 +32,7 @@ from orchestrator.report_tables import (
 REPORT_DIR = "report"
 FLOAT_FORMAT = "%.6g"
 DEFAULT_MARGIN = 1.0
+LAST_MLFLOW_STATE: dict[str, bool] = {}   # whether the last log_to_mlflow reached the tracking store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,13 +71,21 @@ def main(args: argparse.Namespace) -> int:
     print(f"report: {folder}")
     for name in sorted(os.listdir(folder)):
         print(f"  {name}")
+    if log_mlflow and uri and not _logged_ok(run_dir, uri):
+        return 1
     return 0
 
 
-def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool = False) -> str:
-    """Writes RUN_DIR/report/ and returns its path; with `mlflow_uri`, logs it on the study's parent run
-    (and, with `log_records`, every trial's records where MLflow lacks them). MLflow failures print one
-    line and never lose the files."""
+def _logged_ok(run_dir: str, uri: str) -> bool:
+    """After `--log-mlflow`: False when the tracking store could not be reached (the user must try again)."""
+    return LAST_MLFLOW_STATE.get("ok", True)
+
+
+def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool = False,
+                extra_artifacts: tuple[str, ...] = ()) -> str:
+    """Writes RUN_DIR/report/ and returns its path; with `mlflow_uri`, logs it (and `extra_artifacts`) on the
+    study's parent run, closing it once when every trial has ended (and, with `log_records`, logs every trial's
+    records where MLflow lacks them). MLflow failures print one line and never lose the files."""
     data = load_run(run_dir)
     folder = os.path.join(run_dir, REPORT_DIR)
     os.makedirs(folder, exist_ok=True)
@@ -88,7 +97,7 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
               f"({', '.join(f'{n} {s}' for s, n in counts.items())}); they are listed in "
               f"{os.path.join(folder, 'results.md')}; the report shows what finished")
     if mlflow_uri:
-        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records)
+        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts)
     return folder
 
 
@@ -241,11 +250,34 @@ def paired_summary(data: RunData, margin: float) -> list[str]:
     return lines + [md_table(["method", "reference", "budget", "verdict"], rows), ""]
 
 
-def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool) -> bool:
+def study_params(data: RunData) -> dict[str, str]:
+    """What the study's MLflow parent run shows as params: preset, setting, methods, budgets, seeds."""
+    plan = data.plan
+    return {"preset": plan.get("preset") or "", "setting": plan.get("setting") or "",
+            "dataset": plan.get("dataset") or "", "methods": ", ".join(data.methods),
+            "budget_key": data.budget_key, "budgets": ", ".join(f"{b:g}" for b in data.budgets),
+            "seeds": ", ".join(str(s) for s in sorted(set(data.trials["seed"]))),
+            "aux_tasks": ", ".join(plan.get("aux_names", [])), "margin_points": f"{margin_of(data):g}",
+            "trials": str(len(data.trials))}
+
+
+def headline_metrics(data: RunData) -> dict[str, float]:
+    """Per method and budget: mean test accuracy (validation-selected) and seeds, as parent-run metrics."""
+    out = {}
+    for _, r in data_requirement(data).iterrows():
+        budget = "all" if math.isnan(r["budget"]) else f"{r['budget']:g}"
+        out[f"test_acc/{r['method']}/{budget}"] = float(r["test_acc_mean"])
+        out[f"seeds/{r['method']}/{budget}"] = float(r["seeds"])
+    return out
+
+
+def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool,
+                  extra_artifacts: tuple[str, ...] = ()) -> bool:
     """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed."""
     from orchestrator.tracking import Tracker, redact
 
     tracker = Tracker(uri, data.plan.get("study", ""), run_dir, data.plan["trials"])
+    LAST_MLFLOW_STATE["ok"] = tracker.enabled
     if not tracker.enabled:
         return False
     states = dict(zip(data.trials["trial_id"], data.trials["status"]))
@@ -270,7 +302,9 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
     if statuses & {"running", "retrying", "pending"}:   # the study is not over: log, keep it RUNNING
         tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
     else:
-        tracker.close("failed" if "failed" in statuses else "finished", [folder])
+        tracker.close("failed" if "failed" in statuses else "finished", [folder, *extra_artifacts],
+                      params=study_params(data), metrics=headline_metrics(data))
     if tracker.enabled:
         print(f"MLflow: report logged on the study's run ({redact(uri)})")
+    LAST_MLFLOW_STATE["ok"] = tracker.enabled
     return tracker.enabled

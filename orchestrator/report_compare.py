@@ -27,7 +27,7 @@ MIN_PAIRS = 3
 MAX_SEEDS_ESTIMATE = 1000
 BETTER, AS_GOOD, WORSE, NOT_DECIDED = "better", "as good", "worse", "not decided"
 COLUMNS = ["budget_key", "budget", "method", "versus", "n_pairs", "mean_diff", "diff_low", "diff_high",
-           "boot_low", "boot_high", "margin", "verdict", "seeds_to_decide", "seeds"]
+           "boot_low", "boot_high", "margin", "verdict", "decided_at", "seeds_to_decide", "seeds"]
 
 
 def per_seed(data: RunData, method: str, budget: float) -> pd.Series:
@@ -109,7 +109,14 @@ def compare(a: pd.Series, b: pd.Series, margin: float) -> dict[str, Any]:
     mean, low, high = paired_t(diffs)
     boot_low, boot_high = bootstrap(diffs)
     verdict = decide(len(diffs), low, high, margin)
-    return {"n_pairs": len(diffs), "mean_diff": mean, "diff_low": low, "diff_high": high, "boot_low": boot_low,
+    decided_at = math.nan
+    for k in range(MIN_PAIRS, len(diffs) + 1):   # the first seeds (in seed order) that already decided it
+        _, first_low, first_high = paired_t(diffs[:k])
+        if decide(k, first_low, first_high, margin) != NOT_DECIDED:
+            decided_at = float(k)
+            break
+    return {"decided_at": decided_at,
+            "n_pairs": len(diffs), "mean_diff": mean, "diff_low": low, "diff_high": high, "boot_low": boot_low,
             "boot_high": boot_high, "verdict": verdict,
             "seeds_to_decide": seeds_to_decide(diffs, margin) if verdict == NOT_DECIDED else float(len(diffs)),
             "seeds": " ".join(str(int(s)) for s in seeds)}
@@ -221,9 +228,11 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
             need = r["seeds_to_decide"]
             need_text = "" if r["verdict"] != NOT_DECIDED or math.isnan(need) else (
                 "never at this spread" if math.isinf(need) else f"~{int(need)}")
+            if r["verdict"] != NOT_DECIDED and not math.isnan(r["decided_at"]):
+                need_text = f"decided at {int(r['decided_at'])}"
             rows.append([r["method"], r["versus"], str(int(r["n_pairs"])), f"{100 * r['mean_diff']:+.2f}", interval,
                          boot, f"**{r['verdict']}**", need_text])
         lines += [f"## {budget_text(data.budget_key, budget)}", "",
                   md_table(["method", "versus", "seeds", "mean diff", "95% t interval", "bootstrap 95%", "verdict",
-                            "seeds to decide"], rows), ""]
+                            "seeds: decided at / to decide"], rows), ""]
     return "\n".join(lines)

@@ -4,8 +4,11 @@ MLflow from the driver, the report at the end, and a summary with where everythi
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -14,6 +17,9 @@ from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.records import export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
 
+STUDY_COPY = "study.toml"
+WAVES_FILE = "waves.json"          # the Tune experiments of a study: its planned seeds, then added waves
+DEFAULT_MAX_SEEDS = 20
 DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs
 
 
@@ -108,50 +114,158 @@ def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> No
 
 
 def run_study(plan: Plan, options: RunOptions) -> int:
-    """Runs every trial of `plan`; returns 0 when all finished, 1 when some failed."""
+    """Runs every trial of `plan`; returns 0 when all finished, 1 when some failed. With `until_decided`, adds
+    seeds in waves (each wave a Tune experiment in the same run folder, records and MLflow shared) while a
+    paired comparison is not decided and fewer than `max_seeds` seeds have run."""
     if options.address:
         _use_cluster_token()  # before Ray is imported: it reads its authentication mode once
-    from ray import tune
-
-    from orchestrator.callback import MLFLOW, StudyCallback
-
     storage, run_dir = storage_paths(plan, options.storage)
-    experiment = f"{storage}/{plan.study.name}"
     plan = _absolute_data_root(plan)
-    _check_resume(plan, run_dir, experiment, options.resume)
+    if options.resume:
+        plan = _with_saved_seeds(plan, run_dir)
+    _check_resume(plan, run_dir, f"{storage}/{plan.study.name}", options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     started_ray = _start_ray(options.address)
     write_plan(run_dir, plan)
+    _keep_study_file(plan, run_dir)
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
     start = time.time()
     try:
-        MLFLOW["uri"] = uri
-        callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir)["trials"])
-        from orchestrator.trainable import run_trial
+        from orchestrator.callback import MLFLOW
 
-        trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(plan, storage)),
-                                        _resources(plan))
-        if options.resume:
-            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
-        else:
-            r = plan.study.resources
-            tuner = tune.Tuner(
-                trainable,
-                **_search_setup(plan),
-                tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
-                                            **_tune_search(plan)),
-                run_config=tune.RunConfig(
-                    name=plan.study.name, storage_path=storage, callbacks=[callback], verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=r.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
-            )
-        tuner.fit()
+        MLFLOW["uri"] = uri
+        waves = _load_waves(run_dir) if options.resume else []
+        if not waves:
+            waves = [{"name": plan.study.name, "trials": [t.trial_id for t in plan.trials]}]
+            _save_waves(run_dir, waves)
+        for wave in waves:
+            _run_wave(plan, wave, storage, run_dir, options.resume)
+        while options.until_decided:
+            extra = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS)
+            if not extra:
+                break
+            before = {t.trial_id for t in plan.trials}
+            plan = _with_seeds(plan, [*plan.study.seeds, *extra])
+            write_plan(run_dir, plan)
+            wave = {"name": f"{plan.study.name}-wave{len(waves)}", "seeds": extra,
+                    "trials": [t.trial_id for t in plan.trials if t.trial_id not in before]}
+            waves.append(wave)
+            _save_waves(run_dir, waves)
+            print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))} "
+                  f"({len(wave['trials'])} trials)", flush=True)
+            _run_wave(plan, wave, storage, run_dir, False)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
     return _finish(plan, run_dir, uri, time.time() - start)
+
+
+def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resume: bool) -> None:
+    """One Tune experiment over the wave's trials (restored when resuming and Tune saved its state)."""
+    from ray import tune
+
+    from orchestrator.callback import StudyCallback
+    from orchestrator.records import load_states
+    from orchestrator.trainable import run_trial
+
+    ids = set(wave["trials"])
+    states = load_states(run_dir)
+    if resume and all(states.get(tid, {}).get("status") in ("finished", "stopped") for tid in ids):
+        return
+    experiment = f"{storage}/{wave['name']}"
+    sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in ids))
+    callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir)["trials"])
+    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
+                                    _resources(sub))
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    else:
+        r = plan.study.resources
+        tuner = tune.Tuner(
+            trainable,
+            **_search_setup(sub),
+            tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
+                                        **_tune_search(sub)),
+            run_config=tune.RunConfig(
+                name=wave["name"], storage_path=storage, callbacks=[callback], verbose=0,
+                failure_config=tune.FailureConfig(max_failures=r.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+        )
+    tuner.fit()
+
+
+def _load_waves(run_dir: str) -> list[dict[str, Any]]:
+    path = os.path.join(run_dir, WAVES_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def _save_waves(run_dir: str, waves: list[dict[str, Any]]) -> None:
+    path = os.path.join(run_dir, WAVES_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(waves, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _with_seeds(plan: Plan, seeds: list[int]) -> Plan:
+    """The same study with these seeds: new trials for new seeds, the old ones with their ids unchanged."""
+    from orchestrator.plan import make_plan, smoke
+
+    study = dataclasses.replace(plan.study, seeds=tuple(seeds))
+    bigger = make_plan(study, allow_large=True)
+    if plan.smoke:
+        bigger = smoke(bigger)
+    root = plan.trials[0].config.data_root if plan.trials else ""
+    return map_configs(bigger, lambda c: c.replace(data_root=root)) if root else bigger
+
+
+def _with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
+    """On --resume: the seeds an earlier --until-decided added (kept in plan.json) join the study's own."""
+    try:
+        saved = read_plan(run_dir)
+    except FileNotFoundError:
+        return plan
+    extra = [s for s in saved.get("seeds", []) if s not in plan.study.seeds]
+    return _with_seeds(plan, [*plan.study.seeds, *extra]) if extra else plan
+
+
+def next_seeds(run_dir: str, plan: Plan, max_seeds: int) -> list[int]:
+    """The seeds of the next wave: none when every paired comparison is decided or the cap is reached; else
+    enough to reach the largest likely-deciding count (at most double the seeds so far, within the cap)."""
+    from orchestrator.report import margin_of
+    from orchestrator.report_compare import MIN_PAIRS, comparisons, undecided
+    from orchestrator.report_stats import load_run
+
+    data = load_run(run_dir)
+    frame = comparisons(data, margin_of(data))
+    open_ = undecided(frame)
+    have = len(plan.study.seeds)
+    if frame.empty:
+        print("until decided: nothing to compare (no reference method with finished trials); no seeds added")
+        return []
+    if open_.empty:
+        print(f"until decided: every paired comparison is decided with {have} seeds")
+        return []
+    if have >= max_seeds:
+        print(f"until decided: {len(open_)} comparison(s) still not decided at the cap of {max_seeds} seeds "
+              "(raise --max-seeds, or accept 'not decided')")
+        return []
+    needs = [n for n in open_["seeds_to_decide"] if n == n and not math.isinf(n)]
+    target = max([MIN_PAIRS, have + 1, *(int(n) for n in needs)])
+    target = min(target, 2 * have, max_seeds)
+    first = max(plan.study.seeds) + 1
+    return list(range(first, first + target - have))
+
+
+def _keep_study_file(plan: Plan, run_dir: str) -> None:
+    """A copy of the study file in the run folder (logged on the MLflow parent run): what was asked for."""
+    source = str(plan.study.path)
+    if os.path.isfile(source):
+        shutil.copyfile(source, os.path.join(run_dir, STUDY_COPY))
 
 
 def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -189,12 +303,7 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
     paths = export_tables(run_dir)
     table = trials_table(run_dir)
     failed = table[table["status"] == "failed"]
-    report_dir = _report(run_dir, uri)
-    from orchestrator.tracking import Tracker
-
-    saved = read_plan(run_dir)
-    Tracker(uri, plan.study.name, run_dir, saved["trials"], say=lambda _: None).close(
-        "failed" if len(failed) else "finished", [p for p in (report_dir, paths["trials.csv"]) if p])
+    report_dir = _report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
     print(f"\nfinished in {seconds:.0f} s: {int((table['status'] == 'finished').sum())} finished, "
           f"{int((table['status'] == 'stopped').sum())} stopped early, {len(failed)} failed, "
           f"{int(table['status'].isin(['pending', 'running', 'retrying']).sum())} not run")
@@ -212,10 +321,8 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
     return 0
 
 
-def _report(run_dir: str, uri: str) -> str | None:
-    """Writes the report and logs it on the study's MLflow run, when the report module is there."""
-    try:
-        from orchestrator import report
-    except ImportError:
-        return None
-    return report.make_report(run_dir, mlflow_uri=uri)
+def _report(run_dir: str, uri: str, artifacts: tuple[str, ...]) -> str | None:
+    """Writes the report and logs it, with `artifacts`, on the study's MLflow run, which it closes (once)."""
+    from orchestrator import report
+
+    return report.make_report(run_dir, mlflow_uri=uri, extra_artifacts=artifacts)

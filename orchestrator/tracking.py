@@ -5,6 +5,7 @@ says so once, and `arml report RUN_DIR --log-mlflow` logs the records later."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,13 @@ import time
 from typing import Any
 
 FINISHED = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
+PARENT_FILE = "mlflow_run.json"      # the study's parent run id, so a moved or copied run folder finds it
+# Row keys that are not metrics of a trial (what it is, where it ran, Ray's bookkeeping)
+NOT_METRICS = {"time", "seed", "budget", "pid", "node_ip", "hostname", "failures", "time_total_s",
+               "retry_from_step", "workers", "rank", "iterations_since_restore", "training_iteration"}
+# MLflow's HTTP client retries for minutes by default; a study must not freeze on a dead server
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def default_uri(run_dir: str) -> str:
@@ -19,13 +27,49 @@ def default_uri(run_dir: str) -> str:
 
 
 def resolve_uri(flag: str | None, run_dir: str) -> str:
-    """--mlflow-uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the run folder."""
-    return flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(run_dir)
+    """--mlflow-uri, else $MLFLOW_TRACKING_URI, else a sqlite store in the run folder; credentials written in
+    the URI (http://user:password@host) move to MLflow's environment variables and leave the URI."""
+    return take_credentials(flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(run_dir))
 
 
-def redact(uri: str) -> str:
-    """The URI without user:password@ (credentials never reach logs or reports)."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+def take_credentials(uri: str) -> str:
+    """`http://user:pw@host` -> `http://host`, with MLFLOW_TRACKING_USERNAME/PASSWORD set from it (unless set)."""
+    match = re.match(r"^(\w+://)([^/@]*)@(.*)$", uri)
+    if not match:
+        return uri
+    from urllib.parse import unquote
+
+    user, _, password = match.group(2).partition(":")
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(user))
+    if password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(password))
+    return match.group(1) + match.group(3)
+
+
+def redact(text: str) -> str:
+    """Any URI in `text` without user:password@, and the tracking password itself, if it appears."""
+    text = re.sub(r"//[^/@\s]*@", "//***@", str(text))
+    secret = os.environ.get("MLFLOW_TRACKING_PASSWORD") or os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return text.replace(secret, "***") if secret and len(secret) >= 3 else text
+
+
+def is_metric(key: str, value: Any) -> bool:
+    """Whether a record's entry is one of our metrics (a finite number that is not bookkeeping)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NOT_METRICS
+            and value == value)
+
+
+def trial_run_name(meta: dict[str, Any]) -> str:
+    """'arml 20 s1', 'grid 20 s0 w=[0,1,0]', 'tpe 20 s2 #5': unique within a study (method, budget, seed and
+    grid point or search sample), readable in the MLflow UI."""
+    budget = "" if meta.get("budget") is None else f" {meta['budget']:g}" if isinstance(meta["budget"], float) \
+        else f" {meta['budget']}"
+    name = f"{meta['method']}{budget} s{meta['seed']}"
+    if meta.get("grid_point"):
+        name += " w=[" + ",".join(f"{float(w):g}" for w in meta["grid_point"]) + "]"
+    elif meta.get("sample") is not None:
+        name += f" #{meta['sample']}"
+    return name
 
 
 def git_revision() -> str:
@@ -39,15 +83,14 @@ def git_revision() -> str:
 
 
 def _probe(uri: str, timeout: float = 5.0) -> None:
-    """Fails at once (instead of after MLflow's minutes of retries) when a tracking server is unreachable."""
+    """Fails at once (instead of after MLflow's retries) when a tracking server is unreachable."""
     if not uri.startswith(("http://", "https://")):
         return
     import urllib.error
     import urllib.request
 
     try:
-        bare = re.sub(r"//[^/@]*@", "//", uri.rstrip("/"))  # credentials go to MLflow, not to this probe
-        urllib.request.urlopen(bare + "/health", timeout=timeout).close()
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
     except urllib.error.HTTPError:
         return  # the server answered (perhaps 401/404): let MLflow itself handle authentication
     except (urllib.error.URLError, OSError) as error:
@@ -55,11 +98,18 @@ def _probe(uri: str, timeout: float = 5.0) -> None:
         raise ConnectionError(f"cannot reach the tracking server ({reason})") from None
 
 
+def _local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 class Tracker:
     """MLflow parent/child runs for one run folder; every call is safe to make when MLflow is down."""
 
     def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[dict[str, Any]],
                  say=print) -> None:
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)
+        uri = take_credentials(uri)
         self.uri, self.study, self.run_dir, self.say = uri, study, os.path.abspath(run_dir), say
         self.meta = {m["trial_id"]: m for m in plan_meta}
         self.enabled, self.error = True, ""
@@ -76,7 +126,7 @@ class Tracker:
             return fn(*args)
         except Exception as error:  # noqa: BLE001 - any MLflow/network failure must not stop the study
             self.enabled = False
-            self.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            self.error = redact(f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
             self.say(f"MLflow logging failed ({redact(self.uri)}: {self.error}); the study goes on and its records "
                      f"are complete in {self.run_dir}. Log them later with: arml report {self.run_dir} --log-mlflow")
             return None
@@ -87,13 +137,10 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)  # never mlflow.set_tracking_uri: it changes the env
-        experiment = self.client.get_experiment_by_name(self.study)
-        self.experiment_id = (experiment.experiment_id if experiment is not None
-                              else self.client.create_experiment(self.study))
-        found = self.client.search_runs([self.experiment_id], filter_string=(
-            f"tags.arml_role = 'study' and tags.arml_run_dir = '{self.run_dir}'"), max_results=1)
-        if found:
-            self.parent = found[0].info.run_id
+        self.experiment_id = self._experiment()
+        parent = self._saved_parent() or self._parent_by_tag()
+        if parent:
+            self.parent = parent
             self.client.update_run(self.parent, status="RUNNING")
             for run in self.client.search_runs([self.experiment_id], filter_string=(
                     f"tags.mlflow.parentRunId = '{self.parent}'"), max_results=50000):
@@ -103,6 +150,46 @@ class Tracker:
             self.parent = self.client.create_run(self.experiment_id, run_name=self.study, tags={
                 "arml_role": "study", "arml_run_dir": self.run_dir, "study": self.study,
                 "git_revision": git_revision()}).info.run_id
+        self._save_parent()
+
+    def _experiment(self) -> str:
+        """The study's experiment, opened in MLflow 3's model-training view; with a local store its artifacts
+        go under the run folder (mlartifacts/), never to ./mlruns of the working folder."""
+        experiment = self.client.get_experiment_by_name(self.study)
+        if experiment is None:
+            location = None
+            if _local_store(self.uri):
+                location = "file://" + os.path.join(self.run_dir, "mlartifacts")
+            experiment_id = self.client.create_experiment(self.study, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        if experiment is None or experiment.tags.get("mlflow.experimentKind") != "custom_model_development":
+            self.client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+        return experiment_id
+
+    def _saved_parent(self) -> str:
+        """The parent run id this run folder recorded, if that run exists in this store."""
+        path = os.path.join(self.run_dir, PARENT_FILE)
+        if not os.path.exists(path):
+            return ""
+        try:
+            with open(path) as f:
+                run_id = json.load(f).get("parent_run_id", "")
+            return run_id if run_id and self.client.get_run(run_id).info.experiment_id == self.experiment_id else ""
+        except Exception:  # noqa: BLE001 - an unknown id (another store): look it up by tag, or start a new one
+            return ""
+
+    def _parent_by_tag(self) -> str:
+        found = self.client.search_runs([self.experiment_id], filter_string=(
+            f"tags.arml_role = 'study' and tags.arml_run_dir = '{self.run_dir}'"), max_results=1)
+        return found[0].info.run_id if found else ""
+
+    def _save_parent(self) -> None:
+        path = os.path.join(self.run_dir, PARENT_FILE)
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"parent_run_id": self.parent, "experiment_id": self.experiment_id}, f)
+        os.replace(path + ".tmp", path)
 
     def child(self, trial_id: str) -> str | None:
         return self._guard(self._child, trial_id)
@@ -115,7 +202,7 @@ class Tracker:
 
         meta = self.meta[trial_id]
         budget = "" if meta["budget"] is None else str(meta["budget"])
-        run = self.client.create_run(self.experiment_id, run_name=f"{meta['method']}-{budget or 'all'}-s{meta['seed']}",
+        run = self.client.create_run(self.experiment_id, run_name=trial_run_name(meta),
                                      tags={"mlflow.parentRunId": self.parent, "arml_role": "trial",
                                            "study": self.study, "trial_id": trial_id, "method": meta["method"],
                                            "weighting": meta["weighting"], "budget": budget,
@@ -141,9 +228,7 @@ class Tracker:
             return
         self.logged_step[trial_id] = step
         stamp = int(row.get("time", time.time()) * 1000)
-        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("time", "seed", "budget")
-                   and v == v]
+        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items() if is_metric(k, v)]
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
@@ -154,10 +239,22 @@ class Tracker:
         run_id = self.children.get(trial_id) or self._child(trial_id)
         self.client.set_terminated(run_id, status=FINISHED.get(status, "FAILED"))
 
-    def close(self, status: str, artifacts: list[str] = ()) -> None:
-        self._guard(self._close, status, list(artifacts))
+    def close(self, status: str, artifacts: list[str] = (), params: dict[str, Any] | None = None,
+              metrics: dict[str, float] | None = None) -> None:
+        """The study's one end: params, headline metrics and artifacts on the parent run, then its status."""
+        self._guard(self._close, status, list(artifacts), params or {}, metrics or {})
 
-    def _close(self, status: str, artifacts: list[str]) -> None:
+    def _close(self, status: str, artifacts: list[str], params: dict[str, Any], metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric, Param
+
+        have = set(self.client.get_run(self.parent).data.params)
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.parent, params=items[start:start + 100])
+        stamp = int(time.time() * 1000)
+        values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v == v]
+        for start in range(0, len(values), 1000):
+            self.client.log_batch(self.parent, metrics=values[start:start + 1000])
         for path in artifacts:
             if os.path.isdir(path):
                 self.client.log_artifacts(self.parent, path, artifact_path=os.path.basename(path))
