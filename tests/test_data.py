@@ -302,7 +302,7 @@ def test_status_table_and_cli(tmp_path) -> None:
     write_fake_cifar10(tmp_path, n_train=50, n_test=10)
     write_fake_pacs(tmp_path, per_class=1, size=8)
     table = status_table(str(tmp_path))
-    rows = {line.split()[0]: line for line in table.splitlines() if not line.startswith(" ")}
+    rows = {line.split()[0]: line for line in table.splitlines() if line and not line.startswith(" ")}
     assert "found" in rows["cifar10"] and "train 45, val 5, test 10" in rows["cifar10"]
     assert "found" in rows["digits"] and "found" in rows["pacs"] and "photo 7" in rows["pacs"]
     assert "MISSING" in rows["svhn"] and "MISSING" in rows["celeba"]

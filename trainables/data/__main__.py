@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from trainables.data import DATASETS, status_table
+from trainables.data import status_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"data root: {os.path.abspath(args.data_root)}")
     print(status_table(args.data_root))
-    for name in DATASETS.names():  # data sets that document their attributes (digits) list them
-        describe = getattr(DATASETS.get(name), "describe", None)
-        if describe is not None:
-            print(f"\n{name}: multi-label attributes (default set, or opt-in by name in aux_attributes)")
-            print(describe())
     return 0
 
 

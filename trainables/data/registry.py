@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -111,12 +112,17 @@ def aux_names(name: str, request: DataRequest) -> list[str]:
 
 
 def status_table(data_root: str) -> str:
-    """A text table: each data set found or missing under `data_root`, its counts and what to do."""
+    """A text table: each data set found or missing under `data_root`, its counts and what to do; then the
+    attributes of data sets that describe them (`describe()`)."""
     rows = [("data set", "status", "counts", "path looked at")]
     advice: dict[int, str] = {}
+    described: dict[str, Callable[[], str]] = {}
     for name in DATASETS.names():
         try:
-            status = DATASETS.get(name).check(data_root)
+            dataset = DATASETS.get(name)
+            if hasattr(dataset, "describe"):
+                described[name] = dataset.describe
+            status = dataset.check(data_root)
         except Exception as error:  # a damaged file: show it, keep checking the others
             status = DatasetStatus(name, False, {}, data_root, f"could not read it: {error}")
         counts = ", ".join(f"{k} {v}" for k, v in status.splits.items()) or "-"
@@ -129,6 +135,9 @@ def status_table(data_root: str) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
         if i in advice:
             lines.append(f"    -> {advice[i]}")
+    for name, describe in described.items():  # data sets that document their attributes (digits) list them
+        lines += ["", f"{name}: multi-label attributes (default set, or opt-in by name in aux_attributes)",
+                  describe()]
     return "\n".join(lines)
 
 
