@@ -85,7 +85,12 @@ def test_options_checked() -> None:
     with pytest.raises(ConfigError, match="pairs must be an integer"):
         fada.fada_options({"pairs": 2.5}, 300)
     with pytest.raises(ConfigError, match="dg_variant must be one of baseline, fada, joint"):
-        fit(resolve_config("digits_dg", dg_variant="fadaa", steps=2, device="cpu"))
+        resolve_config("digits_dg", dg_variant="fadaa")         # what a study's dry run calls
+    with pytest.raises(ConfigError, match="dg_variant must be one of baseline, fada, joint"):
+        fit({"setting": "dg", "dg_variant": "fadaa", "target_domain": "inverted", "per_class": 1, "steps": 1,
+             "aux_tasks": ["source_domains"], "device": "cpu"})
+    with pytest.raises(ConfigError, match="fada_options: unknown key 'gamma'"):
+        resolve_config("digits_dg", dg_variant="fada", fada_options={"gamma": 0.1})
 
 
 def tiny(weighting: str = "uniform", **kw):

@@ -186,4 +186,12 @@ def resolve_config(preset: str = "", **overrides: Any) -> TrainConfig:
     config = TrainConfig.from_dict(values)
     if config.setting not in SETTINGS:
         raise ConfigError(f"config: setting must be one of {', '.join(SETTINGS)}, got {config.setting!r}")
+    if config.dg_variant != "joint" or config.fada_options:  # checked here so that a dry run catches mistakes
+        from trainables.dg_variants import DG_VARIANTS
+        from trainables.fada import fada_options  # (registers "fada")
+
+        if config.dg_variant not in DG_VARIANTS:
+            raise ConfigError(f"config: dg_variant must be one of {', '.join(DG_VARIANTS.names())}, "
+                              f"got {config.dg_variant!r}")
+        fada_options(config.fada_options, config.steps)
     return config
