@@ -11,6 +11,9 @@ frozen. Stage 3 (the remaining steps): each step adds to the weighted classifica
 updates the DCD on all four groups (`dcd_updates` times, embeddings detached). With weighting
 "uniform" this is FADA; with "arml" the source domains' losses are reweighted with the target labels
 (FADA + ARML). Options: `TrainConfig.fada_options`, keys and defaults in `DEFAULTS`.
+The DCD is a head of the model ("dcd"), so checkpoints hold it; its own Adam moments restart on resume.
+Stage 1 here trains on the source losses and the target labels together (FADA's stage 1 uses the sources
+only), so that FADA and the other variants share their first steps.
 """
 
 from __future__ import annotations

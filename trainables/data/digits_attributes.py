@@ -200,11 +200,14 @@ def attribute_table() -> torch.Tensor:
 
 
 def describe() -> str:
-    """A text table of every digits attribute: name, kind, default set or opt-in, % positive, definition."""
+    """A text table of every digits attribute: name, kind, default set or opt-in, % positive, place in
+    `AUX_ORDER` (digits_aux_set(k) takes places 1..k), definition."""
     table = attribute_table().double().mean(0)
-    rows = [("attribute", "kind", "set", "positive", "definition")]
+    rows = [("attribute", "kind", "set", "positive", "K order", "definition")]
     for i, name in enumerate(ALL_ATTRIBUTES):
         kind, text = DESCRIPTIONS[name]
-        rows.append((name, kind, "default" if name in ATTRIBUTES else "opt-in", f"{100 * table[i]:.0f}%", text))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+        order = str(AUX_ORDER.index(name) + 1) if name in AUX_ORDER else "-"
+        rows.append((name, kind, "default" if name in ATTRIBUTES else "opt-in", f"{100 * table[i]:.0f}%", order,
+                     text))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)
