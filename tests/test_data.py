@@ -23,7 +23,7 @@ from trainables.data import DATASETS, aux_names, build_data, status_table
 from trainables.data.base import DataRequest, FileImageSet, TensorImageSet
 from trainables.data.digits import ATTRIBUTES, attributes
 from trainables.data.registry import ImageFileLoader
-from trainables.errors import ConfigError, DataNotFoundError, UnknownNameError
+from trainables.errors import ConfigError, DataNotFoundError, PluginError, UnknownNameError
 
 
 def req(setting: str, root: object = "unused", **kw: object) -> DataRequest:
@@ -302,7 +302,7 @@ def test_status_table_and_cli(tmp_path) -> None:
     write_fake_cifar10(tmp_path, n_train=50, n_test=10)
     write_fake_pacs(tmp_path, per_class=1, size=8)
     table = status_table(str(tmp_path))
-    rows = {line.split()[0]: line for line in table.splitlines() if not line.startswith(" ")}
+    rows = {line.split()[0]: line for line in table.splitlines() if line and not line.startswith(" ")}
     assert "found" in rows["cifar10"] and "train 45, val 5, test 10" in rows["cifar10"]
     assert "found" in rows["digits"] and "found" in rows["pacs"] and "photo 7" in rows["pacs"]
     assert "MISSING" in rows["svhn"] and "MISSING" in rows["celeba"]
@@ -322,3 +322,79 @@ def test_cli_help(capsys) -> None:
         main(["--help"])
     help_text = capsys.readouterr().out
     assert "--data-root" in help_text and "ARML_DATA" in help_text and "downloaded" in help_text
+
+
+# --- data sets from other packages (entry points) ----------------------------------------------------------
+
+PLUGIN = '''
+import torch
+from trainables.data.base import DataInfo, DatasetStatus, SSLData, TensorImageSet
+
+
+class Stripes:
+    """A made-up data set: 2 classes of 4x4 images, horizontal or vertical stripes."""
+
+    settings = ("ssl",)
+
+    def build(self, request):
+        labels = torch.arange(40) % 2
+        images = torch.zeros(40, 1, 4, 4)
+        images[labels == 0, :, ::2, :] = 1.0
+        images[labels == 1, :, :, ::2] = 1.0
+        part = TensorImageSet(images, labels)
+        info = DataInfo("stripes", (1, 4, 4), 2, (0.5,), (0.5,))
+        hidden = TensorImageSet(images, torch.full((40,), -1))
+        return SSLData(info, part.subset(torch.arange(request.label_budget)), hidden, part, part)
+
+    def check(self, data_root):
+        return DatasetStatus("stripes", True, {"train": 40}, "made up")
+
+    def aux_names(self, request):
+        return []
+'''
+
+
+@pytest.fixture
+def plugin_package(tmp_path, monkeypatch):
+    """A package installed the way pip leaves it: the module plus a .dist-info with METADATA and entry points."""
+    (tmp_path / "stripes_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "stripes_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stripes-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[trainables.datasets]\nstripes = stripes_plugin:Stripes\nbroken = stripes_missing_module:Thing\n"
+        "digits = stripes_plugin:Stripes\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    DATASETS.reload_plugins()
+    yield
+    monkeypatch.undo()
+    sys.modules.pop("stripes_plugin", None)
+    DATASETS.reload_plugins()
+
+
+def test_data_set_plugin_from_an_entry_point(plugin_package) -> None:
+    from trainables.config import resolve_config
+    from trainables.data.digits import Digits
+    from trainables.loop import fit
+
+    assert DATASETS.names() == ["broken", "celeba", "cifar10", "digits", "pacs", "stripes", "svhn"]
+    assert "stripes_plugin" not in sys.modules            # listed, not imported, until asked for
+    data = build_data("stripes", req("ssl", label_budget=6))
+    assert len(data.labeled) == 6 and data.info.name == "stripes" and "stripes_plugin" in sys.modules
+    assert isinstance(DATASETS.get("digits"), Digits)    # a built-in name is never replaced
+    config = resolve_config(dataset="stripes", setting="ssl", label_budget=6, steps=3, eval_every=3,
+                            aux_tasks=("rotation",), device="cpu", model_options={"width": 4})
+    assert fit(config)["step"] == 3
+    with pytest.raises(PluginError, match=r"'broken' \(entry point broken = 'stripes_missing_module:Thing' in "
+                                          r"group trainables.datasets of package stripes-plugin\) failed to load"):
+        build_data("broken", req("ssl"))
+    table = status_table("unused")
+    assert "broken    MISSING" in table and "stripes   found" in table and "failed to load" in table
+
+
+def test_no_plugins_after_reload() -> None:
+    DATASETS.reload_plugins()
+    assert DATASETS.names() == ["celeba", "cifar10", "digits", "pacs", "svhn"]
+    with pytest.raises(UnknownNameError, match="'stripes'"):
+        DATASETS.get("stripes")

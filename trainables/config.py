@@ -39,7 +39,11 @@ class TrainConfig:
     main_attribute: str = ""                  # mlc: the main attribute's name
     aux_attributes: tuple = ()                # mlc: auxiliary attributes (empty -> all the others)
     target_domain: str = ""                   # dg: the held-out target domain
-    dg_variant: str = "joint"                 # dg: "joint" (target labels in the loss) or "baseline" (only reweighting)
+    dg_variant: str = "joint"                 # dg: a name in trainables.dg_variants.DG_VARIANTS: "joint" (target
+    #   labels in the loss), "baseline" (source losses only; the target labels only steer the weights) or "fada"
+    fada_options: dict = field(default_factory=dict)  # dg_variant "fada" (trainables/fada.py DEFAULTS): stage1_steps
+    #   (joint training first; -1: steps // 3), dcd_steps (200 DCD updates, embedding frozen), adv_weight (0.1),
+    #   dcd_hidden (64), dcd_lr (0.001), dcd_updates (1 per step), pairs (32 per group)
     # weighting of the auxiliary tasks
     weighting: str = "uniform"                # a name in arml.WEIGHTINGS
     weighting_options: dict = field(default_factory=dict)
@@ -182,4 +186,12 @@ def resolve_config(preset: str = "", **overrides: Any) -> TrainConfig:
     config = TrainConfig.from_dict(values)
     if config.setting not in SETTINGS:
         raise ConfigError(f"config: setting must be one of {', '.join(SETTINGS)}, got {config.setting!r}")
+    if config.dg_variant != "joint" or config.fada_options:  # checked here so that a dry run catches mistakes
+        from trainables.dg_variants import DG_VARIANTS
+        from trainables.fada import fada_options  # (registers "fada")
+
+        if config.dg_variant not in DG_VARIANTS:
+            raise ConfigError(f"config: dg_variant must be one of {', '.join(DG_VARIANTS.names())}, "
+                              f"got {config.dg_variant!r}")
+        fada_options(config.fada_options, config.steps)
     return config

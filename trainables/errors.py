@@ -17,8 +17,12 @@ class DataNotFoundError(TrainablesError, FileNotFoundError):
     """Data set files missing under the data root; the message names the exact path and the source."""
 
 
+class PluginError(TrainablesError, ImportError):
+    """A plug-in declared by an installed package (an entry point) could not be loaded; names the entry point."""
+
+
 class DivergenceError(TrainablesError, FloatingPointError):
     """A loss became NaN or infinite during training; the message names the task and the step."""
 
 
-__all__ = ["ConfigError", "DataNotFoundError", "DivergenceError", "TrainablesError", "UnknownNameError"]
+__all__ = ["ConfigError", "DataNotFoundError", "DivergenceError", "PluginError", "TrainablesError", "UnknownNameError"]

@@ -22,6 +22,7 @@ from trainables.augment import AUGMENTATIONS
 from trainables.config import TrainConfig
 from trainables.data import build_data
 from trainables.data.base import DataRequest
+from trainables.dg_variants import DG_VARIANTS
 from trainables.distributed import (
     average_gradients,
     broadcast_parameters,
@@ -85,6 +86,8 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
 
     # ---- build: data, model, tasks, weighting, optimiser ----------------------------------------
     data = build_data(config.dataset, data_request(config))
+    if config.dg_variant not in DG_VARIANTS:
+        raise ConfigError(f"dg_variant must be one of {', '.join(DG_VARIANTS.names())}, got {config.dg_variant!r}")
     setting = SETTINGS.get(config.setting)(data, config, device, state["streams"] if state else {}, rank, world)
     backbone = build_backbone(config.model, data.info, **config.model_options)
     tasks = [AUX_TASKS.get(name)(data, backbone.feature_dim, config) for name in config.aux_tasks]
@@ -113,9 +116,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         weighting.attach_optimizer(optimizer)
     teacher = EMA(model, config.ema_decay) if any(t.needs_teacher for t in tasks) else None
     augment = AUGMENTATIONS.get(data.info.augment)
-    main_weight = 0.0 if config.setting == "dg" and config.dg_variant == "baseline" else 1.0
-    if config.dg_variant not in ("joint", "baseline"):
-        raise ConfigError(f"dg_variant must be 'joint' or 'baseline', got {config.dg_variant!r}")
+    main_weight = setting.main_weight
     amp = config.amp and device.type == "cuda"
 
     best = {"val_acc": -1.0, "test_acc": 0.0, "step": 0}
@@ -156,6 +157,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
                                main_weight=main_weight)
         except arml.NonFiniteLossError as error:
             raise DivergenceError(f"training diverged at step {step}: {error}") from None
+        setting.after_backward(model, step, (x_main, y_main), aux_batch)  # e.g. FADA's adversarial term
         average_gradients(params)
         optimizer.step()
         if teacher is not None:
@@ -168,6 +170,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         if step % config.eval_every == 0 or step == config.steps:
             metrics = _evaluate(model, setting, weighting, names, running / count, best, step, config)
             metrics["steps_per_s"] = steps_done / max(train_seconds, 1e-9)  # training only, since the start
+            metrics.update(setting.extra_metrics())
             running.zero_()
             count = 0
             _report(report, metrics, rank, config, step, {

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from arml.registry import Registry
+from trainables import fada  # noqa: F401  (registers dg_variant "fada")
 from trainables.config import TrainConfig
 from trainables.data.base import DGData, ImageSet, MLCData, SSLData
+from trainables.dg_variants import DG_VARIANTS
 from trainables.errors import ConfigError
 from trainables.streams import BatchStream, iterate_once
 
@@ -56,6 +58,19 @@ class Setting:
 
     def main_loss(self, heads: nn.ModuleDict, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @property
+    def main_weight(self) -> float:
+        """The main loss's weight in the backward pass (0: the main task only steers the weighting)."""
+        return 1.0
+
+    def after_backward(self, model: nn.Module, step: int, main_batch: tuple[torch.Tensor, torch.Tensor],
+                       aux_batch: Any) -> None:
+        """Adds gradients of the setting's own extra losses (none by default) before the optimizer step."""
+
+    def extra_metrics(self) -> dict[str, float]:
+        """The setting's own metrics, reported at every evaluation (none by default)."""
+        return {}
 
     def correct(self, heads: nn.ModuleDict, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -144,19 +159,31 @@ class MultiLabel(Setting):
 @SETTINGS.register("dg")
 class DomainGeneralization(Setting):
     """Source domains are the auxiliary tasks; N_m labeled target images per class are the main task.
-    Validation: the source domains' held-out parts (no target labels); test: the whole target domain."""
+    Validation: the source domains' held-out parts (no target labels); test: the whole target domain.
+    How the two are combined is the `dg_variant` (trainables/dg_variants.py)."""
 
     main_head = "classifier"
     shared_heads = ("classifier",)
 
     def __init__(self, data: DGData, config, device, start, rank=0, world=1) -> None:
         super().__init__(data, config, device, start, rank, world)
+        self.variant = DG_VARIANTS.get(config.dg_variant)(self)
         self._stream("target", data.target_labeled, config.batch_size, 1)
         for i, (name, images) in enumerate(data.sources.items()):
             self._stream(f"source:{name}", images, self.aux_batch_size, 10 + i)
 
     def heads(self, feature_dim):
-        return {"classifier": nn.Linear(feature_dim, self.data.info.num_classes)}
+        return {"classifier": nn.Linear(feature_dim, self.data.info.num_classes), **self.variant.heads(feature_dim)}
+
+    @property
+    def main_weight(self) -> float:
+        return self.variant.main_weight
+
+    def after_backward(self, model, step, main_batch, aux_batch) -> None:
+        self.variant.after_backward(model, step, main_batch, aux_batch)
+
+    def extra_metrics(self) -> dict[str, float]:
+        return self.variant.metrics()
 
     def next_batches(self):
         sources = {name: self.streams[f"source:{name}"].next() for name in self.data.sources}

@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> int:
         description=(
             "Checks which data sets (cifar10, svhn, celeba, pacs, digits) are present under a data root and"
             " prints, per data set: found or MISSING, image counts per split (per domain for pacs), the exact"
-            " path looked at, and where to get the files when missing. Nothing is ever downloaded."
+            " path looked at, and where to get the files when missing; then the attributes a data set documents"
+            " (digits). Nothing is ever downloaded."
         ),
     )
     parser.add_argument(

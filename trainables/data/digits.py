@@ -1,6 +1,7 @@
 """scikit-learn's 8x8 digits (1797 images, always available): CPU-sized twins of all three settings.
 
-ssl: a balanced label budget; mlc: named binary attributes of the digit (and 4 useless random ones);
+ssl: a balanced label budget; mlc: named binary attributes (of the digit, of the image, random controls;
+see trainables/data/digits_attributes.py);
 dg: four visibly different domains (original, inverted, rotated, noisy) from disjoint quarters.
 """
 
@@ -19,6 +20,13 @@ from trainables.data.base import (
     SSLData,
     TensorImageSet,
 )
+from trainables.data.digits_attributes import (
+    ALL_ATTRIBUTES,
+    ATTRIBUTES,
+    attribute_table,
+    class_attributes,
+)
+from trainables.data.digits_attributes import describe as describe_attributes
 from trainables.data.registry import DATASETS, resize_images
 from trainables.data.splits import (
     SPLIT_SEED,
@@ -34,13 +42,8 @@ from trainables.errors import ConfigError
 
 NUM_CLASSES = 10
 TEST_FRACTION, VAL_FRACTION = 0.30, 0.15
-ATTRIBUTES = (
-    ("odd", "ge5", "has_loop", "prime")
-    + tuple(f"is_{d}" for d in range(10))
-    + tuple(f"random_{i}" for i in range(4))
-)
 DOMAINS = ("original", "inverted", "rotated", "noisy")
-NOISE_SD, NOISE_SEED, RANDOM_ATTRIBUTE_SEED = 0.25, 2000, 1000
+NOISE_SD, NOISE_SEED = 0.25, 2000
 PATH = "sklearn.datasets.load_digits (bundled with scikit-learn)"
 
 
@@ -63,20 +66,8 @@ def fixed_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def attributes(labels: torch.Tensor) -> torch.Tensor:
-    """The [N, 18] 0/1 attribute matrix in `ATTRIBUTES` order; random_i drawn once with seed 1000 + i."""
-    d = labels.long()
-    columns = [
-        d % 2 == 1,
-        d >= 5,
-        torch.isin(d, torch.tensor([0, 6, 8, 9])),
-        torch.isin(d, torch.tensor([2, 3, 5, 7])),
-    ]
-    columns += [d == k for k in range(10)]
-    columns += [
-        torch.randint(0, 2, (len(d),), generator=generator(RANDOM_ATTRIBUTE_SEED + i)).bool()
-        for i in range(4)
-    ]
-    return torch.stack(columns, dim=1).long()
+    """The [N, 18] 0/1 matrix of the default attributes (`ATTRIBUTES` order) for digit `labels`."""
+    return class_attributes(labels, ATTRIBUTES)
 
 
 def domain_images(name: str, images: torch.Tensor) -> torch.Tensor:
@@ -130,9 +121,9 @@ class Digits:
         )
 
     def _mlc(self, request: DataRequest, images: torch.Tensor, labels: torch.Tensor) -> MLCData:
-        main, aux = select_attributes(ATTRIBUTES, request, "digits")
-        columns = [ATTRIBUTES.index(n) for n in [main, *aux]]
-        targets = attributes(labels)[:, columns]
+        main, aux = select_attributes(ALL_ATTRIBUTES, request, "digits", defaults=ATTRIBUTES)
+        columns = [ALL_ATTRIBUTES.index(n) for n in [main, *aux]]
+        targets = attribute_table()[:, columns]
         train, val, test = fixed_split(labels)
         return MLCData(
             info=self.info(request, 2),
@@ -171,9 +162,13 @@ class Digits:
         train, val, test = fixed_split(labels)
         return DatasetStatus("digits", True, {"train": len(train), "val": len(val), "test": len(test)}, PATH)
 
+    def describe(self) -> str:
+        """The multi-label attributes: name, kind, default or opt-in, share positive, definition."""
+        return describe_attributes()
+
     def aux_names(self, request: DataRequest) -> list[str]:
         if request.setting == "mlc":
-            return select_attributes(ATTRIBUTES, request, "digits")[1]
+            return select_attributes(ALL_ATTRIBUTES, request, "digits", defaults=ATTRIBUTES)[1]
         if request.setting == "dg":
             return source_domains(request.target_domain)
         return []

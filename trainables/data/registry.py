@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -12,7 +14,9 @@ from PIL import Image
 
 from arml.registry import Registry
 from trainables.data.base import DataRequest, DatasetStatus, DGData, MLCData, SSLData
-from trainables.errors import ConfigError, DataNotFoundError
+from trainables.errors import ConfigError, DataNotFoundError, PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "trainables.datasets"
 
 
 class Dataset(Protocol):
@@ -27,7 +31,64 @@ class Dataset(Protocol):
     def aux_names(self, request: DataRequest) -> list[str]: ...
 
 
-DATASETS: Registry[Dataset] = Registry("data set")
+class DatasetRegistry(Registry[Dataset]):
+    """The built-in data sets plus those that installed packages declare as entry points in the group
+    `trainables.datasets` (name = the data set's name, value = `module:object`, the object being a data set
+    or a class made with no arguments). Entry points are listed on the first lookup and each one is
+    imported when its name is first asked for; a built-in name always wins."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        super().__init__(kind)
+        self.group = group
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+        self._plugins: set[str] = set()
+
+    def entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        """Entry points of the group by name (read once; `reload_plugins` reads them again)."""
+        if self._entry_points is None:
+            found = importlib.metadata.entry_points(group=self.group)
+            self._entry_points = {ep.name: ep for ep in found if ep.name not in self._items}
+        return self._entry_points
+
+    def reload_plugins(self) -> None:
+        """Forgets loaded plug-ins and the entry-point list (after installing a package in a running process)."""
+        for name in self._plugins:
+            del self._items[name]
+        self._plugins.clear()
+        self._entry_points = None
+
+    def _load(self, name: str) -> None:
+        ep = self.entry_points()[name]
+        package = f" of package {ep.dist.name}" if ep.dist is not None else ""
+        where = f"data set plug-in {name!r} (entry point {name} = {ep.value!r} in group {self.group}{package})"
+        try:
+            loaded: Any = ep.load()
+            dataset = loaded() if isinstance(loaded, type) else loaded
+        except Exception as error:
+            raise PluginError(f"{where} failed to load: {type(error).__name__}: {error}. Fix or uninstall that"
+                              " package.") from error
+        missing = [a for a in ("settings", "build", "check", "aux_names") if not hasattr(dataset, a)]
+        if missing:
+            raise PluginError(f"{where} lacks {', '.join(missing)}: a data set offers settings, build(request),"
+                              " check(data_root) and aux_names(request)")
+        self._items[name] = dataset
+        self._plugins.add(name)
+
+    def get(self, name: str) -> Dataset:
+        if name not in self._items and name in self.entry_points():
+            self._load(name)
+        if name not in self._items:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        return sorted({*self._items, *self.entry_points()})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items or name in self.entry_points()
+
+
+DATASETS: DatasetRegistry = DatasetRegistry("data set", ENTRY_POINT_GROUP)
 
 
 def get_dataset(name: str, setting: str) -> Dataset:
@@ -51,12 +112,17 @@ def aux_names(name: str, request: DataRequest) -> list[str]:
 
 
 def status_table(data_root: str) -> str:
-    """A text table: each data set found or missing under `data_root`, its counts and what to do."""
+    """A text table: each data set found or missing under `data_root`, its counts and what to do; then the
+    attributes of data sets that describe them (`describe()`)."""
     rows = [("data set", "status", "counts", "path looked at")]
     advice: dict[int, str] = {}
+    described: dict[str, Callable[[], str]] = {}
     for name in DATASETS.names():
         try:
-            status = DATASETS.get(name).check(data_root)
+            dataset = DATASETS.get(name)
+            if hasattr(dataset, "describe"):
+                described[name] = dataset.describe
+            status = dataset.check(data_root)
         except Exception as error:  # a damaged file: show it, keep checking the others
             status = DatasetStatus(name, False, {}, data_root, f"could not read it: {error}")
         counts = ", ".join(f"{k} {v}" for k, v in status.splits.items()) or "-"
@@ -69,6 +135,9 @@ def status_table(data_root: str) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
         if i in advice:
             lines.append(f"    -> {advice[i]}")
+    for name, describe in described.items():  # data sets that document their attributes (digits) list them
+        lines += ["", f"{name}: multi-label attributes (default set, or opt-in by name in aux_attributes)",
+                  describe()]
     return "\n".join(lines)
 
 

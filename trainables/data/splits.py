@@ -116,14 +116,16 @@ def per_class_pick(
     return pick_per_class(labels, num_classes, [per_class] * num_classes, seed, f"per_class {per_class}")
 
 
-def select_attributes(names: Sequence[str], request: DataRequest, where: str) -> tuple[str, list[str]]:
-    """(main, auxiliary) attribute names of a multi-label request; ConfigError on unknown names."""
+def select_attributes(names: Sequence[str], request: DataRequest, where: str,
+                      defaults: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """(main, auxiliary) attribute names of a multi-label request; ConfigError on unknown names.
+    Without aux_attributes: every name of `defaults` (else of `names`) but the main one."""
     valid = ", ".join(names)
     if request.main_attribute not in names:
         raise ConfigError(
             f"unknown main_attribute {request.main_attribute!r} for {where}; valid names: {valid}"
         )
-    aux = list(request.aux_attributes) or [n for n in names if n != request.main_attribute]
+    aux = list(request.aux_attributes) or [n for n in (defaults or names) if n != request.main_attribute]
     for name in aux:
         if name not in names:
             raise ConfigError(f"unknown auxiliary attribute {name!r} for {where}; valid names: {valid}")
