@@ -14,6 +14,7 @@ from ray import tune
 
 from orchestrator.records import RecordBook
 from orchestrator.tracking import Tracker
+from orchestrator.trainable import FATAL
 
 
 def _error_line(trial: Any) -> str:
@@ -38,6 +39,9 @@ def _error_line(trial: Any) -> str:
 # The tracking URI of this `arml run` (it may hold credentials): set by the runner, never pickled into
 # Tune's experiment state, so a resumed study uses the URI it is given then.
 MLFLOW = {"uri": ""}
+# The run folder of this `arml run`, set by the runner: a callback restored from Tune's state (pickled with the
+# folder it had then) writes here, so a run folder copied, moved or mounted elsewhere resumes in place.
+CURRENT = {"run_dir": ""}
 
 
 class StudyCallback(tune.Callback):
@@ -61,6 +65,11 @@ class StudyCallback(tune.Callback):
     def _open(self) -> None:
         if self._live:
             return
+        if CURRENT["run_dir"]:
+            self.run_dir = CURRENT["run_dir"]
+            from orchestrator.records import read_plan
+
+            self.plan_meta = read_plan(self.run_dir)["trials"]
         book = RecordBook(self.run_dir, self.plan_meta)
         self._live = {"book": book, "tracker": Tracker(MLFLOW["uri"], self.study, self.run_dir, self.plan_meta),
                       "last_print": time.time(), "best": {}, "total": len(self.plan_meta)}
@@ -84,6 +93,8 @@ class StudyCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         tid = trial.config["trial_id"]
+        if result.get(FATAL):   # a deterministic failure, reported instead of raised so that Tune never retries it
+            return
         row = self.book.row(tid, {**result, "failures": trial.num_failures})
         self.tracker.log(tid, row)
 
@@ -94,6 +105,9 @@ class StudyCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
+        if trial.last_result.get(FATAL):
+            self._failed(trial, tid, str(trial.last_result[FATAL]).splitlines()[0][:500], trials)
+            return
         steps = self.book.meta[tid]["config"]["steps"]
         status = "stopped" if trial.last_result.get("step", steps) < steps else "finished"  # e.g. by ASHA
         self.book.set_state(tid, status, failures=trial.num_failures)
@@ -102,8 +116,9 @@ class StudyCallback(tune.Callback):
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tid = trial.config["trial_id"]
-        error = _error_line(trial)
+        self._failed(trial, trial.config["trial_id"], _error_line(trial), trials)
+
+    def _failed(self, trial: Any, tid: str, error: str, trials: list) -> None:
         self.book.set_state(tid, "failed", failures=trial.num_failures, error=error)
         self.tracker.finish(tid, "failed")
         print(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import MissingComponentError, UsageError
+from orchestrator.errors import MissingComponentError, RunFault, UsageError
 
 DESCRIPTION = """\
 arml runs studies of auxiliary-task weighting (ARML, NeurIPS 2020): a study file (TOML) names a
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("arml: interrupted")
         return 130
-    except MissingComponentError as error:
+    except (MissingComponentError, RunFault) as error:
         _say(f"arml: error: {one_line(error)}")
         return 1
     except Exception as error:

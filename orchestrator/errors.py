@@ -15,4 +15,9 @@ class MissingComponentError(RuntimeError):
     """A part of the project that is not installed or not written yet; the CLI exits with code 1."""
 
 
-__all__ = ["MissingComponentError", "StudyError", "UsageError"]
+class RunFault(RuntimeError):
+    """A fault in the middle of a run (a full disk, a storage folder gone read-only): the CLI says it in one
+    line and exits with code 1; records written before it are intact and `--resume` continues."""
+
+
+__all__ = ["MissingComponentError", "RunFault", "StudyError", "UsageError"]

@@ -67,7 +67,9 @@ def main(args: argparse.Namespace) -> int:
                          "printed, e.g. arml report runs/quickstart")
     log_mlflow = bool(getattr(args, "log_mlflow", False))
     uri = cli_uri(run_dir, getattr(args, "mlflow_uri", None), log_mlflow)
-    folder = make_report(run_dir, mlflow_uri=uri, log_records=log_mlflow)
+    trials_csv = os.path.join(run_dir, "trials.csv")
+    folder = make_report(run_dir, mlflow_uri=uri, log_records=log_mlflow,
+                         extra_artifacts=(trials_csv,) if log_mlflow and os.path.exists(trials_csv) else ())
     print(f"report: {folder}")
     for name in sorted(os.listdir(folder)):
         print(f"  {name}")
@@ -82,7 +84,7 @@ def _logged_ok(run_dir: str, uri: str) -> bool:
 
 
 def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool = False,
-                extra_artifacts: tuple[str, ...] = ()) -> str:
+                extra_artifacts: tuple[str, ...] = (), final: bool = False) -> str:
     """Writes RUN_DIR/report/ and returns its path; with `mlflow_uri`, logs it (and `extra_artifacts`) on the
     study's parent run, closing it once when every trial has ended (and, with `log_records`, logs every trial's
     records where MLflow lacks them). MLflow failures print one line and never lose the files."""
@@ -97,7 +99,7 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
               f"({', '.join(f'{n} {s}' for s, n in counts.items())}); they are listed in "
               f"{os.path.join(folder, 'results.md')}; the report shows what finished")
     if mlflow_uri:
-        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts)
+        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts, final)
     return folder
 
 
@@ -272,8 +274,10 @@ def headline_metrics(data: RunData) -> dict[str, float]:
 
 
 def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool,
-                  extra_artifacts: tuple[str, ...] = ()) -> bool:
-    """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed."""
+                  extra_artifacts: tuple[str, ...] = (), final: bool = False) -> bool:
+    """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed.
+    The parent run is closed when every trial has ended, or, with `final` (the end of `arml run`), as KILLED
+    when some never ran (an interrupted study is never FINISHED)."""
     from orchestrator.tracking import Tracker, redact
 
     tracker = Tracker(uri, data.plan.get("study", ""), run_dir, data.plan["trials"])
@@ -300,7 +304,11 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
             print(f"MLflow: {new} trial run(s) logged, {len(had)} were there already ({redact(uri)})")
     statuses = set(states.values())
     if statuses & {"running", "retrying", "pending"}:   # the study is not over: log, keep it RUNNING
-        tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
+        if final:
+            tracker.close("interrupted", [folder, *extra_artifacts], params=study_params(data),
+                          metrics=headline_metrics(data))
+        else:
+            tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
     else:
         tracker.close("failed" if "failed" in statuses else "finished", [folder, *extra_artifacts],
                       params=study_params(data), metrics=headline_metrics(data))

@@ -9,16 +9,18 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 from typing import Any
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
-from orchestrator.records import export_tables, read_plan, write_plan
+from orchestrator.records import PLAN_FILE, export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
 
 STUDY_COPY = "study.toml"
-WAVES_FILE = "waves.json"          # the Tune experiments of a study: its planned seeds, then added waves
+WAVES_FILE = "waves.json"
+LOCK_FILE = ".arml.lock"          # the Tune experiments of a study: its planned seeds, then added waves
 DEFAULT_MAX_SEEDS = 20
 DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs
 
@@ -26,9 +28,11 @@ DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while it
 def storage_paths(plan: Plan, storage: str | None) -> tuple[str, str]:
     """(Ray's storage path or URI, the local folder that holds records and reports)."""
     base = storage or DEFAULT_STORAGE
+    if base.startswith("file://"):          # a local folder written as a URI: records go there too
+        base = base.removeprefix("file://")
     if "://" in base:
         return base.rstrip("/"), os.path.abspath(os.path.join(DEFAULT_STORAGE, plan.study.name))
-    base = os.path.abspath(base)
+    base = os.path.realpath(base)           # one spelling per folder: symlinks and relative paths resolved
     return base, os.path.join(base, plan.study.name)
 
 
@@ -97,16 +101,90 @@ def _resources(plan: Plan) -> dict[str, float]:
     return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
 
 
+def _prepare_folder(run_dir: str) -> None:
+    """The run folder exists and is writable, or a one-line usage error says why not."""
+    parent = os.path.dirname(run_dir)
+    for path in (parent, run_dir):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"--storage: {path} is a file, not a folder; give a folder for the run")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--storage: cannot create {run_dir} ({error.strerror}); give a folder you can "
+                         "write to") from None
+    if not os.access(run_dir, os.W_OK):
+        raise UsageError(f"--storage: {run_dir} is not writable (read-only or another user's); give a folder "
+                         "you can write to")
+
+
+def _lock(run_dir: str) -> Any:
+    """Holds RUN_DIR/.arml.lock for the whole run: a second `arml run` on the same folder is refused instead of
+    training every trial again. The lock dies with the process (kill -9 included), so --resume always works."""
+    import fcntl
+
+    path = os.path.join(run_dir, LOCK_FILE)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UsageError(f"{run_dir} is being run right now by {holder}; wait for it to end (or stop it), then "
+                         "run again with --resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"arml run (pid {os.getpid()}, host {socket.gethostname()})\n")
+    handle.flush()
+    return handle
+
+
+def _check_trusted(path: str) -> None:
+    """Resuming unpickles Ray Tune's experiment state (tuner.pkl), which can run code: refuse a run folder that
+    another user owns or may write to."""
+    for root in (path, os.path.join(path, "tuner.pkl")):
+        if not os.path.exists(root):
+            continue
+        info = os.stat(root)
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise UsageError(f"refusing to resume from {root}: it is owned by another user or writable by others, "
+                             "and resuming loads Ray Tune's pickled state from it; resume only run folders only "
+                             f"you can write (chmod go-w {root}), or start a fresh run with another --storage")
+
+
+def _forget_tune_state(experiment: str) -> None:
+    """Removes Ray Tune's experiment state (tuner.pkl, experiment_state-*.json) so the next Tuner starts afresh;
+    the folder itself is the run folder (records, plan, MLflow store) and stays."""
+    if "://" in experiment or not os.path.isdir(experiment):
+        return
+    for name in os.listdir(experiment):
+        if name == "tuner.pkl" or (name.startswith("experiment_state") and name.endswith(".json")) \
+                or name.startswith("search_gen_state") or name.startswith("basic-variant-state"):
+            os.remove(os.path.join(experiment, name))
+
+
+def _started(run_dir: str) -> bool:
+    """Whether any trial of this run folder ever started (a run killed in its first seconds has none)."""
+    from orchestrator.records import load_states
+
+    return any(state.get("status") != "pending" for state in load_states(run_dir).values())
+
+
 def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> None:
     from ray import tune
 
     exists = tune.Tuner.can_restore(experiment)
+    if exists and not resume and not _started(run_dir):   # killed before any trial started: start afresh
+        _forget_tune_state(experiment)
+        exists = False
     if exists and not resume:
         raise UsageError(f"{run_dir} already holds a run of study {plan.study.name!r}: add --resume to finish "
                          "its unfinished trials, or remove the folder, or pass another --storage")
-    if resume and not tune.Tuner.can_restore(experiment):
+    if resume and not tune.Tuner.can_restore(experiment) and not os.path.exists(os.path.join(run_dir, PLAN_FILE)):
         raise UsageError(f"nothing to resume at {experiment}: run the study without --resume first")
-    if resume:
+    if resume and "://" not in experiment:
+        _check_trusted(experiment)
+    if resume and os.path.exists(os.path.join(run_dir, PLAN_FILE)):
         saved = {t["trial_id"] for t in read_plan(run_dir)["trials"]}
         if saved != {t.trial_id for t in plan.trials}:
             raise UsageError(f"the study file changed since {run_dir} was started (different trials); "
@@ -121,6 +199,19 @@ def run_study(plan: Plan, options: RunOptions) -> int:
         _use_cluster_token()  # before Ray is imported: it reads its authentication mode once
     storage, run_dir = storage_paths(plan, options.storage)
     plan = _absolute_data_root(plan)
+    _prepare_folder(run_dir)
+    lock = _lock(run_dir)
+    try:
+        return _run_locked(plan, options, storage, run_dir)
+    except OSError as error:   # a full disk, storage gone read-only: say it once, keep what was recorded
+        raise RunFault(f"the run stopped on a storage error in {run_dir}: {error.strerror or error} "
+                       f"({getattr(error, 'filename', '') or 'writing records'}); records written so far are "
+                       "intact: free space or fix the folder, then run again with --resume") from None
+    finally:
+        lock.close()
+
+
+def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> int:
     if options.resume:
         plan = _with_saved_seeds(plan, run_dir)
     _check_resume(plan, run_dir, f"{storage}/{plan.study.name}", options.resume)
@@ -131,16 +222,17 @@ def run_study(plan: Plan, options: RunOptions) -> int:
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
     start = time.time()
     try:
-        from orchestrator.callback import MLFLOW
+        from orchestrator.callback import CURRENT, MLFLOW
 
         MLFLOW["uri"] = uri
+        CURRENT["run_dir"] = run_dir     # a restored callback writes here, wherever the folder was before
         waves = _load_waves(run_dir) if options.resume else []
         if not waves:
             waves = [{"name": plan.study.name, "trials": [t.trial_id for t in plan.trials]}]
             _save_waves(run_dir, waves)
         for wave in waves:
             _run_wave(plan, wave, storage, run_dir, options.resume)
-        while options.until_decided:
+        while options.until_decided and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
             extra = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS)
             if not extra:
                 break
@@ -154,6 +246,8 @@ def run_study(plan: Plan, options: RunOptions) -> int:
             print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))} "
                   f"({len(wave['trials'])} trials)", flush=True)
             _run_wave(plan, wave, storage, run_dir, False)
+            if _not_run(run_dir, wave["trials"]):   # interrupted: decide nothing on half a wave
+                break
     finally:
         if started_ray:
             import ray
@@ -179,13 +273,17 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
     callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir)["trials"])
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
                                     _resources(sub))
-    if resume and tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
+    setup = _search_setup(sub)
+    if resume and tune.Tuner.can_restore(experiment) and _started(run_dir):
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True,
+                                   param_space=setup.get("param_space"))
     else:
+        if tune.Tuner.can_restore(experiment):     # Tune's state of a wave that never started a trial
+            _forget_tune_state(experiment)
         r = plan.study.resources
         tuner = tune.Tuner(
             trainable,
-            **_search_setup(sub),
+            **setup,
             tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
                                         **_tune_search(sub)),
             run_config=tune.RunConfig(
@@ -194,6 +292,14 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
     tuner.fit()
+
+
+def _not_run(run_dir: str, ids: list[str]) -> list[str]:
+    """The trials among `ids` that have not ended (pending, running, retrying): an interrupted run has some."""
+    from orchestrator.records import load_states
+
+    states = load_states(run_dir)
+    return [tid for tid in ids if states.get(tid, {}).get("status", "pending") in ("pending", "running", "retrying")]
 
 
 def _load_waves(run_dir: str) -> list[dict[str, Any]]:
@@ -303,10 +409,11 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
     paths = export_tables(run_dir)
     table = trials_table(run_dir)
     failed = table[table["status"] == "failed"]
+    not_run = int(table["status"].isin(["pending", "running", "retrying"]).sum())
     report_dir = _report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
-    print(f"\nfinished in {seconds:.0f} s: {int((table['status'] == 'finished').sum())} finished, "
-          f"{int((table['status'] == 'stopped').sum())} stopped early, {len(failed)} failed, "
-          f"{int(table['status'].isin(['pending', 'running', 'retrying']).sum())} not run")
+    print(f"\n{'interrupted' if not_run else 'finished'} after {seconds:.0f} s: "
+          f"{int((table['status'] == 'finished').sum())} finished, "
+          f"{int((table['status'] == 'stopped').sum())} stopped early, {len(failed)} failed, {not_run} not run")
     print(f"records: {paths['records.parquet']} (and .csv), trials: {paths['trials.csv']}")
     if report_dir:
         print(f"report:  {report_dir}")
@@ -317,12 +424,14 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
     if len(failed):
         first = failed.iloc[0]
         print(f"{len(failed)} trial(s) failed, e.g. {first['trial_id']} ({first['method']}): {first['error']}")
-        return 1
-    return 0
+    if not_run:
+        print(f"{not_run} trial(s) did not run: the study was interrupted; run the same command with --resume "
+              "to finish them (nothing is recorded twice)")
+    return 1 if len(failed) or not_run else 0
 
 
 def _report(run_dir: str, uri: str, artifacts: tuple[str, ...]) -> str | None:
     """Writes the report and logs it, with `artifacts`, on the study's MLflow run, which it closes (once)."""
     from orchestrator import report
 
-    return report.make_report(run_dir, mlflow_uri=uri, extra_artifacts=artifacts)
+    return report.make_report(run_dir, mlflow_uri=uri, extra_artifacts=artifacts, final=True)

@@ -12,7 +12,7 @@ import subprocess
 import time
 from typing import Any
 
-FINISHED = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED"}
+FINISHED = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED", "interrupted": "KILLED"}
 PARENT_FILE = "mlflow_run.json"      # the study's parent run id, so a moved or copied run folder finds it
 # Row keys that are not metrics of a trial (what it is, where it ran, Ray's bookkeeping)
 NOT_METRICS = {"time", "seed", "budget", "pid", "node_ip", "hostname", "failures", "time_total_s",

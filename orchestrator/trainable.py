@@ -16,6 +16,14 @@ import time
 from typing import Any
 
 COST_FILE = "cost.json"
+FATAL = "fatal_error"    # a result key: the trial failed in a way a retry would repeat (see DETERMINISTIC)
+
+
+def _deterministic() -> tuple[type[BaseException], ...]:
+    """Errors that repeat on every retry: a bad configuration or label budget, missing data, a diverged loss."""
+    from trainables.errors import TrainablesError
+
+    return (TrainablesError,)
 
 
 class CostMeter:
@@ -55,6 +63,7 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     """Tune entry point: `config["trial_id"]` names the trial in `trials` (its TrainConfig and resources)."""
     from ray import tune
 
+    DETERMINISTIC = _deterministic()  # noqa: N806 - read once per trial
     trial = trials[config["trial_id"]]
     if config.get("weights") is not None:  # a search's trial: its weights were drawn when it started
         trial = {**trial, "config": {**trial["config"], "weighting_options": {"weights": list(config["weights"])}}}
@@ -85,7 +94,11 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
         trial_start_step = _checkpoint_step(resume_from)
-        fit(trial["config"], report, resume_from=resume_from)
+        try:
+            fit(trial["config"], report, resume_from=resume_from)
+        except DETERMINISTIC as error:   # would fail the same way again: end the trial now, never retried
+            tune.report({FATAL: f"{type(error).__name__}: {error}", "step": trial_start_step,
+                         "val_acc": float("nan")})
 
 
 def _warm_up() -> float:
