@@ -19,9 +19,8 @@ import torch
 import arml
 from trainables import checkpoint
 from trainables.augment import AUGMENTATIONS
-from trainables.config import TrainConfig
+from trainables.config import DG_VARIANTS, TrainConfig, aux_names, data_request  # noqa: F401  (aux_names re-exported)
 from trainables.data import build_data
-from trainables.data.base import DataRequest
 from trainables.distributed import (
     average_gradients,
     broadcast_parameters,
@@ -38,24 +37,6 @@ from trainables.tasks import AUX_TASKS, Context
 
 Report = Callable[[dict[str, Any], str | None], None]
 log = logging.getLogger("trainables")
-
-
-def data_request(config: TrainConfig) -> DataRequest:
-    return DataRequest(
-        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
-        label_budget=config.label_budget, label_fraction=config.label_fraction, per_class=config.per_class,
-        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
-        target_domain=config.target_domain, image_size=config.image_size,
-    )
-
-
-def aux_names(config: TrainConfig) -> list[str]:
-    """The auxiliary losses' names in weight order, without reading data (ssl: the task names)."""
-    from trainables.data import aux_names as data_aux_names
-
-    if config.setting == "ssl":
-        return list(config.aux_tasks)
-    return data_aux_names(config.dataset, data_request(config))
 
 
 def _weighting(config: TrainConfig, names: list[str], model: MultiTaskModel, num_train: int) -> arml.Weighting:
@@ -114,8 +95,8 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
     teacher = EMA(model, config.ema_decay) if any(t.needs_teacher for t in tasks) else None
     augment = AUGMENTATIONS.get(data.info.augment)
     main_weight = 0.0 if config.setting == "dg" and config.dg_variant == "baseline" else 1.0
-    if config.dg_variant not in ("joint", "baseline"):
-        raise ConfigError(f"dg_variant must be 'joint' or 'baseline', got {config.dg_variant!r}")
+    if config.dg_variant not in DG_VARIANTS:
+        raise ConfigError(f"dg_variant must be one of {', '.join(DG_VARIANTS)}, got {config.dg_variant!r}")
     amp = config.amp and device.type == "cuda"
 
     best = {"val_acc": -1.0, "test_acc": 0.0, "step": 0}
