@@ -7,6 +7,7 @@ budgets), `[resources]` (per trial) and `[report]` (targets). See studies/quicks
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -14,8 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.spec_checks import Reader, check_method, check_names, scan, show
-from trainables.config import PRESETS, TrainConfig, check_fields, resolve_config
+from orchestrator.spec_checks import (
+    Reader,
+    check_budgets,
+    check_method,
+    check_model_options,
+    check_names,
+    check_train_values,
+    scan,
+    show,
+)
+from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, resolve_config
 from trainables.errors import ConfigError, TrainablesError, UnknownNameError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -113,8 +123,9 @@ def weighting_registry() -> Any:
     return WEIGHTINGS
 
 
-def load_study(path: str | Path) -> Study:
-    """Reads and validates one study file."""
+def load_study(path: str | Path, overrides: dict | None = None) -> Study:
+    """Reads and validates one study file; `overrides`, a nested dict like {"train": {"steps": 100}}, is
+    merged into the file's document first and validated with it (the CLI's `--set key=value`)."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -128,17 +139,39 @@ def load_study(path: str | Path) -> Study:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise StudyError(f"{path}: cannot read the file ({error}); save it as UTF-8 text") from None
-    return parse_study(text, path)
+    doc = _toml(text, path)
+    if overrides:
+        doc = merge(doc, overrides)
+    return parse_study_doc(doc, path)
+
+
+def merge(doc: dict, overrides: dict) -> dict:
+    """A copy of `doc` with `overrides` merged in: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(doc)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def parse_study(text: str, path: str | Path = "<study>") -> Study:
     """Validates the TOML text of a study; `path` is only used in messages and `Study.path`."""
+    return parse_study_doc(_toml(text, path), path)
+
+
+def _toml(text: str, path: str | Path) -> dict:
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: TOML syntax error: {error}; fix the file there") from None
     except (RecursionError, UnicodeError, ValueError) as error:
         raise StudyError(f"{path}: not a readable TOML file ({type(error).__name__})") from None
+
+
+def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
+    """Validates a study document (the parsed TOML, as a dict); `path` is used in messages and `Study.path`."""
     r = Reader(str(path))
     scan(r, doc)
     r.keys(doc, "", SECTIONS, required=("study", "methods"), what="section")
@@ -176,21 +209,26 @@ def parse_study(text: str, path: str | Path = "<study>") -> Study:
     except (ConfigError, UnknownNameError) as error:
         r.fail("train", str(error).removeprefix("config: "))
     check_names(r, config)
-    aux_names = _aux_names(r, config)
+    check_model_options(r, config)
+    check_train_values(r, config, train, preset)
+    names = _aux_names(r, config)
 
     registry = weighting_registry()
     methods_table = r.table(doc, "methods")
     if not methods_table:
         r.fail("methods", "needs at least one method, e.g. [methods.uniform] and [methods.arml]")
-    methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, aux_names))
+    methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, names))
                     for label, table in methods_table.items())
+    budget = _budget(r, doc, setting)
+    if budget is not None:
+        check_budgets(r, config, budget.key, budget.field, budget.values)
 
     return Study(
         name=name, description=description, preset=preset,
         seeds=tuple(seeds), max_trials=max_trials, train=train, methods=methods,
-        budget=_budget(r, doc, setting), resources=_resources(r, r.table(doc, "resources")),
+        budget=budget, resources=_resources(r, r.table(doc, "resources")),
         report=_report(r, r.table(doc, "report")), path=Path(path), setting=setting,
-        dataset=config.dataset, config=config, aux_names=tuple(aux_names),
+        dataset=config.dataset, config=config, aux_names=tuple(names),
     )
 
 
@@ -218,10 +256,8 @@ def _train(r: Reader, table: dict) -> dict:
 
 
 def _aux_names(r: Reader, config: TrainConfig) -> list[str]:
-    from orchestrator.plan import aux_names_for  # plan builds on spec; imported here to avoid a cycle
-
     try:
-        names = aux_names_for(config)
+        names = aux_names(config)
     except (TrainablesError, UnknownNameError, ValueError, KeyError) as error:
         r.fail("train", f"cannot tell the auxiliary tasks of this configuration: {error}")
     if not names:
