@@ -13,8 +13,7 @@ from orchestrator.errors import UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.records import export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
-
-DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs
+from orchestrator.trainable import check_cluster_fits, trial_resources
 
 
 def storage_paths(plan: Plan, storage: str | None) -> tuple[str, str]:
@@ -85,10 +84,7 @@ def _trial_table(plan: Plan, storage: str) -> dict[str, dict[str, Any]]:
 
 
 def _resources(plan: Plan) -> dict[str, float]:
-    r = plan.study.resources
-    if r.workers_per_trial > 1:  # the trial only drives a TorchTrainer; its workers hold the rest
-        return {"cpu": DRIVER_CPU}
-    return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
+    return trial_resources(dataclasses.asdict(plan.study.resources))
 
 
 def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> None:
@@ -121,6 +117,7 @@ def run_study(plan: Plan, options: RunOptions) -> int:
     _check_resume(plan, run_dir, experiment, options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     started_ray = _start_ray(options.address)
+    check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray)
     write_plan(run_dir, plan)
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
     start = time.time()
