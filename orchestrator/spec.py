@@ -12,11 +12,15 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
 from orchestrator.spec_checks import (
     Reader,
+    build,
     check_budgets,
     check_method,
     check_model_options,
@@ -76,20 +80,38 @@ class BudgetSpec:
     values: tuple
 
 
-@dataclass(frozen=True)
+@validated(frozen=True, config=ConfigDict(strict=True))
 class Resources:
-    """What each trial asks Ray for."""
+    """What each trial asks Ray for (`[resources]`, validated when built; what the cluster can hold is
+    checked when Ray has started: orchestrator.trainable.check_cluster_fits)."""
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    workers_per_trial: int = 1
-    max_concurrent: int = 0                 # 0: as many as the resources allow
-    max_failures: int = 2
+    cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    workers_per_trial: Annotated[int, Field(ge=1)] = 1
+    max_concurrent: Annotated[int, Field(ge=0)] = 0     # 0: as many as the resources allow
+    max_failures: Annotated[int, Field(ge=0)] = 2
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _gpu_share(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("be a fraction in [0, 1] or a whole number")
+        return value
 
 
-@dataclass(frozen=True)
+@validated(frozen=True)
 class ReportSpec:
-    targets: tuple[float, ...] = ()         # accuracies for "labels needed to reach" tables
+    """`[report]`: accuracies for the "labels needed to reach" tables, sorted, each once."""
+
+    targets: tuple[float, ...] = ()
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _accuracies(cls, value: Any) -> tuple[float, ...]:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1 for t in value):
+            raise ValueError("be accuracies 0 < t <= 1")
+        return tuple(sorted({float(t) for t in value}))
 
 
 @dataclass(frozen=True)
@@ -293,29 +315,10 @@ def _budget(r: Reader, doc: dict, setting: str) -> BudgetSpec | None:
 
 
 def _resources(r: Reader, table: dict) -> Resources:
-    names = ("cpus_per_trial", "gpus_per_trial", "workers_per_trial", "max_concurrent", "max_failures")
-    r.keys(table, "resources", names)
-    default = Resources()
-    cpus = r.get(table, "resources", "cpus_per_trial", "number", default.cpus_per_trial)
-    gpus = r.get(table, "resources", "gpus_per_trial", "number", default.gpus_per_trial)
-    workers = r.get(table, "resources", "workers_per_trial", "int", default.workers_per_trial)
-    concurrent = r.get(table, "resources", "max_concurrent", "int", default.max_concurrent)
-    failures = r.get(table, "resources", "max_failures", "int", default.max_failures)
-    if cpus <= 0:
-        r.fail("resources", f"cpus_per_trial must be > 0, got {show(cpus)}")
-    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        r.fail("resources", f"gpus_per_trial must be a fraction in [0, 1] or a whole number, "
-                            f"got {show(gpus)}")
-    for key, value, low in (("workers_per_trial", workers, 1), ("max_concurrent", concurrent, 0),
-                            ("max_failures", failures, 0)):
-        if value < low:
-            r.fail("resources", f"{key} must be >= {low}, got {value}")
-    return Resources(float(cpus), float(gpus), workers, concurrent, failures)
+    r.keys(table, "resources", tuple(Resources.__dataclass_fields__))
+    return build(r, "resources", Resources, table)
 
 
 def _report(r: Reader, table: dict) -> ReportSpec:
     r.keys(table, "report", ("targets",))
-    targets = r.get(table, "report", "targets", "list", [])
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1 for t in targets):
-        r.fail("report", f"targets must be accuracies 0 < t <= 1, got {show(targets)}")
-    return ReportSpec(targets=tuple(sorted({float(t) for t in targets})))
+    return build(r, "report", ReportSpec, table)

@@ -106,6 +106,26 @@ class Reader:
         return value
 
 
+# pydantic's error types for a value of the wrong type -> what the value must be, in the words of _KINDS
+TYPE_WORDS = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
+              "string_type": "a string", "list_type": "a list", "tuple_type": "a list", "dict_type": "a table"}
+
+
+def build(r: Reader, section: str, model: Callable[..., Any], table: dict) -> Any:
+    """`model(**table)` (a pydantic model or dataclass); its first validation error becomes one line naming
+    the section, the key and what the value must be."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**table)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or section
+        kind = TYPE_WORDS.get(first["type"])
+        need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", first["msg"])
+        r.fail(section, f"{key} must {need}, got {show(first['input'])}")
+
+
 def scan(r: Reader, doc: dict) -> None:
     """Refuses TOML dates/times and nan/inf anywhere: no study value needs them."""
 
