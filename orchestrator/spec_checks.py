@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -194,6 +195,32 @@ def check_model_options(r: Reader, config: Any) -> None:
             r.fail("train", f"model_options: {key_text(key)} is not an option of model {config.model}"
                             f"{r.close(key, params)}; its options: {', '.join(params) or 'none'}")
         _coerce(r, "train", f"model_options.{key_text(key)}", value, params[key])
+    if config.model_options:
+        _try_backbone(r, config, factory)
+
+
+def _try_backbone(r: Reader, config: Any, factory: Callable[..., Any]) -> None:
+    """Builds the backbone with the study's options and passes two small images through it, so that values
+    it cannot use (width = 0, a negative size) fail here, not in every trial. Cheap: no data is read."""
+    import torch
+
+    from trainables.data.base import DataInfo
+    from trainables.errors import DataNotFoundError
+
+    info = DataInfo("check", (3, 32, 32), 10, (0.5,) * 3, (0.5,) * 3)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # "zero-element tensors": the error that follows says it better
+            backbone = factory(info, **config.model_options).eval()
+            features = backbone(torch.rand(2, 3, 32, 32))
+        if backbone.feature_dim < 1 or features.shape != (2, backbone.feature_dim):
+            raise ValueError(f"it gives {tuple(features.shape[1:])} features per image")
+    except DataNotFoundError:  # a pretrained-weights file that only the cluster's nodes may have
+        return
+    except Exception as error:  # whatever the constructor raises on a bad value
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        r.fail("train", f"model_options = {show(config.model_options)}: model {config.model} cannot use these "
+                        f"values ({text}); change them")
 
 
 def check_train_values(r: Reader, config: Any, train: dict, preset: str) -> None:
