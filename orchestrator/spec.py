@@ -18,17 +18,8 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.spec_checks import (
-    Reader,
-    build,
-    check_budgets,
-    check_method,
-    check_model_options,
-    check_names,
-    check_train_values,
-    scan,
-    show,
-)
+from orchestrator.spec_checks import Reader, build, check_method, scan, show
+from orchestrator.spec_trainables import check_budgets, check_model_options, check_names, check_train_values
 from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, resolve_config
 from trainables.errors import ConfigError, TrainablesError, UnknownNameError
 
