@@ -37,10 +37,14 @@ def check_names(r: Reader, config: Any) -> None:
                 r.fail(section, f"{key}: {show(name)} is not a name in {module_name}.{attr}"
                                 f"{r.close(name, list(registry))}; "
                                 f"valid names: {', '.join(sorted(registry))}")
-            settings = getattr(registry.get(name), "settings", None) if key == "dataset" else None
+            settings = getattr(registry.get(name), "settings", None) if key != "model" else None
             if settings is not None and config.setting not in settings:
-                r.fail("study", f"data set {name} has no {config.setting} setting (it has: "
-                                f"{', '.join(settings)}); pick another dataset or preset")
+                if key == "dataset":
+                    r.fail("study", f"data set {name} has no {config.setting} setting (it has: "
+                                    f"{', '.join(settings)}); pick another dataset or preset")
+                fits = [n for n in registry.names() if config.setting in getattr(registry.get(n), "settings", ())]
+                r.fail("train", f"aux_tasks: {name} is an auxiliary task of the {'/'.join(settings)} setting, this "
+                                f"study is {config.setting}; use {' or '.join(fits) or 'another preset'}")
 
 
 def check_model_options(r: Reader, config: Any) -> None:

@@ -77,6 +77,8 @@ CASES: list[tuple[str, dict, list[str]]] = [
     ("nesterov_with_adam", changed("train.nesterov", True), ["[train] nesterov = true needs optimizer = 'sgd'"]),
     ("preset_value_named", changed("train.optimizer", None) | {"train": {**BASE["train"], "lr_gamma": 2.0}},
      ["[train] lr_gamma must be less than or equal to 1"]),
+    ("aux_task_setting", changed("train.aux_tasks", ["rotation"]),
+     ["[train] aux_tasks: rotation is an auxiliary task of the ssl setting, this study is mlc", "use attributes"]),
     ("model_name", changed("train.model", "resnet"), ['[train] model: "resnet" is not a name', "resnet18"]),
     ("seeds_negative", changed("study.seeds", [-1]), ["[study] seeds must be"]),
     ("arml_lr", changed("methods.arml.lr", -1.0), ["[methods.arml] weighting arml refuses these options: lr"]),
