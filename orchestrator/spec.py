@@ -233,8 +233,7 @@ def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
     methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, names))
                     for label, table in methods_table.items())
     budget = _budget(r, doc, setting)
-    if budget is not None:
-        check_budgets(r, config, budget.key, budget.field, budget.values)
+    check_budgets(r, config, budget)
 
     return Study(
         name=name, description=description, preset=preset,

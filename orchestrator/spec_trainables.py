@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.spec_checks import Reader, coerce, key_text, show
@@ -101,9 +101,9 @@ def check_train_values(r: Reader, config: Any, train: dict, preset: str) -> None
         r.fail("train", message)
 
 
-def check_budgets(r: Reader, config: Any, key: str | None, field: str | None, values: Sequence[Any]) -> None:
-    """Each label budget against what the data set can give (its known size; no image is read).
-    Without a `[budget]` (key None) the configuration's own budget is checked."""
+def check_budgets(r: Reader, config: Any, budget: Any) -> None:
+    """Each label budget of `budget` (a BudgetSpec) against what the data set can give (its known size; no
+    image is read). Without a `[budget]` (None) the configuration's own budget is checked."""
     from trainables.config import data_request
     from trainables.data import max_budget
     from trainables.errors import TrainablesError
@@ -115,18 +115,17 @@ def check_budgets(r: Reader, config: Any, key: str | None, field: str | None, va
     if limit is None:
         return
     counted = "images per class of the target domain" if config.setting == "dg" else "labeled training images"
-    if key is None:
-        section = "train"
+    if budget is None:  # the preset's budget, on a data set the study may have changed
         field = "per_class" if config.setting == "dg" else \
             "label_fraction" if config.label_fraction > 0 and not config.label_budget else "label_budget"
-        key, values = field, [getattr(config, field)]
+        section, key, values, fix = "study", f"the preset's {field}", [getattr(config, field)], "add a [budget] with"
     else:
-        section = "budget"
+        section, key, field, values, fix = "budget", budget.key, budget.field, budget.values, "use"
     for value in values:
         count = round(value * limit) if field == "label_fraction" else value
         if count > limit:
             r.fail(section, f"{key} = {show(value)} is more than {config.dataset} ({config.setting}) can give: "
-                            f"at most {limit} {counted}; use values up to {limit}")
+                            f"at most {limit} {counted}; {fix} values up to {limit}")
         if count < 1:
             r.fail(section, f"{key} = {show(value)} gives {count} labeled images of {limit} in {config.dataset}; "
                             f"use at least {1 / limit:.2g}" if field == "label_fraction" else
