@@ -117,7 +117,7 @@ def run_study(plan: Plan, options: RunOptions) -> int:
     _check_resume(plan, run_dir, experiment, options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     started_ray = _start_ray(options.address)
-    check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray)
+    check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray, study=str(plan.study.path))
     write_plan(run_dir, plan)
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
     start = time.time()

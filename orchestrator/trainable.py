@@ -38,16 +38,16 @@ def worker_resources(resources: dict[str, Any]) -> dict[str, float]:
 
 
 def check_cluster_fits(resources: dict[str, Any], nodes: list[dict[str, float]] | None = None,
-                       stop_ray: bool = False) -> None:
-    """UsageError naming `[resources]` when the Ray cluster could never run one trial (Tune would leave it
-    pending forever); `stop_ray`: shut down the Ray this process started before raising. `nodes`: each alive
-    node's resources, default from `ray.nodes()`."""
+                       stop_ray: bool = False, study: str = "") -> None:
+    """UsageError naming the `study` file and `[resources]` when the Ray cluster could never run one trial
+    (Tune would leave it pending forever); `stop_ray`: shut down the Ray this process started before raising.
+    `nodes`: each alive node's resources, default from `ray.nodes()`."""
     if nodes is None:
         import ray
 
         nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
     try:
-        _check_fits(resources, nodes)
+        _check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
     except Exception:
         if stop_ray:
             import ray
@@ -56,7 +56,7 @@ def check_cluster_fits(resources: dict[str, Any], nodes: list[dict[str, float]] 
         raise
 
 
-def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]]) -> None:
+def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]], where: str) -> None:
     from orchestrator.errors import UsageError
 
     cpus = [n.get("CPU", 0.0) for n in nodes] or [0.0]
@@ -66,19 +66,19 @@ def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]]) -> Non
     workers = resources["workers_per_trial"]
     if workers > 1:
         if workers > sum(cpus):
-            raise UsageError(f"[resources] workers_per_trial = {workers} but {has}; each worker is a process "
+            raise UsageError(f"{where} workers_per_trial = {workers} but {has}; each worker is a process "
                              f"training on at least one CPU: use at most {sum(cpus):g} workers")
         need = worker_resources(resources)
         what = f"each of the {workers} workers of a trial needs"
         for key, per_node in (("CPU", cpus), ("GPU", gpus)):
             if need.get(key, 0.0) > max(per_node) or need.get(key, 0.0) * workers > sum(per_node) + 1e-9:
-                raise UsageError(f"[resources] {what} {need[key]:g} {key}s but {has}; lower cpus_per_trial, "
+                raise UsageError(f"{where} {what} {need[key]:g} {key}s but {has}; lower cpus_per_trial, "
                                  f"gpus_per_trial or workers_per_trial, or add nodes")
         return
     for key, want, per_node in (("cpus_per_trial", resources["cpus_per_trial"], cpus),
                                 ("gpus_per_trial", resources["gpus_per_trial"], gpus)):
         if want > max(per_node) + 1e-9:
-            raise UsageError(f"[resources] {key} = {want:g} but {has}: no node can run a trial; use at most "
+            raise UsageError(f"{where} {key} = {want:g} but {has}: no node can run a trial; use at most "
                              f"{max(per_node):g} or add a larger node")
 
 

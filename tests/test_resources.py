@@ -65,3 +65,21 @@ def test_a_trial_imports_no_runner_pandas_or_mlflow() -> None:
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_arml_run_refuses_what_the_local_ray_cannot_hold(tmp_path, capsys) -> None:
+    """Through `arml run` and a real local Ray of 2 CPUs: exit 2 and one line before any trial starts."""
+    ray = pytest.importorskip("ray")
+    from orchestrator.cli import main
+
+    study = tmp_path / "huge.toml"
+    study.write_text('[study]\nname = "huge"\npreset = "digits_ssl"\n[methods.uniform]\n'
+                     '[resources]\ncpus_per_trial = 1000.0\n')
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["run", str(study), "--storage", str(tmp_path / "runs")]) == 2
+    finally:
+        ray.shutdown()
+    last = capsys.readouterr().err.strip().splitlines()[-1]   # Ray logs its start on stderr before it
+    assert last.startswith(f"arml: error: {study}: [resources] cpus_per_trial = 1000") and "largest with 2 CPUs" in last
+    assert not (tmp_path / "runs" / "huge" / "plan.json").exists()
