@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import MissingComponentError, StudyError
+from orchestrator.errors import StudyError
 from orchestrator.spec import MethodSpec, Resources, Study
 from trainables.config import TrainConfig
 
@@ -76,37 +76,6 @@ class RunOptions:
     data_root: str | None = None
     until_decided: bool = False              # add seeds in waves while a paired comparison is not decided
     max_seeds: int = 0                       # the cap on seeds with until_decided (0: the runner's default)
-
-
-def data_aux_names(dataset: str, request: Any) -> list[str] | None:
-    """`trainables.data.aux_names(dataset, request)`, or None while trainables.data lacks it."""
-    try:
-        from trainables.data import aux_names
-    except ImportError:
-        return None
-    return list(aux_names(dataset, request))
-
-
-def aux_names_for(config: TrainConfig) -> list[str]:
-    """The auxiliary task names of a config, in the order the weights refer to them (K = their count)."""
-    if config.setting == "ssl":
-        return list(config.aux_tasks)
-    from trainables.data.base import DataRequest
-
-    request = DataRequest(
-        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
-        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
-        target_domain=config.target_domain,
-    )
-    names = data_aux_names(config.dataset, request)
-    if names is not None:
-        return names
-    if config.setting == "mlc" and config.aux_attributes:
-        return list(config.aux_attributes)
-    raise MissingComponentError(
-        f"trainables.data.aux_names is not available: cannot tell the auxiliary tasks of {config.dataset} "
-        f"({config.setting}); name them with [train] aux_attributes, or finish trainables/data"
-    )
 
 
 def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | None:
@@ -231,5 +200,5 @@ def describe_resources(resources: Resources) -> str:
             f"{n(resources.workers_per_trial, 'worker')}")
 
 
-__all__ = ["Plan", "RunOptions", "Trial", "aux_names_for", "count_trials", "make_plan", "run_dir", "smoke",
+__all__ = ["Plan", "RunOptions", "Trial", "count_trials", "make_plan", "run_dir", "smoke",
            "trial_id", "with_data_root"]

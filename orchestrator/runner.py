@@ -17,12 +17,12 @@ from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.records import PLAN_FILE, export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
+from orchestrator.trainable import check_cluster_fits, trial_resources
 
 STUDY_COPY = "study.toml"
-WAVES_FILE = "waves.json"
-LOCK_FILE = ".arml.lock"          # the Tune experiments of a study: its planned seeds, then added waves
+WAVES_FILE = "waves.json"          # the Tune experiments of a study: its planned seeds, then added waves
+LOCK_FILE = ".arml.lock"           # held while a run is going on (see _lock)
 DEFAULT_MAX_SEEDS = 20
-DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs
 
 
 def storage_paths(plan: Plan, storage: str | None) -> tuple[str, str]:
@@ -95,10 +95,7 @@ def _trial_table(plan: Plan, storage: str) -> dict[str, dict[str, Any]]:
 
 
 def _resources(plan: Plan) -> dict[str, float]:
-    r = plan.study.resources
-    if r.workers_per_trial > 1:  # the trial only drives a TorchTrainer; its workers hold the rest
-        return {"cpu": DRIVER_CPU}
-    return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}
+    return trial_resources(dataclasses.asdict(plan.study.resources))
 
 
 def _prepare_folder(run_dir: str) -> None:
@@ -217,6 +214,7 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
     _check_resume(plan, run_dir, f"{storage}/{plan.study.name}", options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     started_ray = _start_ray(options.address)
+    check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray, study=str(plan.study.path))
     write_plan(run_dir, plan)
     _keep_study_file(plan, run_dir)
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)

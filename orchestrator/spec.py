@@ -7,15 +7,20 @@ budgets), `[resources]` (per trial) and `[report]` (targets). See studies/quicks
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.spec_checks import Reader, check_method, check_names, scan, show
-from trainables.config import PRESETS, TrainConfig, check_fields, resolve_config
+from orchestrator.spec_checks import Reader, build, check_method, scan, show
+from orchestrator.spec_trainables import check_budgets, check_model_options, check_names, check_train_values
+from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, resolve_config
 from trainables.errors import ConfigError, TrainablesError, UnknownNameError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -66,21 +71,40 @@ class BudgetSpec:
     values: tuple
 
 
-@dataclass(frozen=True)
+@validated(frozen=True, config=ConfigDict(strict=True))
 class Resources:
-    """What each trial asks Ray for."""
+    """What each trial asks Ray for (`[resources]`, validated when built; what the cluster can hold is
+    checked when Ray has started: orchestrator.trainable.check_cluster_fits)."""
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    workers_per_trial: int = 1
-    max_concurrent: int = 0                 # 0: as many as the resources allow
-    max_failures: int = 2
+    cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    workers_per_trial: Annotated[int, Field(ge=1)] = 1
+    max_concurrent: Annotated[int, Field(ge=0)] = 0     # 0: as many as the resources allow
+    max_failures: Annotated[int, Field(ge=0)] = 2
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _gpu_share(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("be a fraction in [0, 1] or a whole number")
+        return value
 
 
-@dataclass(frozen=True)
+@validated(frozen=True)
 class ReportSpec:
-    targets: tuple[float, ...] = ()         # accuracies for "labels needed to reach" tables
-    margin: float = 1.0                     # non-inferiority margin of the paired verdicts, accuracy points
+    """`[report]`: accuracies for the "labels needed to reach" tables (sorted, each once) and the margin, in
+    accuracy points, of the paired verdicts (better / as good / worse / not decided)."""
+
+    targets: tuple[float, ...] = ()
+    margin: float = Field(default=1.0, ge=0, lt=100)   # non-inferiority margin of paired verdicts, in points
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _accuracies(cls, value: Any) -> tuple[float, ...]:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1 for t in value):
+            raise ValueError("be accuracies 0 < t <= 1")
+        return tuple(sorted({float(t) for t in value}))
 
 
 @dataclass(frozen=True)
@@ -114,8 +138,9 @@ def weighting_registry() -> Any:
     return WEIGHTINGS
 
 
-def load_study(path: str | Path) -> Study:
-    """Reads and validates one study file."""
+def load_study(path: str | Path, overrides: dict | None = None) -> Study:
+    """Reads and validates one study file; `overrides`, a nested dict like {"train": {"steps": 100}}, is
+    merged into the file's document first and validated with it (the CLI's `--set key=value`)."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -129,17 +154,39 @@ def load_study(path: str | Path) -> Study:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise StudyError(f"{path}: cannot read the file ({error}); save it as UTF-8 text") from None
-    return parse_study(text, path)
+    doc = _toml(text, path)
+    if overrides:
+        doc = merge(doc, overrides)
+    return parse_study_doc(doc, path)
+
+
+def merge(doc: dict, overrides: dict) -> dict:
+    """A copy of `doc` with `overrides` merged in: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(doc)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def parse_study(text: str, path: str | Path = "<study>") -> Study:
     """Validates the TOML text of a study; `path` is only used in messages and `Study.path`."""
+    return parse_study_doc(_toml(text, path), path)
+
+
+def _toml(text: str, path: str | Path) -> dict:
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: TOML syntax error: {error}; fix the file there") from None
     except (RecursionError, UnicodeError, ValueError) as error:
         raise StudyError(f"{path}: not a readable TOML file ({type(error).__name__})") from None
+
+
+def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
+    """Validates a study document (the parsed TOML, as a dict); `path` is used in messages and `Study.path`."""
     r = Reader(str(path))
     scan(r, doc)
     r.keys(doc, "", SECTIONS, required=("study", "methods"), what="section")
@@ -177,21 +224,25 @@ def parse_study(text: str, path: str | Path = "<study>") -> Study:
     except (ConfigError, UnknownNameError) as error:
         r.fail("train", str(error).removeprefix("config: "))
     check_names(r, config)
-    aux_names = _aux_names(r, config)
+    check_model_options(r, config)
+    check_train_values(r, config, train, preset)
+    names = _aux_names(r, config)
 
     registry = weighting_registry()
     methods_table = r.table(doc, "methods")
     if not methods_table:
         r.fail("methods", "needs at least one method, e.g. [methods.uniform] and [methods.arml]")
-    methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, aux_names))
+    methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, names))
                     for label, table in methods_table.items())
+    budget = _budget(r, doc, setting)
+    check_budgets(r, config, budget)
 
     return Study(
         name=name, description=description, preset=preset,
         seeds=tuple(seeds), max_trials=max_trials, train=train, methods=methods,
-        budget=_budget(r, doc, setting), resources=_resources(r, r.table(doc, "resources")),
+        budget=budget, resources=_resources(r, r.table(doc, "resources")),
         report=_report(r, r.table(doc, "report")), path=Path(path), setting=setting,
-        dataset=config.dataset, config=config, aux_names=tuple(aux_names),
+        dataset=config.dataset, config=config, aux_names=tuple(names),
     )
 
 
@@ -219,10 +270,8 @@ def _train(r: Reader, table: dict) -> dict:
 
 
 def _aux_names(r: Reader, config: TrainConfig) -> list[str]:
-    from orchestrator.plan import aux_names_for  # plan builds on spec; imported here to avoid a cycle
-
     try:
-        names = aux_names_for(config)
+        names = aux_names(config)
     except (TrainablesError, UnknownNameError, ValueError, KeyError) as error:
         r.fail("train", f"cannot tell the auxiliary tasks of this configuration: {error}")
     if not names:
@@ -258,32 +307,10 @@ def _budget(r: Reader, doc: dict, setting: str) -> BudgetSpec | None:
 
 
 def _resources(r: Reader, table: dict) -> Resources:
-    names = ("cpus_per_trial", "gpus_per_trial", "workers_per_trial", "max_concurrent", "max_failures")
-    r.keys(table, "resources", names)
-    default = Resources()
-    cpus = r.get(table, "resources", "cpus_per_trial", "number", default.cpus_per_trial)
-    gpus = r.get(table, "resources", "gpus_per_trial", "number", default.gpus_per_trial)
-    workers = r.get(table, "resources", "workers_per_trial", "int", default.workers_per_trial)
-    concurrent = r.get(table, "resources", "max_concurrent", "int", default.max_concurrent)
-    failures = r.get(table, "resources", "max_failures", "int", default.max_failures)
-    if cpus <= 0:
-        r.fail("resources", f"cpus_per_trial must be > 0, got {show(cpus)}")
-    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        r.fail("resources", f"gpus_per_trial must be a fraction in [0, 1] or a whole number, "
-                            f"got {show(gpus)}")
-    for key, value, low in (("workers_per_trial", workers, 1), ("max_concurrent", concurrent, 0),
-                            ("max_failures", failures, 0)):
-        if value < low:
-            r.fail("resources", f"{key} must be >= {low}, got {value}")
-    return Resources(float(cpus), float(gpus), workers, concurrent, failures)
+    r.keys(table, "resources", tuple(Resources.__dataclass_fields__))
+    return build(r, "resources", Resources, table)
 
 
 def _report(r: Reader, table: dict) -> ReportSpec:
     r.keys(table, "report", ("targets", "margin"))
-    targets = r.get(table, "report", "targets", "list", [])
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1 for t in targets):
-        r.fail("report", f"targets must be accuracies 0 < t <= 1, got {show(targets)}")
-    margin = table.get("margin", 1.0)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 100:
-        r.fail("report", f"margin must be a number of accuracy points in [0, 100), e.g. 1.0, got {show(margin)}")
-    return ReportSpec(targets=tuple(sorted({float(t) for t in targets})), margin=float(margin))
+    return build(r, "report", ReportSpec, table)

@@ -4,7 +4,6 @@ and the check of one `[methods.LABEL]` against the weighting's constructor."""
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import json
 import math
@@ -106,6 +105,26 @@ class Reader:
         return value
 
 
+# pydantic's error types for a value of the wrong type -> what the value must be, in the words of _KINDS
+TYPE_WORDS = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
+              "string_type": "a string", "list_type": "a list", "tuple_type": "a list", "dict_type": "a table"}
+
+
+def build(r: Reader, section: str, model: Callable[..., Any], table: dict) -> Any:
+    """`model(**table)` (a pydantic model or dataclass); its first validation error becomes one line naming
+    the section, the key and what the value must be."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**table)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or section
+        kind = TYPE_WORDS.get(first["type"])
+        need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", first["msg"])
+        r.fail(section, f"{key} must {need}, got {show(first['input'])}")
+
+
 def scan(r: Reader, doc: dict) -> None:
     """Refuses TOML dates/times and nan/inf anywhere: no study value needs them."""
 
@@ -132,28 +151,6 @@ def scan(r: Reader, doc: dict) -> None:
             walk(table, key_text(section), "")
         else:
             walk(table, "", key_text(section))
-
-
-def check_names(r: Reader, config: Any) -> None:
-    """Data set, model and auxiliary task names against their registries, where those exist yet."""
-    checks = (("trainables.data", "DATASETS", "dataset", [config.dataset]),
-              ("trainables.models", "BACKBONES", "model", [config.model]),
-              ("trainables.tasks", "AUX_TASKS", "aux_tasks", list(config.aux_tasks)))
-    for module_name, attr, key, names in checks:
-        try:
-            registry = getattr(importlib.import_module(module_name), attr, None)
-        except ImportError:
-            registry = None
-        for name in names if registry is not None else []:
-            if name not in registry:
-                section = "study" if key == "dataset" else "train"
-                r.fail(section, f"{key}: {show(name)} is not a name in {module_name}.{attr}"
-                                f"{r.close(name, list(registry))}; "
-                                f"valid names: {', '.join(sorted(registry))}")
-            settings = getattr(registry.get(name), "settings", None) if key == "dataset" else None
-            if settings is not None and config.setting not in settings:
-                r.fail("study", f"data set {name} has no {config.setting} setting (it has: "
-                                f"{', '.join(settings)}); pick another dataset or preset")
 
 
 def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Sequence[str]
@@ -270,7 +267,7 @@ def _options(r: Reader, section: str, weighting: str, constructor: Any, options:
     if missing:
         r.fail(section, f"weighting {weighting} needs {', '.join(missing)}; add "
                         f"{' and '.join(m + ' = ...' for m in missing)}")
-    out = {key: _coerce(r, section, key, value, named.get(key)) for key, value in options.items()}
+    out = {key: coerce(r, section, key, value, named.get(key)) for key, value in options.items()}
     if weighting == "fixed":
         weights = out["weights"]
         if not isinstance(weights, list) or not all(_KINDS["number"][1](w) and w >= 0 for w in weights):
@@ -287,7 +284,7 @@ def _options(r: Reader, section: str, weighting: str, constructor: Any, options:
     return out
 
 
-def _coerce(r: Reader, section: str, key: str, value: Any, param: inspect.Parameter | None) -> Any:
+def coerce(r: Reader, section: str, key: str, value: Any, param: inspect.Parameter | None) -> Any:
     """`value` checked against the type of the parameter's default, else its simple annotation
     (`float | None`, `Sequence[float]`); unchecked if neither tells."""
     kind = _kind_of(param) if param is not None else None

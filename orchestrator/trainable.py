@@ -26,6 +26,72 @@ def _deterministic() -> tuple[type[BaseException], ...]:
     return (TrainablesError,)
 
 
+DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs
+
+
+def trial_resources(resources: dict[str, Any]) -> dict[str, float]:
+    """What Tune reserves for one trial (its actor): all of `[resources]` for a one-worker trial; for a
+    multi-worker trial only `DRIVER_CPU`, its TorchTrainer's workers hold the rest (`worker_resources`)."""
+    if resources["workers_per_trial"] > 1:
+        return {"cpu": DRIVER_CPU}
+    return {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]}
+
+
+def worker_resources(resources: dict[str, Any]) -> dict[str, float]:
+    """What each Ray Train worker of a multi-worker trial holds: an equal share of the trial's CPUs (less the
+    driver's) and GPUs."""
+    workers = resources["workers_per_trial"]
+    share = {"CPU": (resources["cpus_per_trial"] - DRIVER_CPU) / workers}
+    if resources["gpus_per_trial"] > 0:
+        share["GPU"] = resources["gpus_per_trial"] / workers
+    return share
+
+
+def check_cluster_fits(resources: dict[str, Any], nodes: list[dict[str, float]] | None = None,
+                       stop_ray: bool = False, study: str = "") -> None:
+    """UsageError naming the `study` file and `[resources]` when the Ray cluster could never run one trial
+    (Tune would leave it pending forever); `stop_ray`: shut down the Ray this process started before raising.
+    `nodes`: each alive node's resources, default from `ray.nodes()`."""
+    if nodes is None:
+        import ray
+
+        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    try:
+        _check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
+    except Exception:
+        if stop_ray:
+            import ray
+
+            ray.shutdown()
+        raise
+
+
+def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]], where: str) -> None:
+    from orchestrator.errors import UsageError
+
+    cpus = [n.get("CPU", 0.0) for n in nodes] or [0.0]
+    gpus = [n.get("GPU", 0.0) for n in nodes] or [0.0]
+    has = (f"the cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest with "
+           f"{max(cpus):g} CPUs and {max(gpus):g} GPUs ({sum(cpus):g} CPUs, {sum(gpus):g} GPUs in all)")
+    workers = resources["workers_per_trial"]
+    if workers > 1:
+        if workers > sum(cpus):
+            raise UsageError(f"{where} workers_per_trial = {workers} but {has}; each worker is a process "
+                             f"training on at least one CPU: use at most {sum(cpus):g} workers")
+        need = worker_resources(resources)
+        what = f"each of the {workers} workers of a trial needs"
+        for key, per_node in (("CPU", cpus), ("GPU", gpus)):
+            if need.get(key, 0.0) > max(per_node) or need.get(key, 0.0) * workers > sum(per_node) + 1e-9:
+                raise UsageError(f"{where} {what} {need[key]:g} {key}s but {has}; lower cpus_per_trial, "
+                                 f"gpus_per_trial or workers_per_trial, or add nodes")
+        return
+    for key, want, per_node in (("cpus_per_trial", resources["cpus_per_trial"], cpus),
+                                ("gpus_per_trial", resources["gpus_per_trial"], gpus)):
+        if want > max(per_node) + 1e-9:
+            raise UsageError(f"{where} {key} = {want:g} but {has}: no node can run a trial; use at most "
+                             f"{max(per_node):g} or add a larger node")
+
+
 class CostMeter:
     """Wall seconds, CPU seconds of this process and allocated GPU seconds, continued across restarts."""
 
@@ -127,11 +193,7 @@ def _run_data_parallel(trial: dict[str, Any]) -> None:
     resources = trial["resources"]
     workers = resources["workers_per_trial"]
     use_gpu = resources["gpus_per_trial"] > 0
-    from orchestrator.runner import DRIVER_CPU
-
-    per_worker = {"CPU": (resources["cpus_per_trial"] - DRIVER_CPU) / workers}
-    if use_gpu:
-        per_worker["GPU"] = resources["gpus_per_trial"] / workers
+    per_worker = worker_resources(resources)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"trial": trial},

@@ -1,6 +1,5 @@
-"""Helpers of the orchestrator's tests: stand-ins for parts written elsewhere (arml.WEIGHTINGS,
-trainables.data.aux_names; `install(monkeypatch)` puts them in place), a valid study `BASE` with
-`changed`/`write`, and a small TOML writer (`to_toml`)."""
+"""Helpers of the orchestrator's tests: a valid study `BASE` (checked against the real arml.WEIGHTINGS and
+trainables registries) with `changed`/`write`, and a small TOML writer (`to_toml`)."""
 
 from __future__ import annotations
 
@@ -13,12 +12,10 @@ from typing import Any
 
 import pytest
 
-from arml.registry import Registry
-
 # a valid study exercising every section; tests change one value at a time with `changed`
 BASE: dict[str, Any] = {
     "study": {"name": "t", "description": "a test study", "preset": "digits_mlc", "seeds": [0, 1]},
-    "train": {"aux_attributes": ["is_0", "is_6", "random_0"], "steps": 30},
+    "train": {"aux_attributes": ["is_0", "is_6", "random_0"], "steps": 30, "lr_milestones": [20]},
     "methods": {
         "uniform": {},
         "arml": {"lr": 0.05},
@@ -32,60 +29,9 @@ BASE: dict[str, Any] = {
     "report": {"targets": [0.85, 0.8]},
 }
 
-DIGITS_ATTRIBUTES = ["odd", "ge5", "has_loop", "prime", *(f"is_{d}" for d in range(10)),
-                     *(f"random_{i}" for i in range(4))]
-DIGITS_DOMAINS = ["original", "inverted", "rotated", "noisy"]
-
-
-def fake_registry() -> Registry:
-    """The weightings of DESIGN.md with constructors of the real interface `(num_aux, *, options)`."""
-    weightings: Registry = Registry("weighting")
-
-    class Uniform:
-        def __init__(self, num_aux: int) -> None: ...
-
-    class Fixed:
-        def __init__(self, num_aux: int, *, weights: list | None = None) -> None: ...
-
-    class ARML:
-        def __init__(self, num_aux: int, *, lr: float = 0.05, update_every: int = 1, langevin: bool = True,
-                     noise_scale: float = 1e-3, projection: str = "simplex", init: list | None = None,
-                     fd_eps: float | None = None, task_names: list | None = None) -> None: ...
-
-    class GradNorm:
-        def __init__(self, num_aux: int, *, alpha: float = 1.5, lr: float = 0.025) -> None: ...
-
-    class OlAux:
-        def __init__(self, num_aux: int, *, lr: float = 0.1, horizon: int = 5, extra: Any = None) -> None: ...
-
-    for name, cls in (("uniform", Uniform), ("fixed", Fixed), ("arml", ARML), ("adaloss", Uniform),
-                      ("gradnorm", GradNorm), ("cosinesim", Uniform), ("olaux", OlAux)):
-        weightings.register(name)(cls)
-    return weightings
-
-
-def fake_aux_names(dataset: str, request: Any) -> list[str]:
-    """Digits only: mlc attributes (all but the main one unless named) and dg source domains."""
-    if dataset != "digits":
-        from trainables.errors import UnknownNameError
-
-        raise UnknownNameError(f"unknown data set {dataset!r}; valid names: digits")
-    if request.setting == "mlc":
-        if request.main_attribute not in DIGITS_ATTRIBUTES:
-            raise ValueError(f"unknown attribute {request.main_attribute!r}")
-        for name in request.aux_attributes:
-            if name not in DIGITS_ATTRIBUTES or name == request.main_attribute:
-                raise ValueError(f"unknown auxiliary attribute {name!r}")
-        return list(request.aux_attributes) or [a for a in DIGITS_ATTRIBUTES if a != request.main_attribute]
-    return [d for d in DIGITS_DOMAINS if d != request.target_domain]
-
-
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestrator.plan
-    import orchestrator.spec
-
-    monkeypatch.setattr(orchestrator.spec, "weighting_registry", fake_registry)
-    monkeypatch.setattr(orchestrator.plan, "data_aux_names", fake_aux_names)
+    """Nothing to replace any more: studies are checked against the real arml.WEIGHTINGS and trainables
+    registries (kept so that tests written against the old stand-ins still call something)."""
 
 
 def toml_key(key: str) -> str:

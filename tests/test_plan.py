@@ -7,22 +7,16 @@ import itertools
 import re
 from pathlib import Path
 
-import orchestrator_fakes
 import pytest
 from orchestrator_fakes import BASE, changed, write
 
 import orchestrator.plan as plan_module
-from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.plan import aux_names_for, count_trials, make_plan, run_dir, smoke, with_data_root
+from orchestrator.errors import StudyError
+from orchestrator.plan import count_trials, make_plan, run_dir, smoke, with_data_root
 from orchestrator.spec import load_study, parse_study
-from trainables.config import resolve_config
+from trainables.config import aux_names, resolve_config
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
-
-
-@pytest.fixture(autouse=True)
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    orchestrator_fakes.install(monkeypatch)
 
 
 def test_counts_and_complete_configs(tmp_path: Path) -> None:
@@ -127,15 +121,12 @@ def test_smoke_shrinks_configs(tmp_path: Path) -> None:
     assert [t.config.label_budget for t in small.trials] == [t.config.label_budget for t in plan.trials]
 
 
-def test_aux_names_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert aux_names_for(resolve_config("digits_ssl")) == ["rotation", "exemplar_mt"]
-    mlc = resolve_config("digits_mlc", aux_attributes=("is_0", "odd"))
-    assert aux_names_for(mlc) == ["is_0", "odd"]
-    # while trainables.data has no aux_names, named attributes still work
-    monkeypatch.setattr(plan_module, "data_aux_names", lambda dataset, request: None)
-    assert aux_names_for(mlc) == ["is_0", "odd"]
-    with pytest.raises(MissingComponentError, match="trainables.data.aux_names is not available"):
-        aux_names_for(resolve_config("digits_dg"))
+def test_aux_names() -> None:
+    """The auxiliary names (K and the weights' order) come from trainables, without reading images."""
+    assert aux_names(resolve_config("digits_ssl")) == ["rotation", "exemplar_mt"]
+    assert aux_names(resolve_config("digits_mlc", aux_attributes=("is_0", "odd"))) == ["is_0", "odd"]
+    assert aux_names(resolve_config("digits_dg", target_domain="rotated")) == ["original", "inverted", "noisy"]
+    assert len(aux_names(resolve_config("digits_mlc"))) == 17   # every attribute but the main one
 
 
 def test_run_dir(tmp_path: Path) -> None:
@@ -144,13 +135,8 @@ def test_run_dir(tmp_path: Path) -> None:
     assert run_dir(plan, "s3://bucket/studies/") == "s3://bucket/studies/t"
 
 
-def test_quickstart_with_real_components(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped study, with the real arml.WEIGHTINGS and trainables.data when they exist."""
-    arml = pytest.importorskip("arml")
-    data = pytest.importorskip("trainables.data")
-    if not hasattr(arml, "WEIGHTINGS") or not hasattr(data, "aux_names"):
-        pytest.skip("arml.WEIGHTINGS or trainables.data.aux_names not written yet")
-    monkeypatch.undo()
+def test_quickstart() -> None:
+    """The shipped study plans into its documented 40 trials."""
     plan = make_plan(load_study(QUICKSTART))
     assert plan.counts_by_method() == {"uniform": 4, "arml": 4, "grid": 32} and len(plan) == 40
     assert plan.aux_names == ("is_0", "is_6", "random_0") and plan.study.setting == "mlc"

@@ -1,26 +1,25 @@
 """Property: whatever a study file holds, the parser returns a valid Study or raises StudyError,
-never another exception; a Study always plans (or fails with StudyError)."""
+never another exception; a Study always plans (or fails with StudyError) into trials whose
+configurations pass trainables' own value checks."""
 
 from __future__ import annotations
 
 import copy
 import datetime
 import tomllib
-from collections.abc import Iterator
 from typing import Any
 
-import orchestrator_fakes
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from orchestrator_fakes import BASE, DIGITS_ATTRIBUTES, to_toml
+from orchestrator_fakes import BASE, to_toml
 
 from orchestrator.errors import StudyError
 from orchestrator.plan import count_trials, make_plan, smoke
 from orchestrator.spec import BUDGET_KEYS, SECTIONS, STUDY_KEYS, Study, parse_study
-from trainables.config import PRESETS, TrainConfig
+from trainables.config import PRESETS, TrainConfig, check_values
+from trainables.data.digits import ATTRIBUTES as DIGITS_ATTRIBUTES
 
-WEIGHTINGS = ["uniform", "fixed", "adaloss", "gradnorm", "cosinesim", "olaux", "arml", "grid"]
+WEIGHTINGS = ["uniform", "fixed", "adaloss", "gradnorm", "cosinesim", "olaux", "arml", "grid", "search"]
 KNOWN_KEYS = sorted({*STUDY_KEYS, *TrainConfig.__dataclass_fields__, *BUDGET_KEYS, "cpus_per_trial",
                      "gpus_per_trial", "workers_per_trial", "max_concurrent", "max_failures", "targets",
                      "weighting", "values", "weights", "lr", "update_every", "langevin", "init", "fd_eps",
@@ -67,13 +66,6 @@ def mutated_base(draw: st.DrawFn) -> dict:
     return doc
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fakes() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        orchestrator_fakes.install(monkeypatch)
-        yield
-
-
 def check(text_of_study: str) -> None:
     try:
         study = parse_study(text_of_study, "prop.toml")
@@ -88,6 +80,8 @@ def check(text_of_study: str) -> None:
     except StudyError:
         return
     assert len(plan) == count_trials(study) == len({t.trial_id for t in plan.trials})
+    for trial in plan.trials:  # what passes the study's checks is a configuration a trial can use
+        check_values(trial.config)
     assert len(smoke(plan)) == len(plan)
 
 

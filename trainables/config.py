@@ -9,14 +9,23 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from trainables.errors import ConfigError, UnknownNameError
 
+if TYPE_CHECKING:
+    from trainables.data.base import DataRequest
+
 SETTINGS = ("ssl", "mlc", "dg")
+OPTIMIZERS = ("adam", "sgd")
+# dg: "joint" trains on the target's labels too, "baseline" only reweights the source domains
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -195,3 +204,123 @@ def resolve_config(preset: str = "", **overrides: Any) -> TrainConfig:
                               f"got {config.dg_variant!r}")
         fada_options(config.fada_options, config.steps)
     return config
+
+
+Count = Annotated[int, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+
+
+class TrainValues(BaseModel):
+    """The values a `TrainConfig` may hold (its types are checked by `check_fields`): what would fail or
+    silently do nothing inside a trial is refused here, before any trial starts."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    setting: Literal["ssl", "mlc", "dg"]
+    aux_scale: Annotated[float, Field(ge=0)]
+    image_size: Count                         # 0: native size
+    label_budget: Count
+    label_fraction: Annotated[float, Field(ge=0, le=1)]
+    per_class: Count
+    dg_variant: str
+    steps: AtLeastOne
+    batch_size: AtLeastOne
+    aux_batch_size: Count                     # 0: batch_size
+    optimizer: str
+    lr: Annotated[float, Field(gt=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    lr_milestones: tuple[AtLeastOne, ...]
+    lr_gamma: Annotated[float, Field(gt=0, le=1)]
+    ema_decay: Annotated[float, Field(ge=0, le=1)]
+    eval_every: AtLeastOne
+    eval_batch_size: AtLeastOne
+    checkpoint_every: Count                   # 0: at every evaluation
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    device: str
+    num_workers: Count
+    max_eval_items: Count                     # 0: whole splits
+
+    @field_validator("dg_variant", "optimizer")
+    @classmethod
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
+        names = dg_variant_names() if info.field_name == "dg_variant" else OPTIMIZERS
+        if value not in names:
+            raise ValueError(f"be one of {', '.join(names)}{_did_you_mean(value, names)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError("be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("be strictly increasing step numbers")
+        return value
+
+
+def dg_variant_names() -> list[str]:
+    """The names in trainables.dg_variants.DG_VARIANTS (imported lazily: it needs torch)."""
+    from trainables.dg_variants import DG_VARIANTS
+    from trainables.fada import fada_options  # noqa: F401  (registers "fada")
+
+    return DG_VARIANTS.names()
+
+
+def _did_you_mean(value: Any, choices: typing.Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(value), choices, n=2)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _constraint(error: dict[str, Any]) -> str:
+    """Pydantic's 'Input should be greater than 0' / 'Value error, be ...' -> 'must be greater than 0'."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    message = re.sub(r"^Input should ", "", message)
+    return "must " + message
+
+
+def check_values(config: TrainConfig, whole_run: bool = True) -> None:
+    """ConfigError('KEY must ..., got VALUE') for the first value a trial cannot use. `whole_run` adds the
+    checks across fields that hold for a full run (a smoke run shortens `steps` below the milestones)."""
+    try:
+        TrainValues.model_validate(config.to_dict())
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0])
+        value = getattr(config, key)
+        shown = list(value) if isinstance(value, tuple) else value
+        raise ConfigError(f"config: {key} {_constraint(first)}, got {shown!r}") from None
+    if config.optimizer != "sgd" and config.nesterov:
+        raise ConfigError("config: nesterov = true needs optimizer = 'sgd'; remove nesterov or use sgd")
+    if config.nesterov and config.momentum == 0:
+        raise ConfigError("config: nesterov = true needs momentum > 0")
+    if whole_run and config.lr_milestones and config.lr_milestones[-1] >= config.steps:
+        raise ConfigError(f"config: lr_milestones must be below steps ({config.steps}), got "
+                          f"{list(config.lr_milestones)}; drop the late ones or raise steps")
+
+
+def data_request(config: TrainConfig) -> DataRequest:
+    """What the data set is asked for (trainables.data.base imported here: it needs torch)."""
+    from trainables.data.base import DataRequest
+
+    return DataRequest(
+        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
+        label_budget=config.label_budget, label_fraction=config.label_fraction, per_class=config.per_class,
+        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
+        target_domain=config.target_domain, image_size=config.image_size,
+    )
+
+
+def aux_names(config: TrainConfig) -> list[str]:
+    """The auxiliary losses' names in weight order (K = their count), without reading images: ssl the task
+    names, mlc the auxiliary attributes, dg the source domains (from the data set's registry entry)."""
+    if config.setting == "ssl":
+        return list(config.aux_tasks)
+    from trainables.data import aux_names as data_aux_names
+
+    return data_aux_names(config.dataset, data_request(config))

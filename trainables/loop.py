@@ -19,9 +19,8 @@ import torch
 import arml
 from trainables import checkpoint
 from trainables.augment import AUGMENTATIONS
-from trainables.config import TrainConfig
+from trainables.config import TrainConfig, aux_names, data_request  # noqa: F401  (aux_names re-exported)
 from trainables.data import build_data
-from trainables.data.base import DataRequest
 from trainables.dg_variants import DG_VARIANTS
 from trainables.distributed import (
     average_gradients,
@@ -39,24 +38,6 @@ from trainables.tasks import AUX_TASKS, Context
 
 Report = Callable[[dict[str, Any], str | None], None]
 log = logging.getLogger("trainables")
-
-
-def data_request(config: TrainConfig) -> DataRequest:
-    return DataRequest(
-        setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
-        label_budget=config.label_budget, label_fraction=config.label_fraction, per_class=config.per_class,
-        main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
-        target_domain=config.target_domain, image_size=config.image_size,
-    )
-
-
-def aux_names(config: TrainConfig) -> list[str]:
-    """The auxiliary losses' names in weight order, without reading data (ssl: the task names)."""
-    from trainables.data import aux_names as data_aux_names
-
-    if config.setting == "ssl":
-        return list(config.aux_tasks)
-    return data_aux_names(config.dataset, data_request(config))
 
 
 def _weighting(config: TrainConfig, names: list[str], model: MultiTaskModel, num_train: int) -> arml.Weighting:

@@ -4,6 +4,6 @@
 from __future__ import annotations
 
 from trainables.data import celeba, cifar10, digits, pacs, svhn  # noqa: F401  (registers each data set)
-from trainables.data.registry import DATASETS, aux_names, build_data, status_table
+from trainables.data.registry import DATASETS, aux_names, build_data, max_budget, status_table
 
-__all__ = ["DATASETS", "aux_names", "build_data", "status_table"]
+__all__ = ["DATASETS", "aux_names", "build_data", "max_budget", "status_table"]

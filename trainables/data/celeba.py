@@ -125,5 +125,9 @@ class CelebA:
     def aux_names(self, request: DataRequest) -> list[str]:
         return select_attributes(ATTRIBUTES, request, "celeba")[1]
 
+    def max_budget(self, request: DataRequest) -> int:
+        """The largest label_budget: the 162,770 training images of CelebA's standard partition."""
+        return 162_770
+
 
 DATASETS.register("celeba")(CelebA())

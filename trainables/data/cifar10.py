@@ -118,5 +118,9 @@ class Cifar10:
     def aux_names(self, request: DataRequest) -> list[str]:
         return []
 
+    def max_budget(self, request: DataRequest) -> int:
+        """The largest label_budget: the 50,000 training images less the validation split (5,000 per class)."""
+        return 50_000 - round(VAL_FRACTION * 50_000)
+
 
 DATASETS.register("cifar10")(Cifar10())

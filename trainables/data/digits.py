@@ -173,6 +173,21 @@ class Digits:
             return source_domains(request.target_domain)
         return []
 
+    def max_budget(self, request: DataRequest) -> int:
+        """The largest label_budget (ssl: balanced over the classes of the training split; mlc: its size) or
+        per_class (dg: the target quarter's smallest class), from the labels alone."""
+        _, labels = load()
+        if request.setting == "dg":
+            source_domains(request.target_domain)  # refuses an unknown target domain
+            target = domain_parts(labels)[DOMAINS.index(request.target_domain)]
+            return min(int((labels[target] == c).sum()) for c in range(NUM_CLASSES))
+        train, _, _ = fixed_split(labels)
+        if request.setting == "mlc":
+            return len(train)
+        counts = [int((labels[train] == c).sum()) for c in range(NUM_CLASSES)]
+        extra = next((c for c in range(NUM_CLASSES) if counts[c] <= min(counts)), NUM_CLASSES)
+        return NUM_CLASSES * min(counts) + extra  # the remainder of a budget goes to the lowest classes
+
 
 def source_domains(target: str) -> list[str]:
     """The other three domains, in `DOMAINS` order; ConfigError for an unknown target domain."""

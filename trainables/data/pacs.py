@@ -97,5 +97,15 @@ class Pacs:
     def aux_names(self, request: DataRequest) -> list[str]:
         return check_target(request.target_domain)
 
+    def max_budget(self, request: DataRequest) -> int | None:
+        """The largest per_class: the target domain's smallest class (file names listed, no image read);
+        None when the data is not under the data root here (a cluster's nodes may have it elsewhere)."""
+        check_target(request.target_domain)
+        folder = os.path.join(request.data_root, FOLDER, request.target_domain)
+        if not os.path.isdir(folder):
+            return None
+        _, labels = list_domain(folder)
+        return min(int((labels == c).sum()) for c in range(len(CLASSES)))
+
 
 DATASETS.register("pacs")(Pacs())

@@ -111,6 +111,13 @@ def aux_names(name: str, request: DataRequest) -> list[str]:
     return get_dataset(name, request.setting).aux_names(request)
 
 
+def max_budget(name: str, request: DataRequest) -> int | None:
+    """The largest label_budget (ssl, mlc) or per_class (dg) data set `name` can give for `request`, told
+    without reading images; None when it cannot be told here."""
+    limit = getattr(get_dataset(name, request.setting), "max_budget", None)
+    return limit(request) if limit is not None else None
+
+
 def status_table(data_root: str) -> str:
     """A text table: each data set found or missing under `data_root`, its counts and what to do; then the
     attributes of data sets that describe them (`describe()`)."""

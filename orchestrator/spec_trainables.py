@@ -1,0 +1,132 @@
+"""The checks of a study's `[train]` and `[budget]` against trainables: names against its registries, model
+options against the backbone's constructor, values against `trainables.config.TrainValues`, label budgets
+against what the data set can give. Whatever would fail inside every trial fails here, as one line."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.spec_checks import Reader, coerce, key_text, show
+
+
+def registry_of(r: Reader, module_name: str, attr: str) -> Any:
+    """`module_name.attr`, a registry of names; a module that fails to import is an error, never a skipped
+    check (a study that passes here would fail in every trial)."""
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except Exception as error:  # an ImportError, or any error raised while the module registers its entries
+        r.fail("", f"cannot check the study: {module_name}.{attr} is not available "
+                   f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                   "fix that module or the installation")
+
+
+def check_names(r: Reader, config: Any) -> None:
+    """Data set, model and auxiliary task names against their registries."""
+    checks = (("trainables.data", "DATASETS", "dataset", [config.dataset]),
+              ("trainables.models", "BACKBONES", "model", [config.model]),
+              ("trainables.tasks", "AUX_TASKS", "aux_tasks", list(config.aux_tasks)))
+    for module_name, attr, key, names in checks:
+        registry = registry_of(r, module_name, attr)
+        for name in names:
+            if name not in registry:
+                section = "study" if key == "dataset" else "train"
+                r.fail(section, f"{key}: {show(name)} is not a name in {module_name}.{attr}"
+                                f"{r.close(name, list(registry))}; "
+                                f"valid names: {', '.join(sorted(registry))}")
+            settings = getattr(registry.get(name), "settings", None) if key != "model" else None
+            if settings is not None and config.setting not in settings:
+                if key == "dataset":
+                    r.fail("study", f"data set {name} has no {config.setting} setting (it has: "
+                                    f"{', '.join(settings)}); pick another dataset or preset")
+                fits = [n for n in registry.names() if config.setting in getattr(registry.get(n), "settings", ())]
+                r.fail("train", f"aux_tasks: {name} is an auxiliary task of the {'/'.join(settings)} setting, this "
+                                f"study is {config.setting}; use {' or '.join(fits) or 'another preset'}")
+
+
+def check_model_options(r: Reader, config: Any) -> None:
+    """`[train] model_options` by name and type against the backbone's constructor `build(info, *, option=...)`."""
+    factory = registry_of(r, "trainables.models", "BACKBONES").get(config.model)
+    params = {name: p for name, p in inspect.signature(factory).parameters.items()
+              if name != "info" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for key, value in config.model_options.items():
+        if key not in params:
+            r.fail("train", f"model_options: {key_text(key)} is not an option of model {config.model}"
+                            f"{r.close(key, params)}; its options: {', '.join(params) or 'none'}")
+        coerce(r, "train", f"model_options.{key_text(key)}", value, params[key])
+    if config.model_options:
+        _try_backbone(r, config, factory)
+
+
+def _try_backbone(r: Reader, config: Any, factory: Callable[..., Any]) -> None:
+    """Builds the backbone with the study's options and passes two small images through it, so that values
+    it cannot use (width = 0, a negative size) fail here, not in every trial. Cheap: no data is read."""
+    import torch
+
+    from trainables.data.base import DataInfo
+    from trainables.errors import DataNotFoundError
+
+    info = DataInfo("check", (3, 32, 32), 10, (0.5,) * 3, (0.5,) * 3)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # "zero-element tensors": the error that follows says it better
+            backbone = factory(info, **config.model_options).eval()
+            features = backbone(torch.rand(2, 3, 32, 32))
+        if backbone.feature_dim < 1 or features.shape != (2, backbone.feature_dim):
+            raise ValueError(f"it gives {tuple(features.shape[1:])} features per image")
+    except DataNotFoundError:  # a pretrained-weights file that only the cluster's nodes may have
+        return
+    except Exception as error:  # whatever the constructor raises on a bad value
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        r.fail("train", f"model_options = {show(config.model_options)}: model {config.model} cannot use these "
+                        f"values ({text}); change them")
+
+
+def check_train_values(r: Reader, config: Any, train: dict, preset: str) -> None:
+    """The values a trial cannot use (steps < 1, lr <= 0, an unknown optimizer, milestones beyond the
+    run...), as `[train]` errors; a value that comes from the preset says so."""
+    from trainables.config import check_values
+    from trainables.errors import ConfigError
+
+    try:  # the preset's milestones beyond a shortened run are its schedule cut short; the file's are a mistake
+        check_values(config, whole_run="lr_milestones" in train)
+    except ConfigError as error:
+        message = str(error).removeprefix("config: ")
+        key = message.split(" ", 1)[0]
+        if key not in train:
+            message += f" (preset {preset}'s value; set {key} in [train])"
+        r.fail("train", message)
+
+
+def check_budgets(r: Reader, config: Any, budget: Any) -> None:
+    """Each label budget of `budget` (a BudgetSpec) against what the data set can give (its known size; no
+    image is read). Without a `[budget]` (None) the configuration's own budget is checked."""
+    from trainables.config import data_request
+    from trainables.data import max_budget
+    from trainables.errors import TrainablesError
+
+    try:
+        limit = max_budget(config.dataset, data_request(config))
+    except TrainablesError as error:
+        r.fail("train", f"cannot tell the label budgets {config.dataset} can give: {error}")
+    if limit is None:
+        return
+    counted = "images per class of the target domain" if config.setting == "dg" else "labeled training images"
+    if budget is None:  # the preset's budget, on a data set the study may have changed
+        field = "per_class" if config.setting == "dg" else \
+            "label_fraction" if config.label_fraction > 0 and not config.label_budget else "label_budget"
+        section, key, values, fix = "study", f"the preset's {field}", [getattr(config, field)], "add a [budget] with"
+    else:
+        section, key, field, values, fix = "budget", budget.key, budget.field, budget.values, "use"
+    for value in values:
+        count = round(value * limit) if field == "label_fraction" else value
+        if count > limit:
+            r.fail(section, f"{key} = {show(value)} is more than {config.dataset} ({config.setting}) can give: "
+                            f"at most {limit} {counted}; {fix} values up to {limit}")
+        if count < 1:
+            r.fail(section, f"{key} = {show(value)} gives {count} labeled images of {limit} in {config.dataset}; "
+                            f"use at least {1 / limit:.2g}" if field == "label_fraction" else
+                            f"{key} must be at least 1, got {show(value)}")
