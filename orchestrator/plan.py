@@ -70,10 +70,12 @@ class RunOptions:
 
     address: str | None = None               # an existing Ray cluster; None starts a local one
     storage: str | None = None               # path or URI shared by all nodes; None -> DEFAULT_STORAGE
-    mlflow_uri: str | None = None            # None -> sqlite store in the working folder
+    mlflow_uri: str | None = None            # None -> $MLFLOW_TRACKING_URI, else a sqlite store in the run folder
     resume: bool = False
     smoke: bool = False
     data_root: str | None = None
+    until_decided: bool = False              # add seeds until each comparison is decided (the runner's rule)
+    max_seeds: int | None = None             # the most seeds --until-decided may use
 
 
 def data_aux_names(dataset: str, request: Any) -> list[str] | None:

@@ -113,8 +113,9 @@ def weighting_registry() -> Any:
     return WEIGHTINGS
 
 
-def load_study(path: str | Path) -> Study:
-    """Reads and validates one study file."""
+def load_study(path: str | Path, overrides: dict | None = None) -> Study:
+    """Reads and validates one study file; `overrides` (a nested dict, e.g. {"train": {"steps": 100}}) is
+    merged into the TOML document before validation."""
     path = Path(path)
     if not path.is_file():
         hint = ""
@@ -128,13 +129,22 @@ def load_study(path: str | Path) -> Study:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise StudyError(f"{path}: cannot read the file ({error}); save it as UTF-8 text") from None
-    return parse_study(text, path)
+    return parse_study(text, path, overrides)
 
 
-def parse_study(text: str, path: str | Path = "<study>") -> Study:
+def _merge(doc: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            _merge(doc[key], value)
+        else:
+            doc[key] = value
+    return doc
+
+
+def parse_study(text: str, path: str | Path = "<study>", overrides: dict | None = None) -> Study:
     """Validates the TOML text of a study; `path` is only used in messages and `Study.path`."""
     try:
-        doc = tomllib.loads(text)
+        doc = _merge(tomllib.loads(text), overrides or {})
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: TOML syntax error: {error}; fix the file there") from None
     except (RecursionError, UnicodeError, ValueError) as error:
