@@ -106,7 +106,8 @@ class Progress:
     def line(self) -> str:
         c = self.counts
         ended = c["finished"] + c["failed"]
-        text = f"{c['finished']}/{self.total} done, {c['running']} running, {c['pending']} pending, {c['failed']} failed"
+        text = (f"{c['finished']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
+                f"{c['failed']} failed")
         elapsed = self.clock() - self.start
         new = ended - (self._done_at_start or 0)
         if 0 < new and ended < self.total and elapsed > 0:
