@@ -41,12 +41,12 @@ def quiet_ray(run_dir: str) -> str:
     path = os.path.join(run_dir, "ray.log")
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.arml_run_log = True  # type: ignore[attr-defined]  # replaced by the next study in this process
     for name in RAY_LOGGERS:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
-            if isinstance(old, logging.FileHandler) and old.baseFilename != path:
-                continue  # someone else's log file stays
-            logger.removeHandler(old)
+            if getattr(old, "arml_run_log", False) or not isinstance(old, logging.FileHandler):
+                logger.removeHandler(old)  # the console, or an earlier study's ray.log; other files stay
         logger.addHandler(handler)
         logger.propagate = False
     return path
@@ -134,9 +134,7 @@ class Progress:
                 self.stream.flush()
                 self._open_line = True
             return
-        if not force and now - self._last_print < self.every_s:
-            return
-        if text == self._last_line and force and now - self._last_print < self.every_s:
+        if now - self._last_print < (2.0 if force else self.every_s) or text == self._last_line:
             return
         self._last_print, self._last_line = now, text
         self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")

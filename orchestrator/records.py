@@ -18,13 +18,16 @@ import pandas as pd
 PLAN_FILE, STATES_FILE, ROWS_FILE = "plan.json", "trials.json", "records.jsonl"
 ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed", "grid_point"]
 COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
-# Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours; its pid, node_ip
-# and time_total_s say less than our node_id, hostname and wall_s; `failures` is the trial's state, in trials.csv)
+# Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
 TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "timestamp", "time_this_iter_s",
               "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag",
-              "pid", "node_ip", "time_total_s", "time", "failures", "config"}
+              "config"}
+# Ray's fields kept in the live records.jsonl (a worker's pid helps to debug it) but left out of the exported
+# tables and of MLflow: our node_id, hostname and wall_s say more; `failures` is the trial's, in trials.csv
+RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures"}
 # columns of a record row that describe it rather than measure it (never logged as metrics)
-NOT_METRICS = frozenset({*ID_COLUMNS, "main_task", "node_id", "hostname", "recorded_at", "rank", "workers"})
+NOT_METRICS = frozenset({*ID_COLUMNS, *RAY_FIELDS, "main_task", "node_id", "hostname", "recorded_at", "rank",
+                         "workers"})
 
 
 def metric_values(row: dict[str, Any]) -> dict[str, float]:
@@ -161,8 +164,8 @@ def trials_table(run_dir: str) -> pd.DataFrame:
         point = meta["grid_point"] or state.get("weights")   # a search's weights: drawn when it started
         row["grid_point"] = json.dumps(point) if point else None
         row["main_task"] = main_task(meta["config"])
-        row["search"] = (meta.get("search") or {}).get("sampler") or ""
-        row["scheduler"] = (meta.get("scheduler") or {}).get("name") or ""
+        row["search"] = (meta.get("search") or {}).get("sampler")      # None: the report tells searches by it
+        row["scheduler"] = (meta.get("scheduler") or {}).get("name")
         row["status"] = state.get("status", "pending")
         row["error"] = state.get("error", "")
         row["failures"] = state.get("failures", 0)
@@ -180,13 +183,13 @@ def trials_table(run_dir: str) -> pd.DataFrame:
 def export_tables(run_dir: str) -> dict[str, str]:
     """Writes records.parquet/.csv and trials.parquet/.csv with typed columns; returns their paths.
 
-    Parquet keeps the grid point as a list of floats; a CSV has one number per auxiliary task instead
-    (`w/<task>`), and trials.csv leaves out columns that are empty for every trial (e.g. `error` when
-    nothing failed), so that no column loads as all-NaN."""
+    Parquet keeps the grid point as a list of floats; a CSV keeps it as JSON text and adds one number per
+    auxiliary task (`w/<task>`), and trials.csv leaves out columns that are empty for every trial (e.g.
+    `error` when nothing failed), so that no column loads as all-NaN."""
     plan = read_plan(run_dir)
     aux = list(plan.get("aux_names") or [])
     tasks = {m["trial_id"]: main_task(m["config"]) for m in plan["trials"]}
-    rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE if c != "trial_id"], errors="ignore")
+    rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE | RAY_FIELDS if c != "trial_id"], errors="ignore")
     if len(rows) and "main_task" not in rows:
         rows.insert(rows.columns.get_loc("grid_point") + 1, "main_task", rows["trial_id"].map(tasks))
     trials = trials_table(run_dir)
@@ -221,14 +224,14 @@ def _as_lists(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _as_weight_columns(frame: pd.DataFrame, aux: list[str]) -> pd.DataFrame:
-    """The grid point as one numeric column per auxiliary task, `w/<task>`, for CSV."""
+    """The grid point also as one numeric column per auxiliary task, `w/<task>`, for CSV."""
     if "grid_point" not in frame:
         return frame
     points = _points(frame)
-    out = frame.drop(columns=["grid_point"])
+    out = frame.copy()
     if not any(points):
         return out
-    at = frame.columns.get_loc("grid_point")
+    at = frame.columns.get_loc("grid_point") + 1
     for k, name in enumerate(aux):
         out.insert(at + k, f"w/{name}", [p[k] if p and k < len(p) else float("nan") for p in points])
     return out

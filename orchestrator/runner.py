@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.errors import UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
+from orchestrator.progress import quiet_ray
 from orchestrator.records import export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
 
@@ -120,6 +121,7 @@ def run_study(plan: Plan, options: RunOptions) -> int:
     plan = _absolute_data_root(plan)
     _check_resume(plan, run_dir, experiment, options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
+    quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
     started_ray = _start_ray(options.address)
     write_plan(run_dir, plan)
     print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
