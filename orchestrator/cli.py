@@ -349,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx else "arml"
-        _say(f"{command}: error: {one_line(error)} (see `{command} --help`)")
+        message = re.sub(r"\s*\n\s*", " ", error.format_message()).strip()
+        _say(f"{command}: error: {message} (see `{command} --help`)")
         return 2
     except click.ClickException as error:
         _say(f"arml: error: {one_line(error)}")
