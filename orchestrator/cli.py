@@ -138,7 +138,7 @@ def _complete_study(_ctx: click.Context, _param: click.Parameter, incomplete: st
 
 @cli.command("run", context_settings=SETTINGS, epilog=_examples(
     "arml run studies/quickstart.toml --dry-run",
-    "arml run quickstart --set train.steps=100 --set budget.labels=[20] --storage runs/short",
+    "arml run quickstart --set train.steps=100 --set 'budget.labels=[20]' --storage runs/short",
     "arml run studies/big.toml --address auto --storage /shared/runs --mlflow-uri http://mlflow:5000"))
 @click.argument("study", metavar="STUDY.toml", type=click.Path(), shell_complete=_complete_study)
 @click.option("--dry-run", is_flag=True, help="print the plan (trials per method, resources per trial, output "

@@ -7,7 +7,7 @@ test number chosen across trials ever reaches the line. On a terminal the line u
 log (stdout not a TTY) it is a timestamped line at most every `every_s` seconds and at each completion.
 
 `quiet_ray(run_dir)` sends Ray's and Tune's own output (TensorBoard hint, token-authentication warning,
-Tune's tables) to `RUN_DIR/ray.log`.
+Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the terminal.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",                   # the legacy reporter, which verbose=0 silences: no boxes
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",   # no TensorBoard/CSV/JSON loggers per trial (we keep records)
     "RAY_DEDUP_LOGS": "0",                       # no "repeated Nx across cluster" summaries
+    "MLFLOW_LOGGING_LEVEL": "WARNING",           # no "Creating initial MLflow database tables" lines
 }
 RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private")
 
