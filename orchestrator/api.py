@@ -43,8 +43,11 @@ class StudyResult:
 
 
 def _table(run_dir: Path, parquet: str, fallback) -> pd.DataFrame:
+    """The exported Parquet table, else (a run still going) the live one with the same column types."""
+    from orchestrator.records import as_lists
+
     path = run_dir / parquet
-    return pd.read_parquet(path) if path.exists() else fallback(str(run_dir))
+    return pd.read_parquet(path) if path.exists() else as_lists(fallback(str(run_dir)))
 
 
 def load(run_dir: str | os.PathLike, exit_code: int | None = None) -> StudyResult:

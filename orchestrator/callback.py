@@ -114,6 +114,7 @@ class StudyCallback(tune.Callback):
         self._progress(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._open()
         self._live["progress"].close(trials)
         self.book.close()
 

@@ -198,7 +198,7 @@ def export_tables(run_dir: str) -> dict[str, str]:
     paths = {name: os.path.join(run_dir, name)
              for name in ("records.parquet", "records.csv", "trials.parquet", "trials.csv")}
     for frame, stem in ((rows, "records"), (trials, "trials")):
-        _as_lists(frame).to_parquet(paths[f"{stem}.parquet"], index=False)
+        as_lists(frame).to_parquet(paths[f"{stem}.parquet"], index=False)
         flat = _as_weight_columns(frame, aux)
         if stem == "trials":
             flat = flat.drop(columns=[c for c in flat if flat[c].map(_empty).all()])
@@ -214,7 +214,7 @@ def _points(frame: pd.DataFrame) -> list[list[float] | None]:
     return [json.loads(p) if isinstance(p, str) and p else None for p in frame.get("grid_point", [])]
 
 
-def _as_lists(frame: pd.DataFrame) -> pd.DataFrame:
+def as_lists(frame: pd.DataFrame) -> pd.DataFrame:
     """The grid point (JSON text in memory) as a list of floats, for Parquet."""
     out = frame.copy()
     if "grid_point" in out:
