@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from orchestrator.errors import MissingComponentError, UsageError
-from orchestrator.studies import find_study, overrides_from, study_files, study_folders
+from orchestrator.studies import find_study, list_entries, list_text, overrides_from, study_files, study_folders
 
 DESCRIPTION = """\
 arml runs studies of auxiliary-task weighting (ARML, NeurIPS 2020): a study file (TOML) names a data set,
@@ -213,39 +213,9 @@ def list_command(folder: str | None, as_json: bool) -> int:
     if not files:
         print("[]" if as_json else f"no study files (*.toml) in {', '.join(map(str, folders))}")
         return 0
-    from orchestrator.plan import count_trials
-    from orchestrator.spec import load_study
-
-    entries = []
-    for path in files:
-        entry: dict[str, Any] = {"file": _shown(path), "name": path.stem}
-        try:
-            study = load_study(path)
-            entry.update(study=study.name, setting=study.setting, dataset=study.dataset,
-                         trials=count_trials(study), description=study.description, error=None)
-        except Exception as error:  # a broken file is listed, not fatal
-            entry.update(study=None, setting=None, dataset=None, trials=None, description=None,
-                         error=one_line(error))
-        entries.append(entry)
-    if as_json:
-        print(json.dumps(entries, indent=1))
-        return 0
-    rows = [("FILE", "SETTING", "DATA", "TRIALS", "DESCRIPTION")]
-    for e in entries:
-        rows.append((e["file"], "-", "-", "-", f"error: {e['error']}") if e["error"] else
-                    (e["file"], e["setting"], e["dataset"], str(e["trials"]), e["description"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
+    entries = list_entries(files)
+    print(json.dumps(entries, indent=1) if as_json else list_text(entries))
     return 0
-
-
-def _shown(path: Path) -> str:
-    """A path relative to the working folder when it is inside it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 # ---- data check --------------------------------------------------------------------------------

@@ -90,3 +90,40 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working folder when it is inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def list_entries(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """What `arml list` shows of each study file; a broken file gets its error instead of failing the list."""
+    from orchestrator.plan import count_trials
+    from orchestrator.spec import load_study
+
+    entries = []
+    for path in files:
+        entry: dict[str, Any] = {"file": _shown(path), "name": path.stem}
+        try:
+            study = load_study(path)
+            entry.update(study=study.name, setting=study.setting, dataset=study.dataset,
+                         trials=count_trials(study), description=study.description, error=None)
+        except Exception as error:  # noqa: BLE001 - a broken file is listed, not fatal
+            message = " ".join(str(error).split()) or type(error).__name__
+            entry.update(study=None, setting=None, dataset=None, trials=None, description=None, error=message)
+        entries.append(entry)
+    return entries
+
+
+def list_text(entries: list[dict[str, Any]]) -> str:
+    """The entries as aligned columns: FILE, SETTING, DATA, TRIALS, DESCRIPTION."""
+    rows = [("FILE", "SETTING", "DATA", "TRIALS", "DESCRIPTION")]
+    for e in entries:
+        rows.append((e["file"], "-", "-", "-", f"error: {e['error']}") if e["error"] else
+                    (e["file"], e["setting"], e["dataset"], str(e["trials"]), e["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows)

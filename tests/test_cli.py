@@ -261,7 +261,7 @@ def test_json_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     a, b = json.loads(capsys.readouterr().out)
     assert (a["name"], a["setting"], a["trials"], a["error"]) == ("a", "mlc", 48, None)
     assert b["trials"] is None and "TOML syntax error" in b["error"]
-    assert main(["run", str(QUICKSTART), "--dry-run", "--json"]) == 0
+    assert main(["run", str(QUICKSTART), "--dry-run", "--json", "--storage", str(tmp_path / "runs")]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["total_trials"] == 40 and [m["trials"] for m in plan["methods"]] == [4, 4, 32]
     assert plan["aux_tasks"] == ["is_0", "is_6", "random_0"] and plan["holds_run"] is False
