@@ -20,7 +20,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	rm -rf runs/quickstart   # the demo's own previous output
-	$(BIN)/arml run studies/quickstart.toml
+	@$(BIN)/arml run studies/quickstart.toml; status=$$?; \
+	echo; echo "arml is installed in .venv: put it on your PATH in this shell with"; \
+	echo "    source .venv/bin/activate"; \
+	echo "(or call .venv/bin/arml), then try: arml list, arml status runs/quickstart"; exit $$status
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -7,11 +7,11 @@ values until `setup()` opens the record book and the MLflow tracker; a restored 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from ray import tune
 
+from orchestrator.progress import Progress
 from orchestrator.records import RecordBook
 from orchestrator.tracking import Tracker
 from orchestrator.trainable import FATAL
@@ -72,7 +72,7 @@ class StudyCallback(tune.Callback):
             self.plan_meta = read_plan(self.run_dir)["trials"]
         book = RecordBook(self.run_dir, self.plan_meta)
         self._live = {"book": book, "tracker": Tracker(MLFLOW["uri"], self.study, self.run_dir, self.plan_meta),
-                      "last_print": time.time(), "best": {}, "total": len(self.plan_meta)}
+                      "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s)}
 
     @property
     def book(self) -> RecordBook:
@@ -101,7 +101,8 @@ class StudyCallback(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         self.book.set_state(tid, "retrying", failures=trial.num_failures, error=_error_line(trial))
-        print(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: {_error_line(trial)}")
+        self._say(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: "
+                  f"{_error_line(trial)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
@@ -113,7 +114,7 @@ class StudyCallback(tune.Callback):
         self.book.set_state(tid, status, failures=trial.num_failures)
         self.tracker.finish(tid, status)
         self._note_best(tid, trial.last_result)
-        self._progress(trials, force=True)
+        self._progress(trials, force=True, ending=(trial, "finished"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._failed(trial, trial.config["trial_id"], _error_line(trial), trials)
@@ -121,13 +122,15 @@ class StudyCallback(tune.Callback):
     def _failed(self, trial: Any, tid: str, error: str, trials: list) -> None:
         self.book.set_state(tid, "failed", failures=trial.num_failures, error=error)
         self.tracker.finish(tid, "failed")
-        print(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
-        self._progress(trials, force=True)
+        self._say(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
+        self._progress(trials, force=True, ending=(trial, "failed"))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._open()
+        self._live["progress"].close(trials)
         self.book.close()
 
     # ---- progress -------------------------------------------------------------------------------
@@ -137,30 +140,16 @@ class StudyCallback(tune.Callback):
         grid = f", weights {meta['grid_point']}" if meta["grid_point"] else ""
         return f"{meta['method']}{budget}, seed {meta['seed']}{grid}"
 
-    def _note_best(self, tid: str, result: dict) -> None:
-        value = result.get("test_acc_at_best_val")
-        if value is None:
-            return
-        method = self.book.meta[tid]["method"]
-        best = self._live["best"]
-        best[method] = max(best.get(method, 0.0), float(value))
+    def _say(self, message: str) -> None:
+        self._open()
+        self._live["progress"].say(message)
 
-    def _progress(self, trials: list, force: bool = False) -> None:
-        now = time.time()
-        waited = now - self._live["last_print"]
-        finished = all(s["status"] in ("finished", "stopped", "failed") for s in self.book.states.values())
-        if not finished and waited < (2.0 if force else self.progress_every_s):
-            return
-        self._live["last_print"] = now
-        counts: dict[str, int] = {}
-        for state in self.book.states.values():
-            counts[state["status"]] = counts.get(state["status"], 0) + 1
-        done = counts.get("finished", 0) + counts.get("stopped", 0)
-        best = "  ".join(f"{m} {v:.3f}" for m, v in sorted(self._live["best"].items()))
-        line = (f"{done}/{self._live['total']} done, {counts.get('running', 0)} running, "
-                f"{counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed"
-                + (f" | best test acc (at best val) so far: {best}" if best else ""))
-        if finished and line == self._live.get("last_line"):
-            return
-        self._live["last_line"] = line
-        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+    def _note_best(self, tid: str, result: dict) -> None:
+        """The method's best validation accuracy so far (selection on validation only, never on test)."""
+        self._open()
+        self._live["progress"].note_val(self.book.meta[tid]["method"], result.get("best_val_acc"))
+
+    def _progress(self, trials: list, force: bool = False, ending: tuple[Any, str] | None = None) -> None:
+        """Counts come from Tune's trial list (what runs now), not from the record book."""
+        self._open()
+        self._live["progress"].update(trials, force=force, ending=ending)

@@ -70,7 +70,7 @@ class RunOptions:
 
     address: str | None = None               # an existing Ray cluster; None starts a local one
     storage: str | None = None               # path or URI shared by all nodes; None -> DEFAULT_STORAGE
-    mlflow_uri: str | None = None            # None -> sqlite store in the working folder
+    mlflow_uri: str | None = None            # None -> $MLFLOW_TRACKING_URI, else a sqlite store in the run folder
     resume: bool = False
     smoke: bool = False
     data_root: str | None = None

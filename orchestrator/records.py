@@ -20,7 +20,33 @@ ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed",
 COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
 # Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
 TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "timestamp", "time_this_iter_s",
-              "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag"}
+              "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag",
+              "config"}
+# Ray's fields kept in the live records.jsonl (a worker's pid helps to debug it) but left out of the exported
+# tables and of MLflow: our node_id, hostname and wall_s say more; `failures` is the trial's, in trials.csv
+RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures"}
+# columns of a record row that describe it rather than measure it (never logged as metrics)
+NOT_METRICS = frozenset({*ID_COLUMNS, *RAY_FIELDS, "main_task", "node_id", "hostname", "recorded_at", "rank",
+                         "workers", "retry_from_step"})
+
+
+def metric_values(row: dict[str, Any]) -> dict[str, float]:
+    """The metrics of one record row, the one definition of what is a metric (MLflow logs exactly these):
+    finite numbers (not bools) that are neither identifiers nor bookkeeping, e.g. val_acc, weight/is_0, cpu_s."""
+    return {k: float(v) for k, v in row.items()
+            if k not in NOT_METRICS and k not in TUNE_NOISE and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def main_task(config: dict[str, Any]) -> str:
+    """The main task a trial trains for, named from its config: the main attribute (multi-label), the
+    classes of the held-out domain (domain generalization) or the data set's classes (semi-supervised)."""
+    setting = config.get("setting", "")
+    if setting == "mlc":
+        return str(config.get("main_attribute") or "main attribute")
+    if setting == "dg":
+        return f"classes on {config.get('target_domain') or 'the target domain'}"
+    return f"{config.get('dataset', '')} classes".strip()
 
 
 def trial_meta(plan: Any) -> list[dict[str, Any]]:
@@ -82,9 +108,10 @@ class RecordBook:
         meta = self.meta[trial_id]
         out = {k: meta[k] for k in ID_COLUMNS}
         out["grid_point"] = json.dumps(meta["grid_point"]) if meta["grid_point"] else None
+        out["main_task"] = main_task(meta["config"])
         out.update({k: _clean(v) for k, v in metrics.items()
                     if isinstance(v, (int, float, str, bool)) and k not in TUNE_NOISE and k not in out})
-        out["time"] = time.time()
+        out["recorded_at"] = time.time()   # unix seconds
         self._rows.write(json.dumps(out) + "\n")
         self._rows.flush()
         state = self.states[trial_id]
@@ -138,7 +165,8 @@ def trials_table(run_dir: str) -> pd.DataFrame:
         row = {k: meta[k] for k in ID_COLUMNS}
         point = meta["grid_point"] or state.get("weights")   # a search's weights: drawn when it started
         row["grid_point"] = json.dumps(point) if point else None
-        row["search"] = (meta.get("search") or {}).get("sampler")
+        row["main_task"] = main_task(meta["config"])
+        row["search"] = (meta.get("search") or {}).get("sampler")      # None: the report tells searches by it
         row["scheduler"] = (meta.get("scheduler") or {}).get("name")
         row["status"] = state.get("status", "pending")
         row["error"] = state.get("error", "")
@@ -155,10 +183,57 @@ def trials_table(run_dir: str) -> pd.DataFrame:
 
 
 def export_tables(run_dir: str) -> dict[str, str]:
-    """Writes records.parquet, records.csv and trials.csv; returns their paths."""
-    rows = load_rows(run_dir)
-    paths = {name: os.path.join(run_dir, name) for name in ("records.parquet", "records.csv", "trials.csv")}
-    rows.to_parquet(paths["records.parquet"], index=False)
-    rows.to_csv(paths["records.csv"], index=False)
-    trials_table(run_dir).to_csv(paths["trials.csv"], index=False)
+    """Writes records.parquet/.csv and trials.parquet/.csv with typed columns; returns their paths.
+
+    Parquet keeps the grid point as a list of floats; a CSV keeps it as JSON text and adds one number per
+    auxiliary task (`w/<task>`), and trials.csv leaves out columns that are empty for every trial (e.g.
+    `error` when nothing failed), so that no column loads as all-NaN."""
+    plan = read_plan(run_dir)
+    aux = list(plan.get("aux_names") or [])
+    tasks = {m["trial_id"]: main_task(m["config"]) for m in plan["trials"]}
+    rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE | RAY_FIELDS if c != "trial_id"], errors="ignore")
+    if len(rows) and "main_task" not in rows:
+        rows.insert(rows.columns.get_loc("grid_point") + 1, "main_task", rows["trial_id"].map(tasks))
+    trials = trials_table(run_dir)
+    for column in ("search", "scheduler", "error"):
+        trials[column] = trials[column].fillna("").astype(str)
+    paths = {name: os.path.join(run_dir, name)
+             for name in ("records.parquet", "records.csv", "trials.parquet", "trials.csv")}
+    for frame, stem in ((rows, "records"), (trials, "trials")):
+        as_lists(frame).to_parquet(paths[f"{stem}.parquet"], index=False)
+        flat = _as_weight_columns(frame, aux)
+        if stem == "trials":
+            flat = flat.drop(columns=[c for c in flat if flat[c].map(_empty).all()])
+        flat.to_csv(paths[f"{stem}.csv"], index=False)
     return paths
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+def _points(frame: pd.DataFrame) -> list[list[float] | None]:
+    return [json.loads(p) if isinstance(p, str) and p else None for p in frame.get("grid_point", [])]
+
+
+def as_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """The grid point (JSON text in memory) as a list of floats, for Parquet."""
+    out = frame.copy()
+    if "grid_point" in out:
+        out["grid_point"] = pd.Series([[float(x) for x in p] if p else None for p in _points(frame)],
+                                      index=out.index, dtype=object)
+    return out
+
+
+def _as_weight_columns(frame: pd.DataFrame, aux: list[str]) -> pd.DataFrame:
+    """The grid point also as one numeric column per auxiliary task, `w/<task>`, for CSV."""
+    if "grid_point" not in frame:
+        return frame
+    points = _points(frame)
+    out = frame.copy()
+    if not any(points):
+        return out
+    at = frame.columns.get_loc("grid_point") + 1
+    for k, name in enumerate(aux):
+        out.insert(at + k, f"w/{name}", [p[k] if p and k < len(p) else float("nan") for p in points])
+    return out

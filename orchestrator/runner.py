@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
+from orchestrator.progress import quiet_ray
 from orchestrator.records import PLAN_FILE, export_tables, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
 from orchestrator.trainable import check_cluster_fits, trial_resources
@@ -213,6 +214,7 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
         plan = _with_saved_seeds(plan, run_dir)
     _check_resume(plan, run_dir, f"{storage}/{plan.study.name}", options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
+    quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
     started_ray = _start_ray(options.address)
     check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray, study=str(plan.study.path))
     write_plan(run_dir, plan)

@@ -171,9 +171,11 @@ def merge(doc: dict, overrides: dict) -> dict:
     return out
 
 
-def parse_study(text: str, path: str | Path = "<study>") -> Study:
-    """Validates the TOML text of a study; `path` is only used in messages and `Study.path`."""
-    return parse_study_doc(_toml(text, path), path)
+def parse_study(text: str, path: str | Path = "<study>", overrides: dict | None = None) -> Study:
+    """Validates the TOML text of a study (with `overrides` merged in, as in `load_study`); `path` is only used
+    in messages and `Study.path`."""
+    doc = _toml(text, path)
+    return parse_study_doc(merge(doc, overrides) if overrides else doc, path)
 
 
 def _toml(text: str, path: str | Path) -> dict:

@@ -1,42 +1,77 @@
-"""`arml status RUN_DIR`: what a study has done, is doing and has left, from its run folder alone."""
+"""`arml status RUN_DIR`: what a study has done, is doing and has left, from its run folder alone.
+
+Per method it shows the best validation accuracy so far (selection on validation only: a test number
+picked as the maximum over grid points, seeds or budgets would be chosen on test)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from typing import Any
 
 from orchestrator.errors import UsageError
 from orchestrator.records import read_plan, trials_table
 
+STATES = ("finished", "stopped", "running", "retrying", "failed", "pending")
 
-def status_text(run_dir: str) -> str:
-    """Counts per state and method, the best result so far per method, and every failed trial's error."""
+
+def _number(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
+
+
+def status_data(run_dir: str) -> dict[str, Any]:
+    """Counts per state, per method (done, total, best validation accuracy so far), running trials with their
+    last reported step (None: started, nothing reported yet) and failed trials with their errors."""
     try:
         plan = read_plan(run_dir)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     table = trials_table(run_dir)
-    lines = [f"study {plan['study']} ({plan['setting']}, {plan['dataset']}): {len(table)} trials in "
-             f"{os.path.abspath(run_dir)}"]
     counts = table["status"].value_counts()
-    lines.append("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                  ("finished", "stopped", "running", "retrying", "failed", "pending")))
-    lines.append(f"  {'method':16s} {'done':>6s} {'total':>6s} {'best test acc (at best val)':>28s}")
+    methods = []
     for method, group in table.groupby("method", sort=False):
-        done = int(group["status"].isin(["finished", "stopped"]).sum())
-        best = group.get("test_acc_at_best_val")
-        value = f"{best.max():.4f}" if best is not None and best.notna().any() else "-"
-        lines.append(f"  {method:16s} {done:6d} {len(group):6d} {value:>28s}")
-    running = table[table["status"].isin(["running", "retrying"])]
-    for _, row in running.iterrows():
-        step = row.get("final_step")
-        lines.append(f"  running: {row['trial_id']} {row['method']} seed {row['seed']} at step "
-                     f"{'-' if step != step or step is None else int(step)}")
-    for _, row in table[table["status"] == "failed"].iterrows():
-        lines.append(f"  FAILED: {row['trial_id']} {row['method']} seed {row['seed']}: {row['error']}")
+        best = group["best_val_acc"].map(_number).dropna() if "best_val_acc" in group else []
+        methods.append({"method": method, "done": int(group["status"].isin(["finished", "stopped"]).sum()),
+                        "total": len(group), "best_val_acc": float(max(best)) if len(best) else None})
+    running = [{"trial_id": row["trial_id"], "method": row["method"], "seed": int(row["seed"]),
+                "budget": _number(row["budget"]),
+                "step": None if _number(row.get("final_step")) is None else int(row["final_step"])}
+               for _, row in table[table["status"].isin(["running", "retrying"])].iterrows()]
+    failed = [{"trial_id": row["trial_id"], "method": row["method"], "seed": int(row["seed"]), "error": row["error"]}
+              for _, row in table[table["status"] == "failed"].iterrows()]
+    return {"study": plan["study"], "setting": plan["setting"], "dataset": plan["dataset"],
+            "run_dir": os.path.abspath(run_dir), "trials": len(table),
+            "counts": {s: int(counts.get(s, 0)) for s in STATES}, "methods": methods,
+            "running": running, "failed": failed}
+
+
+def status_text(run_dir: str) -> str:
+    """The status as lines for a terminal."""
+    data = status_data(run_dir)
+    lines = [f"study {data['study']} ({data['setting']}, {data['dataset']}): {data['trials']} trials in "
+             f"{data['run_dir']}",
+             "  " + ", ".join(f"{n} {s}" for s, n in data["counts"].items()),
+             f"  {'method':16s} {'done':>6s} {'total':>6s} {'best val acc so far':>20s}"]
+    for m in data["methods"]:
+        value = "-" if m["best_val_acc"] is None else f"{m['best_val_acc']:.4f}"
+        lines.append(f"  {m['method']:16s} {m['done']:6d} {m['total']:6d} {value:>20s}")
+    for r in data["running"]:
+        where = "starting" if r["step"] is None else f"at step {r['step']}"
+        lines.append(f"  running: {r['trial_id']} {r['method']} seed {r['seed']} {where}")
+    for f in data["failed"]:
+        lines.append(f"  FAILED: {f['trial_id']} {f['method']} seed {f['seed']}: {f['error']}")
+    lines.append("  (test accuracy at each trial's best validation step: trials.csv, and the report)")
     return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:
-    print(status_text(args.run_dir))
+    if getattr(args, "json", False):
+        print(json.dumps(status_data(args.run_dir), indent=1))
+    else:
+        print(status_text(args.run_dir))
     return 0

@@ -14,9 +14,6 @@ from typing import Any
 
 FINISHED = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED", "interrupted": "KILLED"}
 PARENT_FILE = "mlflow_run.json"      # the study's parent run id, so a moved or copied run folder finds it
-# Row keys that are not metrics of a trial (what it is, where it ran, Ray's bookkeeping)
-NOT_METRICS = {"time", "seed", "budget", "pid", "node_ip", "hostname", "failures", "time_total_s",
-               "retry_from_step", "workers", "rank", "iterations_since_restore", "training_iteration"}
 # MLflow's HTTP client retries for minutes by default; a study must not freeze on a dead server
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
@@ -51,12 +48,6 @@ def redact(text: str) -> str:
     text = re.sub(r"//[^/@\s]*@", "//***@", str(text))
     secret = os.environ.get("MLFLOW_TRACKING_PASSWORD") or os.environ.get("MLFLOW_TRACKING_TOKEN")
     return text.replace(secret, "***") if secret and len(secret) >= 3 else text
-
-
-def is_metric(key: str, value: Any) -> bool:
-    """Whether a record's entry is one of our metrics (a finite number that is not bookkeeping)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NOT_METRICS
-            and value == value)
 
 
 def trial_run_name(meta: dict[str, Any]) -> str:
@@ -227,8 +218,10 @@ class Tracker:
         if step <= self.logged_step.get(trial_id, -1.0):
             return
         self.logged_step[trial_id] = step
-        stamp = int(row.get("time", time.time()) * 1000)
-        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items() if is_metric(k, v)]
+        from orchestrator.records import metric_values
+
+        stamp = int(float(row.get("recorded_at") or time.time()) * 1000)
+        metrics = [Metric(k, v, stamp, step) for k, v in metric_values(row).items()]
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
 

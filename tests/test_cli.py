@@ -204,3 +204,89 @@ def test_help_imports_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                             timeout=60)
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_run_passes_until_decided_and_max_seeds(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+    fake_module(monkeypatch, "orchestrator.runner", run_study=lambda plan, options: calls.append(options))
+    assert main(["run", str(QUICKSTART), "--until-decided", "--max-seeds", "6"]) == 0
+    assert (calls[0].until_decided, calls[0].max_seeds) == (True, 6)
+    assert main(["run", str(QUICKSTART)]) == 0 and (calls[1].until_decided, calls[1].max_seeds) == (False, None)
+    assert main(["run", str(QUICKSTART), "--max-seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-seeds" in err and "arml run --help" in err
+
+
+def test_set_overrides_values_of_the_study_file(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+    fake_module(monkeypatch, "orchestrator.runner", run_study=lambda plan, options: calls.append(plan))
+    argv = ["run", str(QUICKSTART), "--set", "train.steps=100", "--set", "budget.labels=[20]",
+            "--set", "study.seeds=[3]"]
+    assert main(argv) == 0
+    plan = calls[0]
+    assert len(plan) == 10 and {t.config.steps for t in plan.trials} == {100}
+    assert {t.budget for t in plan.trials} == {20} and {t.seed for t in plan.trials} == {3}
+    for bad, piece in ((["--set", "train.steps"], "SECTION.KEY=VALUE"), (["--set", "steps=3"], "SECTION.KEY"),
+                       (["--set", "train.stepz=3"], "unknown key stepz"),
+                       (["--set", "train.steps=fast"], "steps must be"), (["--set", "train.lr=[1,"], "TOML value")):
+        assert main(["run", str(QUICKSTART), "--dry-run", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("arml: error:") and err.count("\n") == 1 and piece in err, err
+
+
+def test_shipped_studies_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert str(QUICKSTART) in out and "paper_table1_cifar10.toml" in out
+    assert main(["run", "quickstart", "--dry-run"]) == 0 and "total: 40 trials" in capsys.readouterr().out
+    assert main(["run", "quickstart.toml", "--dry-run"]) == 0 and "total: 40 trials" in capsys.readouterr().out
+    (tmp_path / "studies").mkdir()
+    write(tmp_path / "studies", BASE, "mine.toml")   # ./studies is listed first, then the shipped ones
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("studies/mine.toml") and any("quickstart.toml" in line for line in lines)
+    assert main(["run", "nope", "--dry-run"]) == 2 and "no such study file" in capsys.readouterr().err
+
+
+def test_json_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    write(tmp_path, BASE, "a.toml")
+    (tmp_path / "b.toml").write_text("[study\n")
+    assert main(["list", "--dir", str(tmp_path), "--json"]) == 0
+    a, b = json.loads(capsys.readouterr().out)
+    assert (a["name"], a["setting"], a["trials"], a["error"]) == ("a", "mlc", 48, None)
+    assert b["trials"] is None and "TOML syntax error" in b["error"]
+    assert main(["run", str(QUICKSTART), "--dry-run", "--json", "--storage", str(tmp_path / "runs")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["total_trials"] == 40 and [m["trials"] for m in plan["methods"]] == [4, 4, 32]
+    assert plan["aux_tasks"] == ["is_0", "is_6", "random_0"] and plan["holds_run"] is False
+    assert main(["run", str(QUICKSTART), "--json"]) == 2 and "--dry-run" in capsys.readouterr().err
+
+
+def test_dry_run_says_when_the_folder_holds_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "quickstart").mkdir()
+    (tmp_path / "quickstart" / "plan.json").write_text("{}")
+    assert main(["run", str(QUICKSTART), "--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "already holds a run" in out and "--resume" in out
+    assert main(["run", str(QUICKSTART), "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
+    assert "--resume runs its unfinished trials" in capsys.readouterr().out
+
+
+def test_shell_completion(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("_ARML_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "arml run quick")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    with pytest.raises(SystemExit):
+        main([])
+    assert "quickstart" in capsys.readouterr().out
+    monkeypatch.setenv("COMP_WORDS", "arml sta")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    with pytest.raises(SystemExit):
+        main([])
+    assert "status" in capsys.readouterr().out

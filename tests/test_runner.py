@@ -53,7 +53,7 @@ def test_tiny_study_records_and_mlflow_runs_match_the_plan(tmp_path, capsys):
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 6 and set(trials["status"]) == {"finished"} and (trials["cpu_s"] > 0).all()
     grid = records[records["method"] == "grid"]
-    assert set(grid["grid_point"]) == {"[0.0, 0.0]", "[0.0, 1.0]", "[1.0, 0.0]", "[1.0, 1.0]"}
+    assert set(map(tuple, grid["grid_point"])) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}  # a list column
 
     from mlflow.tracking import MlflowClient
 

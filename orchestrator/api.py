@@ -1,0 +1,111 @@
+"""Studies from Python (a notebook): `run` a study and get its tables back as DataFrames, `load` a finished
+run folder. The same engine as `arml run`; a Ray the caller already started is used and left running.
+
+    import orchestrator
+    result = orchestrator.run("quickstart", steps=100, storage="runs/nb")
+    result.trials.groupby("method")["test_acc_at_best_val"].mean()
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.studies import find_study, merged, nest
+
+STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
+
+
+@dataclass
+class StudyResult:
+    """A study's run folder and its tables: `trials` (one row per trial), `records` (one row per trial per
+    evaluation), `comparisons` (the report's paired comparisons, empty when the report has none)."""
+
+    run_dir: Path
+    exit_code: int | None = None                  # 0 all finished, 1 some failed; None for `load`
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    records: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+    @property
+    def report_dir(self) -> Path:
+        return self.run_dir / "report"
+
+    def __repr__(self) -> str:
+        counts = self.trials["status"].value_counts().to_dict() if "status" in self.trials else {}
+        return (f"StudyResult({str(self.run_dir)!r}: {len(self.trials)} trials {counts}, {len(self.records)} "
+                f"records, {len(self.comparisons)} comparisons)")
+
+
+def _table(run_dir: Path, parquet: str, fallback) -> pd.DataFrame:
+    """The exported Parquet table, else (a run still going) the live one with the same column types."""
+    from orchestrator.records import as_lists
+
+    path = run_dir / parquet
+    return pd.read_parquet(path) if path.exists() else as_lists(fallback(str(run_dir)))
+
+
+def load(run_dir: str | os.PathLike, exit_code: int | None = None) -> StudyResult:
+    """The tables of a run folder (finished, or still running: then from its live records)."""
+    from orchestrator.errors import UsageError
+    from orchestrator.records import PLAN_FILE, load_rows, trials_table
+
+    folder = Path(run_dir).resolve()
+    if not (folder / PLAN_FILE).is_file():
+        raise UsageError(f"{run_dir} is not a study's run folder (no {PLAN_FILE})")
+    comparisons = folder / "report" / "comparisons.csv"
+    return StudyResult(run_dir=folder, exit_code=exit_code,
+                       trials=_table(folder, "trials.parquet", trials_table),
+                       records=_table(folder, "records.parquet", load_rows),
+                       comparisons=pd.read_csv(comparisons) if comparisons.exists() else pd.DataFrame())
+
+
+def study_overrides(overrides: dict[str, Any] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys as given ("train.steps"); a bare key goes to [study] when it is one of its keys
+    (seeds, name, ...), else to [train] (steps, lr, batch_size, ...). Returns a nested dict."""
+    flat: dict[str, Any] = {}
+    for key, value in {**(overrides or {}), **settings}.items():
+        if "." not in key:
+            key = f"{'study' if key in STUDY_KEYS else 'train'}.{key}"
+        flat[key] = value
+    return nest(flat)
+
+
+def _load(study: str | os.PathLike | dict, overrides: dict[str, Any]) -> Any:
+    from orchestrator.spec import load_study
+
+    if not isinstance(study, dict):
+        return load_study(find_study(study), overrides or None)
+    document = merged(study, overrides)
+    name = str(document.get("study", {}).get("name", "study"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.toml"
+        path.write_text("")   # the study is all in the overrides: validated exactly like a file
+        return load_study(path, document)
+
+
+def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None, *, storage: str | None = None,
+        resume: bool = False, smoke: bool = False, address: str | None = None, mlflow_uri: str | None = None,
+        data_root: str | None = None, allow_large: bool = False, until_decided: bool = False,
+        max_seeds: int | None = None, **settings: Any) -> StudyResult:
+    """Runs a study and returns its tables. `study`: a study file, a shipped study's name ("quickstart") or
+    a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
+    seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
+    from orchestrator.plan import RunOptions, make_plan, with_data_root
+    from orchestrator.plan import smoke as shrink
+    from orchestrator.runner import run_study, storage_paths
+
+    plan = make_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large)
+    if data_root:
+        plan = with_data_root(plan, data_root)
+    if smoke:
+        plan = shrink(plan)
+    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
+                         data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
+    code = run_study(plan, options)
+    return load(storage_paths(plan, storage)[1], exit_code=code if isinstance(code, int) else None)

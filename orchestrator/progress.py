@@ -1,0 +1,173 @@
+"""What `arml run` tells the terminal while a study runs, and what it keeps away from it.
+
+`Progress` counts trials from Tune's own trial list (each trial's `.status`), not from a snapshot of the
+record book, so "running" is what runs now. It estimates the time left from this session's completion
+rate and shows, per method, the best validation accuracy so far: selection is on validation only, no
+test number chosen across trials ever reaches the line. On a terminal the line updates in place; in a
+log (stdout not a TTY) it is a timestamped line at most every `every_s` seconds and at each completion.
+
+`quiet_ray(run_dir)` sends Ray's and Tune's own output (TensorBoard hint, token-authentication warning,
+Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+# Tune's trial states -> ours; a trial Tune has not created yet (a searcher still to draw it) is pending
+TUNE_STATES = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "pending", "TERMINATED": "finished",
+               "ERROR": "failed"}
+# what keeps Ray's and Tune's own messages out of the terminal (set before Tune builds its reporters)
+QUIET_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",                   # the legacy reporter, which verbose=0 silences: no boxes
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",   # no TensorBoard/CSV/JSON loggers per trial (we keep records)
+    "RAY_DEDUP_LOGS": "0",                       # no "repeated Nx across cluster" summaries
+    "MLFLOW_LOGGING_LEVEL": "WARNING",           # no "Creating initial MLflow database tables" lines
+}
+RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private")
+
+
+def quiet_ray(run_dir: str) -> str:
+    """Routes Ray's and Tune's loggers to RUN_DIR/ray.log (their messages are kept, not shown) and sets the
+    environment that stops Tune's console reporter and per-trial loggers; returns the log file's path.
+    Call it before `tune.Tuner(...)`; a variable the user set is left alone."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, "ray.log")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.arml_run_log = True  # type: ignore[attr-defined]  # replaced by the next study in this process
+    for name in RAY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if getattr(old, "arml_run_log", False) or not isinstance(old, logging.FileHandler):
+                logger.removeHandler(old)  # the console, or an earlier study's ray.log; other files stay
+        logger.addHandler(handler)
+        logger.propagate = False
+    return path
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """The progress line of one study run (driver side); every method is safe to call often."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, every_s: float = 30.0,
+                 tty: bool | None = None, clock=time.time) -> None:
+        self.total, self.every_s, self.clock = total, every_s, clock
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.start = clock()
+        self.best_val: dict[str, float] = {}
+        self.counts = {"finished": 0, "running": 0, "pending": total, "failed": 0}
+        self._done_at_start: int | None = None   # trials already finished when this session started (resume)
+        self._last_print = 0.0
+        self._last_line = ""
+        self._open_line = False
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def count(self, trials: Iterable[Any], ending: tuple[Any, str] | None = None) -> dict[str, int]:
+        """Counts from Tune's trial list: each trial's `.status` (PENDING, RUNNING, TERMINATED, ERROR...).
+        `ending` = (trial, our state): Tune calls on_trial_complete while that trial is still RUNNING."""
+        counts = {"finished": 0, "running": 0, "pending": 0, "failed": 0}
+        for trial in trials:
+            if ending is not None and trial is ending[0]:
+                counts[ending[1]] += 1
+                continue
+            counts[TUNE_STATES.get(str(getattr(trial, "status", "PENDING")), "pending")] += 1
+        counts["pending"] += max(0, self.total - sum(counts.values()))
+        self.counts = counts
+        if self._done_at_start is None:
+            self._done_at_start = counts["finished"] + counts["failed"]
+        return counts
+
+    def note_val(self, method: str, best_val_acc: Any) -> None:
+        """A trial's best validation accuracy; the line shows each method's best so far."""
+        try:
+            value = float(best_val_acc)
+        except (TypeError, ValueError):
+            return
+        if value == value:
+            self.best_val[method] = max(self.best_val.get(method, float("-inf")), value)
+
+    # ---- output ---------------------------------------------------------------------------------
+    def line(self) -> str:
+        c = self.counts
+        ended = c["finished"] + c["failed"]
+        text = (f"{c['finished']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
+                f"{c['failed']} failed")
+        elapsed = self.clock() - self.start
+        new = ended - (self._done_at_start or 0)
+        if 0 < new and ended < self.total and elapsed > 0:
+            rate = new / elapsed
+            text += f" | {rate * 60:.1f} trials/min, ~{_duration((self.total - ended) / rate)} left"
+        elif ended < self.total:
+            text += f" | {_duration(elapsed)} elapsed"
+        if self.best_val:
+            text += " | best val acc: " + "  ".join(f"{m} {v:.3f}" for m, v in sorted(self.best_val.items()))
+        return text
+
+    def update(self, trials: Iterable[Any] | None = None, force: bool = False,
+               ending: tuple[Any, str] | None = None) -> None:
+        """Recounts from `trials` and shows the line: in place on a terminal (at most twice a second), as a
+        timestamped line in a log (every `every_s` seconds, or at once when `force`, e.g. a completion)."""
+        if trials is not None:
+            self.count(trials, ending)
+        now = self.clock()
+        text = self.line()
+        if self.tty:
+            if force or now - self._last_print >= 0.5:
+                self._last_print = now
+                self.stream.write("\r\033[K" + text[: self._width()])
+                self.stream.flush()
+                self._open_line = True
+            return
+        if now - self._last_print < (2.0 if force else self.every_s) or text == self._last_line:
+            return
+        self._last_print, self._last_line = now, text
+        self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        self.stream.flush()
+
+    def say(self, message: str) -> None:
+        """A message on its own line (a failed trial), without breaking the in-place line."""
+        self._end_line()
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def close(self, trials: Iterable[Any] | None = None) -> None:
+        """The final line, printed once whatever the throttling, then a newline on a terminal."""
+        if trials is not None:
+            self.count(trials)
+        text = self.line()
+        if self.tty:
+            self.stream.write("\r\033[K" + text + "\n")
+            self._open_line = False
+        elif text != self._last_line:
+            self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        self._last_line = text
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self._open_line:
+            self.stream.write("\n")
+            self._open_line = False
+
+    @staticmethod
+    def _width() -> int:
+        try:
+            return max(40, os.get_terminal_size().columns - 1)
+        except OSError:
+            return 200

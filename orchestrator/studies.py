@@ -1,0 +1,129 @@
+"""Where study files are: the shipped `studies/` next to the package (found from any working folder), and
+`./studies` when there is one; a study given by name; `--set SECTION.KEY=VALUE` overrides as a nested dict.
+Imports nothing heavy (the CLI's completion uses it)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UsageError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "studies"
+
+
+def study_folders() -> list[Path]:
+    """./studies (when present) then the shipped studies/, each once."""
+    folders = [Path("studies"), SHIPPED]
+    seen, out = set(), []
+    for folder in folders:
+        if folder.is_dir() and folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            out.append(folder)
+    return out
+
+
+def study_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.toml"))
+
+
+def find_study(name_or_path: str | Path) -> Path:
+    """A path that exists as given; else a study name (`quickstart` or `quickstart.toml`) looked up in
+    ./studies and the shipped studies/; else the path as given (load_study then says what is wrong)."""
+    path = Path(name_or_path)
+    if path.exists() or len(path.parts) > 1:
+        return path
+    stem = path.name.removesuffix(".toml")
+    for folder in study_folders():
+        candidate = folder / f"{stem}.toml"
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (`100`, `[20, 60]`, `0.5`, `true`, `"x"`); a bare word that is not one is a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        if text and all(c.isalnum() or c in "_-./" for c in text):
+            return text
+        raise UsageError(f"--set {text!r}: not a TOML value; write strings in quotes, lists as [1, 2]") from None
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"train.steps": 100} -> {"train": {"steps": 100}}; a key without a dot stays at the top."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        if not all(parts):
+            raise UsageError(f"override {key!r}: write SECTION.KEY, e.g. train.steps")
+        here = out
+        for part in parts[:-1]:
+            here = here.setdefault(part, {})
+            if not isinstance(here, dict):
+                raise UsageError(f"override {key!r} conflicts with another override of {part!r}")
+        here[parts[-1]] = value
+    return out
+
+
+def overrides_from(settings: Iterable[str]) -> dict[str, Any]:
+    """`--set SECTION.KEY=VALUE` options as a nested dict for `load_study(path, overrides)`."""
+    flat = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or "." not in key.strip():
+            raise UsageError(f"--set {setting!r}: write SECTION.KEY=VALUE, e.g. --set train.steps=100")
+        flat[key.strip()] = parse_value(value.strip())
+    return nest(flat)
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A new nested dict: `base` with `overrides` merged in, section by section (neither is changed)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working folder when it is inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def list_entries(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """What `arml list` shows of each study file; a broken file gets its error instead of failing the list."""
+    from orchestrator.plan import count_trials
+    from orchestrator.spec import load_study
+
+    entries = []
+    for path in files:
+        entry: dict[str, Any] = {"file": _shown(path), "name": path.stem}
+        try:
+            study = load_study(path)
+            entry.update(study=study.name, setting=study.setting, dataset=study.dataset,
+                         trials=count_trials(study), description=study.description, error=None)
+        except Exception as error:  # noqa: BLE001 - a broken file is listed, not fatal
+            message = " ".join(str(error).split()) or type(error).__name__
+            entry.update(study=None, setting=None, dataset=None, trials=None, description=None, error=message)
+        entries.append(entry)
+    return entries
+
+
+def list_text(entries: list[dict[str, Any]]) -> str:
+    """The entries as aligned columns: FILE, SETTING, DATA, TRIALS, DESCRIPTION."""
+    rows = [("FILE", "SETTING", "DATA", "TRIALS", "DESCRIPTION")]
+    for e in entries:
+        rows.append((e["file"], "-", "-", "-", f"error: {e['error']}") if e["error"] else
+                    (e["file"], e["setting"], e["dataset"], str(e["trials"]), e["description"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows)
