@@ -6,7 +6,9 @@ values until `setup()` opens the record book and the MLflow tracker; a restored 
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
@@ -42,6 +44,23 @@ MLFLOW = {"uri": ""}
 # The run folder of this `arml run`, set by the runner: a callback restored from Tune's state (pickled with the
 # folder it had then) writes here, so a run folder copied, moved or mounted elsewhere resumes in place.
 CURRENT = {"run_dir": ""}
+# Storage errors (a full disk, a folder gone read-only) met while recording: Tune wraps a callback's exception
+# in its own error, so the runner looks here to end the run with one clear line instead of Tune's traceback.
+FAULTS: list[OSError] = []
+
+
+def _recording(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Keeps an OSError raised while recording in FAULTS (then re-raises it: the run must stop)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OSError as error:
+            FAULTS.append(error)
+            raise
+
+    return wrapper
 
 
 class StudyCallback(tune.Callback):
@@ -85,12 +104,14 @@ class StudyCallback(tune.Callback):
         return self._live["tracker"]
 
     # ---- Tune events ----------------------------------------------------------------------------
+    @_recording
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
         self.book.set_state(tid, "running", failures=trial.num_failures, **extra)
         self.tracker.child(tid)
 
+    @_recording
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         tid = trial.config["trial_id"]
         if result.get(FATAL):   # a deterministic failure, reported instead of raised so that Tune never retries it
@@ -98,12 +119,14 @@ class StudyCallback(tune.Callback):
         row = self.book.row(tid, {**result, "failures": trial.num_failures})
         self.tracker.log(tid, row)
 
+    @_recording
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         self.book.set_state(tid, "retrying", failures=trial.num_failures, error=_error_line(trial))
         self._say(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: "
                   f"{_error_line(trial)}")
 
+    @_recording
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         if trial.last_result.get(FATAL):
@@ -116,6 +139,7 @@ class StudyCallback(tune.Callback):
         self._note_best(tid, trial.last_result)
         self._progress(trials, force=True, ending=(trial, "finished"))
 
+    @_recording
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._failed(trial, trial.config["trial_id"], _error_line(trial), trials)
 
@@ -128,6 +152,7 @@ class StudyCallback(tune.Callback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress(trials)
 
+    @_recording
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._open()
         self._live["progress"].close(trials)

@@ -291,7 +291,15 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
                 failure_config=tune.FailureConfig(max_failures=r.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
-    tuner.fit()
+    from orchestrator.callback import FAULTS
+
+    FAULTS.clear()
+    try:
+        tuner.fit()
+    except Exception:
+        if FAULTS:   # recording failed (disk full, read-only storage): one line from run_study, not Tune's traceback
+            raise FAULTS[-1] from None
+        raise
 
 
 def _not_run(run_dir: str, ids: list[str]) -> list[str]:
