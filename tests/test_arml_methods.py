@@ -81,7 +81,7 @@ def test_fixed_uses_exactly_the_given_weights_and_rejects_bad_ones():
 @pytest.mark.parametrize("ema", [0.0, 0.7])
 def test_adaloss_weights_are_inverse_running_losses(ema):
     net, eps = MLP(3), 1e-6
-    w = arml.AdaLoss(3, ema=ema, eps=eps)
+    w = arml.AdaLoss(3, rule="inverse", ema=ema, eps=eps)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     average = None
     for _ in range(4):
