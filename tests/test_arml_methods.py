@@ -295,7 +295,12 @@ ALL = [("uniform", {}, False), ("fixed", {"weights": [0.5, 1.0, 2.0]}, False),
        ("olaux", {"horizon": 3}, False), ("arml", {}, True), ("arml", {}, False),
        ("arml", {"update_every": 2, "lr": 0.5}, True),
        ("arml", {"langevin": True, "langevin_lr": 1e-4}, True),
-       ("arml", {"average_over": 3}, True), ("arml", {"normalize": True, "update_every": 2}, False)]
+       ("arml", {"average_over": 3}, True), ("arml", {"normalize": True, "update_every": 2}, False),
+       ("arml", {"amortize": 3, "lr": 0.1}, True), ("arml", {"protocol": "authors", "update_every": 3}, True),
+       ("arml", {"langevin": True, "langevin_lr": 1e-4, "first_stage_steps": 5}, True),
+       ("adaloss", {"rule": "offset", "ema": 0.5}, False),
+       ("cosinesim", {"protocol": "authors", "freeze_after": 3}, True),
+       ("gradnorm", {"protocol": "authors"}, False)]
 
 
 @pytest.mark.parametrize("name,options,use_closure", ALL)
