@@ -10,6 +10,33 @@ import torch
 from arml.distributed import all_mean
 from arml.gradients import Closure, backward_total, grad_of
 
+PROTOCOLS = ("paper", "authors")
+
+
+def check_protocol(protocol: str) -> str:
+    """`"paper"` (the rule as the cited paper states it, our default) or `"authors"` (as the ARML authors'
+    public code runs it); anything else is a ValueError naming both."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {protocol!r}")
+    return protocol
+
+
+def last_shared_layer(model: torch.nn.Module | None) -> list[torch.Tensor] | None:
+    """The last shared layer's parameters as the model declares them: `model.last_shared_parameters()`,
+    else `model.backbone.last_shared_parameters()`; None when neither exists (methods then take the last
+    tensor with at least 2 dimensions, a conv or linear weight, of the shared parameters they are given)."""
+    for owner in (model, getattr(model, "backbone", None)):
+        declared = getattr(owner, "last_shared_parameters", None)
+        if callable(declared):
+            return list(declared())
+    return None
+
+
+def last_matrix(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The last parameter with at least 2 dimensions (else the last one): the fallback 'last layer'."""
+    matrices = [p for p in params if p.dim() >= 2]
+    return [matrices[-1] if matrices else params[-1]]
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss is NaN or infinite; the message names the task."""
@@ -18,12 +45,16 @@ class NonFiniteLossError(FloatingPointError):
 class Weighting:
     """Weights K auxiliary losses against a main loss (whose weight is 1) and fills the gradients.
 
-    Subclasses set `name` and override `_step`, which must fill `.grad` like `loss.backward()` and
-    return the weights it used if they are not the ones held before the step; they change weights only
-    through `_set_weights`, which keeps them finite.
+    Subclasses set `name` and `fixed_weights` and override `_step`, which must fill `.grad` like
+    `loss.backward()` and return the weights it used if they are not the ones held before the step; they
+    change weights only through `_set_weights` (an update) or `_set_initial_weights` (in `__init__`).
+    A method that needs the model, the optimizer or the training set's size overrides `bind`; one that
+    wants the model left alone on some steps overrides `step_model`. A training loop thus never needs a
+    method's name.
     """
 
     name = "weighting"
+    fixed_weights = False   # True: the weights never move (no trajectory to plot, nothing learned)
 
     def __init__(self, num_aux: int, *, task_names: Sequence[str] | None = None) -> None:
         if not isinstance(num_aux, int) or isinstance(num_aux, bool) or num_aux < 1:
@@ -40,6 +71,19 @@ class Weighting:
         self._history_steps = [0]
 
     # ---- the public interface -------------------------------------------------------------------
+    def bind(self, *, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+             num_train: int | None = None, total_steps: int | None = None) -> None:
+        """Called once by a training loop after the optimizer exists (before resuming a checkpoint): the
+        whole model, its optimizer, the number of training examples the losses average over and the run's
+        length in steps. Methods take what they need (GradNorm its layer, ARML's Langevin noise the
+        optimizer and the temperature); the default ignores it. Every argument is optional."""
+
+    @property
+    def step_model(self) -> bool:
+        """Whether the loop should call `optimizer.step()` after this step's `backward` (read after it).
+        True by default; the ARML authors' protocol leaves the model alone on weight-update steps."""
+        return True
+
     @property
     def weights(self) -> torch.Tensor:
         """The K auxiliary weights now (a copy, float32); the main task's weight is 1."""
@@ -116,6 +160,16 @@ class Weighting:
         g_total = backward_total(self._total(main, aux, main_weight), params, retain_graph=keep_graph)
         both = all_mean(torch.cat([g_main, g_total - main_weight * g_main]))
         return both[: g_main.numel()], both[g_main.numel():]
+
+    def _set_initial_weights(self, values: torch.Tensor | Sequence[float]) -> None:
+        """The weights before any step (row 0 of `history()`); for `__init__`, not an update."""
+        if self.steps or self.updates:
+            raise RuntimeError("initial weights can only be set before the first step")
+        start = torch.as_tensor(values, dtype=torch.float64).detach().cpu().reshape(-1)
+        if start.shape != (self.num_aux,) or not bool(torch.isfinite(start).all()):
+            raise ValueError(f"initial weights must be {self.num_aux} finite numbers, got {start.tolist()}")
+        self._weights = start.clone()
+        self._history, self._history_steps = [start.clone()], [0]
 
     def _set_weights(self, new: torch.Tensor) -> bool:
         """Records an update; refuses (and counts) a non-finite one so weights never become NaN."""

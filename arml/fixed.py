@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
-
 from arml.base import Weighting
 
 
@@ -14,6 +12,7 @@ class Fixed(Weighting):
     """The K auxiliary weights are `weights` (finite, >= 0) for the whole run."""
 
     name = "fixed"
+    fixed_weights = True
 
     def __init__(self, num_aux: int, *, weights: Sequence[float] = (),
                  task_names: Sequence[str] | None = None) -> None:
@@ -24,5 +23,4 @@ class Fixed(Weighting):
                 f"fixed weighting needs {num_aux} weights (one per auxiliary task), got {len(values)}")
         if any(not math.isfinite(w) or w < 0 for w in values):
             raise ValueError(f"fixed weights must be finite and >= 0, got {values}")
-        self._weights = torch.tensor(values, dtype=torch.float64)
-        self._history = [self._weights.clone()]
+        self._set_initial_weights(values)

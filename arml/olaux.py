@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from arml.base import Weighting
+from arml.base import Weighting, check_protocol
 from arml.distributed import all_mean
 from arml.gradients import check_fd_eps, directional_derivatives, grad_of
 
@@ -16,14 +16,26 @@ from arml.gradients import check_fd_eps, directional_derivatives, grad_of
 class OLAux(Weighting):
     """Every `horizon` steps, w_k <- max(0, w_k + lr * mean over those steps of <g_main, g_k>).
 
-    The inner products for all K tasks come from one directional derivative along g_main per step.
+    Follows Lin et al.: gradient ascent on the weights along <g_main, g_k> (the first-order change of
+    the main loss), accumulated over a horizon of steps, with gradients over the shared parameters.
+    Departs: the mean over the horizon where they take the sum (a factor `horizon` folded into `lr`),
+    and a clamp at 0 keeps the weights non-negative. The inner products for all K tasks
+    come from one directional derivative along g_main per step.
+
+    `protocol="authors"` (the ARML authors' code): an update at every step (horizon 1), clamped at 0 and
+    not normalised.
     """
 
     name = "olaux"
+    fixed_weights = False
 
-    def __init__(self, num_aux: int, *, lr: float = 0.01, horizon: int = 5, fd_eps: float | None = None,
+    def __init__(self, num_aux: int, *, lr: float = 0.01, horizon: int | None = None,
+                 fd_eps: float | None = None, protocol: str = "paper",
                  task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
+        self.protocol = check_protocol(protocol)
+        if horizon is None:
+            horizon = 1 if self.protocol == "authors" else 5
         if not lr > 0 or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"need lr > 0 and an integer horizon >= 1, got lr={lr}, horizon={horizon!r}")
         self.lr, self.horizon, self.fd_eps = float(lr), horizon, check_fd_eps(fd_eps)

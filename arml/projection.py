@@ -29,3 +29,12 @@ def project_simplex(values: torch.Tensor, total: float) -> torch.Tensor:
         out = torch.zeros_like(v)
         out[int(torch.argmax(v))] = total
     return out.to(values.dtype)
+
+
+def shift_then_clamp(values: torch.Tensor, total: float) -> torch.Tensor:
+    """The ARML authors' code's projection: a + (total - sum a)/K, then clamped at 0 (the sum may then
+    exceed `total`; not the Euclidean projection onto the set)."""
+    if values.dim() != 1 or values.numel() == 0:
+        raise ValueError(f"expected a non-empty 1-D tensor, got shape {tuple(values.shape)}")
+    shifted = values + (total - values.sum()) / values.numel()
+    return torch.clamp(shifted, min=0)

@@ -11,6 +11,7 @@ class Uniform(Weighting):
     """All K auxiliary weights are 1 and never change."""
 
     name = "uniform"
+    fixed_weights = True
 
     def __init__(self, num_aux: int, *, task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)

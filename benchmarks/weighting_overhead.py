@@ -34,6 +34,7 @@ METHODS = [
     ("arml", "arml", {}, True),
     ("arml(no closure)", "arml", {}, False),
     ("arml(update_every=10)", "arml", {"update_every": 10}, True),
+    ("arml(amortize=10): cheap ARML", "arml", {"amortize": 10}, True),
     ("K backward passes (LibMTL-style)", "per_task_loop", {}, False),
 ]
 

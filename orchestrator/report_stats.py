@@ -18,7 +18,6 @@ import pandas as pd
 from orchestrator.records import load_rows, read_plan, trials_table
 
 DONE = ("finished", "stopped")          # trials whose results count (stopped: ended early by a scheduler)
-FIXED_WEIGHTINGS = ("uniform", "fixed")  # weights that never move: no trajectory to plot
 # where a study without [budget] keeps its label budget: (setting, TrainConfig field), first non-zero wins
 BUDGET_FIELDS = {"ssl": ("label_budget",), "mlc": ("label_budget", "label_fraction"), "dg": ("per_class",)}
 
@@ -81,6 +80,17 @@ class RunData:
         if self.weighting.get(weighting) == weighting:
             return weighting
         return next((m for m in self.methods if self.weighting[m] == weighting), None)
+
+
+def has_fixed_weights(weighting: str) -> bool:
+    """Whether a weighting method's weights never move (its class says so: `Weighting.fixed_weights`), so it
+    has no trajectory to plot; a name the registry does not know (a plug-in not installed here) is plotted."""
+    import arml
+
+    try:
+        return bool(arml.WEIGHTINGS.get(weighting).fixed_weights)
+    except (KeyError, AttributeError):
+        return False
 
 
 def _budget_of(meta: dict[str, Any]) -> tuple[str | None, Any]:
@@ -213,7 +223,7 @@ def weight_trajectories(data: RunData) -> pd.DataFrame:
     out = []
     done = data.done
     for method in data.methods:
-        if data.weighting[method] in FIXED_WEIGHTINGS or data.rows.empty:
+        if has_fixed_weights(data.weighting[method]) or data.rows.empty:
             continue
         for budget in data.budgets or [math.nan]:
             ids = _budget_rows(done[done["method"] == method], budget)["trial_id"]

@@ -81,7 +81,7 @@ def test_fixed_uses_exactly_the_given_weights_and_rejects_bad_ones():
 @pytest.mark.parametrize("ema", [0.0, 0.7])
 def test_adaloss_weights_are_inverse_running_losses(ema):
     net, eps = MLP(3), 1e-6
-    w = arml.AdaLoss(3, ema=ema, eps=eps)
+    w = arml.AdaLoss(3, rule="inverse", ema=ema, eps=eps)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     average = None
     for _ in range(4):
@@ -295,7 +295,12 @@ ALL = [("uniform", {}, False), ("fixed", {"weights": [0.5, 1.0, 2.0]}, False),
        ("olaux", {"horizon": 3}, False), ("arml", {}, True), ("arml", {}, False),
        ("arml", {"update_every": 2, "lr": 0.5}, True),
        ("arml", {"langevin": True, "langevin_lr": 1e-4}, True),
-       ("arml", {"average_over": 3}, True), ("arml", {"normalize": True, "update_every": 2}, False)]
+       ("arml", {"average_over": 3}, True), ("arml", {"normalize": True, "update_every": 2}, False),
+       ("arml", {"amortize": 3, "lr": 0.1}, True), ("arml", {"protocol": "authors", "update_every": 3}, True),
+       ("arml", {"langevin": True, "langevin_lr": 1e-4, "first_stage_steps": 5}, True),
+       ("adaloss", {"rule": "offset", "ema": 0.5}, False),
+       ("cosinesim", {"protocol": "authors", "freeze_after": 3}, True),
+       ("gradnorm", {"protocol": "authors"}, False)]
 
 
 @pytest.mark.parametrize("name,options,use_closure", ALL)

@@ -36,7 +36,7 @@ def test_every_study_passes_a_dry_run(path, capsys):
 
 
 def test_paper_studies_use_three_seeds_gpus_and_have_a_digits_twin():
-    assert len(PAPER) == 20 and len(DIGITS) == 9
+    assert len(PAPER) == 21 and len(DIGITS) == 9
     for path in PAPER:
         doc = study(path)
         assert doc["study"]["seeds"] == [0, 1, 2], path.name

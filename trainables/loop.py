@@ -40,14 +40,10 @@ Report = Callable[[dict[str, Any], str | None], None]
 log = logging.getLogger("trainables")
 
 
-def _weighting(config: TrainConfig, names: list[str], model: MultiTaskModel, num_train: int) -> arml.Weighting:
-    options = dict(config.weighting_options)
-    if config.weighting == "gradnorm" and "layer_params" not in options:
-        options["layer_params"] = model.backbone.last_shared_parameters()
-    if config.weighting == "arml" and options.get("langevin") and "temperature" not in options:
-        options["temperature"] = 1.0 / max(num_train, 1)  # losses are means: the posterior of N examples
+def _weighting(config: TrainConfig, names: list[str]) -> arml.Weighting:
     try:
-        return arml.make_weighting(config.weighting, num_aux=len(names), task_names=names, **options)
+        return arml.make_weighting(config.weighting, num_aux=len(names), task_names=names,
+                                   **config.weighting_options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"weighting {config.weighting!r} with options {config.weighting_options}: {error}") from None
 
@@ -83,7 +79,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
     names = [n for task in tasks for n in task.names]
     if not names:
         raise ConfigError("no auxiliary losses: list at least one name in aux_tasks")
-    weighting = _weighting(config, names, model, setting.num_train_images())
+    weighting = _weighting(config, names)
     shared = [*model.backbone.parameters(), *[p for h in setting.shared_heads for p in model.heads[h].parameters()]]
     params = list(model.parameters())
     if config.optimizer == "adam":
@@ -93,8 +89,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
                                     weight_decay=config.weight_decay)
     else:
         raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {config.optimizer!r}")
-    if isinstance(weighting, arml.ARML):
-        weighting.attach_optimizer(optimizer)
+    weighting.bind(model=model, optimizer=optimizer, num_train=setting.num_train_images(), total_steps=config.steps)
     teacher = EMA(model, config.ema_decay) if any(t.needs_teacher for t in tasks) else None
     augment = AUGMENTATIONS.get(data.info.augment)
     main_weight = setting.main_weight
@@ -140,7 +135,8 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
             raise DivergenceError(f"training diverged at step {step}: {error}") from None
         setting.after_backward(model, step, (x_main, y_main), aux_batch)  # e.g. FADA's adversarial term
         average_gradients(params)
-        optimizer.step()
+        if weighting.step_model:  # False on the weight-update steps of the ARML authors' protocol
+            optimizer.step()
         if teacher is not None:
             teacher.update(model)
         running += torch.cat([main_loss.detach().reshape(1), aux_losses.detach()]).double().cpu()
