@@ -89,7 +89,7 @@ def has_fixed_weights(weighting: str) -> bool:
 
     try:
         return bool(arml.WEIGHTINGS.get(weighting).fixed_weights)
-    except (KeyError, AttributeError):
+    except Exception:  # noqa: BLE001 - unknown or broken plug-in: plot what was recorded
         return False
 
 
