@@ -188,16 +188,19 @@ def test_storage_that_is_a_file_or_fills_up_ends_in_one_line(tmp_path, monkeypat
 
 
 def test_deterministic_failures_are_not_retried(tmp_path, capsys):
+    # weights of 1e39 overflow the loss: it diverges at every attempt, the same way
     study = study_file(tmp_path, "bad", """
-        [budget]
-        labels = [100000]
-        [resources]
         max_failures = 3
-        """)
+        [methods.huge]
+        weighting = "fixed"
+        weights = [1e39, 1e39]
+        """)   # max_failures continues STUDY's [resources] table
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 1
     trials = pd.read_csv(tmp_path / "runs" / "bad" / "trials.csv")
-    assert set(trials["status"]) == {"failed"} and (trials["failures"] == 0).all()
-    assert trials["error"].str.contains("100000").all()
+    failed = trials[trials["method"] == "huge"]
+    assert set(failed["status"]) == {"failed"} and (failed["failures"] == 0).all()
+    assert failed["error"].str.contains("DivergenceError").all()
+    assert set(trials.loc[trials["method"] != "huge", "status"]) == {"finished"}
     assert "retrying" not in capsys.readouterr().out
 
 
