@@ -135,7 +135,8 @@ def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
                 rows.append({**base, "method": method, "kind": kind, "trials_per_seed": n,
                              "device_s_per_trial": total / n if n else math.nan, "as_good_after": found,
                              "device_s_to_as_good": found_cost, "ratio_to_arml": _ratio(found_cost, arml_cost),
-                             "never": math.isnan(found), "total_device_s": total, "ratio_total": _ratio(total, arml_cost),
+                             "never": math.isnan(found), "total_device_s": total,
+                             "ratio_total": _ratio(total, arml_cost),
                              "seeds": len(curves)})
                 for i in sorted({p for p in PREFIXES if p < n} | ({n} if n else set())):
                     tests, _ = at_prefix(curves, i)
@@ -179,8 +180,9 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
     margin = float(verdicts["margin"].iloc[0]) * 100 if len(verdicts) else math.nan
     lines = ["# ARML against searches over K auxiliary weights", "",
              "Device-seconds (mean per seed) a search needs, in plan order, until its validation-selected trial is "
-             f"**as good** as ARML (paired over seeds: the 95% t interval of search minus ARML lies above -{fmt(margin, 'g')} "
-             "points), and that cost over one ARML run's. *never*: not as good within its trials; its total is shown.",
+             "**as good** as ARML (paired over seeds: the 95% t interval of search minus ARML lies above "
+             f"-{fmt(margin, 'g')} points), and that cost over one ARML run's. *never*: not as good within its "
+             "trials; its total is shown.",
              ""]
     rows = []
     for _, r in table.iterrows():
@@ -228,7 +230,7 @@ def plot(table: pd.DataFrame, path: str) -> None:
     left.set(xscale="log", yscale="log", xlabel="auxiliary tasks K",
              ylabel="device-s to be as good as ARML / ARML's", title="searches (hollow: never, at total cost)")
     singles = table[table["trials_per_seed"] == 1]
-    for n, (method, rows) in enumerate(singles.groupby("method", sort=False)):
+    for method, rows in singles.groupby("method", sort=False):
         right.plot(rows["K"], rows["device_s_per_trial"], marker="o", label=method)
     right.set(xscale="log", yscale="log", xlabel="auxiliary tasks K", ylabel="device-s per trial",
               title="one run's cost")

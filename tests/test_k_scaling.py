@@ -80,7 +80,7 @@ def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
             '[methods.rs]\nweighting = "search"\nnum_samples = 3\n')
     s = parse_study(head + 'sampler = "random"\n')
     assert s.methods[0].search["sampler"] == "random"
-    with pytest.raises(StudyError, match=r"methods\.rs.*sampler 'grid' is unknown.*valid: tpe, random"):
+    with pytest.raises(StudyError, match=r'\[methods\.rs\] sampler "grid" is unknown.*valid: tpe, random'):
         parse_study(head + 'sampler = "grid"\n')
 
 
