@@ -217,28 +217,35 @@ def plot(table: pd.DataFrame, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    unit = f"{table['device'].iloc[0]}-s" if len(table) else "device-s"
     searches = table[table["trials_per_seed"] > 1]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (method, rows) in enumerate(searches.groupby("method", sort=False)):
         color = colors[n % len(colors)]
         y = np.where(rows["never"], rows["ratio_total"], rows["ratio_to_arml"])
-        left.plot(rows["K"], y, color=color, label=method, linewidth=1)
         reached = ~rows["never"].to_numpy(dtype=bool)
+        left.plot(rows["K"], y, color=color, linewidth=1, marker="o", markersize=0,
+                  label=method if method == rows["kind"].iloc[0] else f"{method} ({rows['kind'].iloc[0]})")
         left.scatter(rows["K"][reached], y[reached], color=color, zorder=3)
-        left.scatter(rows["K"][~reached], y[~reached], facecolors="none", edgecolors=color, zorder=3)
+        left.scatter(rows["K"][~reached], y[~reached], facecolors="white", edgecolors=color, zorder=3)
+    left.scatter([], [], facecolors="white", edgecolors="grey", label="never as good: at its total cost")
     left.axhline(1.0, color="black", linestyle=":", linewidth=1, label="one ARML run")
     left.set(xscale="log", yscale="log", xlabel="auxiliary tasks K",
-             ylabel="device-s to be as good as ARML / ARML's", title="searches (hollow: never, at total cost)")
+             ylabel=f"{unit} until as good as ARML / ARML's", title="searches: cost to match one ARML run")
     singles = table[table["trials_per_seed"] == 1]
     for method, rows in singles.groupby("method", sort=False):
         right.plot(rows["K"], rows["device_s_per_trial"], marker="o", label=method)
-    right.set(xscale="log", yscale="log", xlabel="auxiliary tasks K", ylabel="device-s per trial",
-              title="one run's cost")
+    right.set(xscale="log", yscale="log", xlabel="auxiliary tasks K", ylabel=f"{unit} per run",
+              title="one run's cost (mean over seeds)")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
     for ax in (left, right):
         ks = sorted(table["K"].unique())
         if ks:
             ax.set_xticks(ks, [str(int(k)) for k in ks])
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
