@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from orchestrator.errors import StudyError
 
 GRID = "grid"  # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
-SEARCH = "search"  # the pseudo-weighting of a Bayesian search (Optuna TPE) over the fixed weights
+SEARCH = "search"  # the pseudo-weighting of a search (Optuna TPE or random) over the fixed weights
 SCHEDULERS = ("asha",)
 SPACES = ("box", "simplex")
 SAMPLERS = ("tpe", "random")  # orchestrator.search.SAMPLERS: Optuna TPE, Optuna random search
@@ -164,7 +164,7 @@ def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Se
     if not LABEL_PATTERN.fullmatch(label):
         r.fail(section, "a method label must be 1-100 letters, digits, _ or - (it names runs and files)")
     names = [*registry.names(), GRID, SEARCH]
-    valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: Bayesian "
+    valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: TPE or random "
              "search over them)")
     if "weighting" in table:
         weighting = r.get(table, section, "weighting", "str")
