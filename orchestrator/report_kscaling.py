@@ -102,55 +102,59 @@ def paired(method: pd.Series, arml: pd.Series, margin: float) -> dict[str, Any]:
             "verdict": decide(len(diffs), low, high, margin)}
 
 
-def _arml_reference(data: RunData) -> str | None:
-    return data.reference("arml")
+def search_rows(data: RunData, method: str, budget: float, column: str, reference: pd.Series, base: dict,
+                margin: float) -> tuple[dict, list[dict]]:
+    """A search's headline row (the first prefix as good as ARML, its cost) and its verdicts at the prefixes."""
+    curves = search_curves(data, method, budget, column)
+    n = max((len(c) for c in curves.values()), default=0)
+    found, found_cost = math.nan, math.nan
+    for i in range(1, n + 1):
+        tests, spent = at_prefix(curves, i)
+        if paired(tests, reference, margin)["verdict"] in (BETTER, AS_GOOD):
+            found, found_cost = float(i), spent
+            break
+    total = at_prefix(curves, n)[1] if n else math.nan
+    arml_cost = base["arml_device_s"]
+    row = {**base, "method": method, "kind": data.kind(method), "trials_per_seed": n,
+           "device_s_per_trial": total / n if n else math.nan, "as_good_after": found,
+           "device_s_to_as_good": found_cost, "ratio_to_arml": _ratio(found_cost, arml_cost),
+           "never": math.isnan(found), "total_device_s": total, "ratio_total": _ratio(total, arml_cost),
+           "seeds": len(curves)}
+    verdicts = [{"K": base["K"], "budget": budget, "method": method, "kind": data.kind(method), "trials": i,
+                 "margin": margin, **paired(at_prefix(curves, i)[0], reference, margin)}
+                for i in sorted({p for p in PREFIXES if p < n} | ({n} if n else set()))]
+    return row, verdicts
 
 
 def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
-    """The headline rows and the verdict rows of one run folder (one K)."""
+    """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
     k = len(data.plan.get("aux_names", []))
-    arml = _arml_reference(data)
+    arml = data.reference("arml")
     device, column = _column(data)
     rows: list[dict] = []
     verdicts: list[dict] = []
     if arml is None:
         return rows, verdicts
+    searches = data.searches()
     for budget in data.budgets or [math.nan]:
         reference = per_seed(data, arml, budget)
         arml_done = _budget_rows(data.done[data.done["method"] == arml], budget)
         arml_cost = float(arml_done[column].fillna(0).mean()) if len(arml_done) else math.nan
         base = {"K": k, "budget": budget, "device": device, "arml_device_s": arml_cost}
         for method in data.methods:
-            kind = data.kind(method)
-            if method in data.searches():
-                curves = search_curves(data, method, budget, column)
-                n = max((len(c) for c in curves.values()), default=0)
-                found, found_cost = math.nan, math.nan
-                for i in range(1, n + 1):
-                    tests, spent = at_prefix(curves, i)
-                    if paired(tests, reference, margin)["verdict"] in (BETTER, AS_GOOD):
-                        found, found_cost = float(i), spent
-                        break
-                total = at_prefix(curves, n)[1] if n else math.nan
-                rows.append({**base, "method": method, "kind": kind, "trials_per_seed": n,
-                             "device_s_per_trial": total / n if n else math.nan, "as_good_after": found,
-                             "device_s_to_as_good": found_cost, "ratio_to_arml": _ratio(found_cost, arml_cost),
-                             "never": math.isnan(found), "total_device_s": total,
-                             "ratio_total": _ratio(total, arml_cost),
-                             "seeds": len(curves)})
-                for i in sorted({p for p in PREFIXES if p < n} | ({n} if n else set())):
-                    tests, _ = at_prefix(curves, i)
-                    verdicts.append({"K": k, "budget": budget, "method": method, "kind": kind, "trials": i,
-                                     "margin": margin, **paired(tests, reference, margin)})
+            if method in searches:
+                row, more = search_rows(data, method, budget, column, reference, base, margin)
+                rows.append(row)
+                verdicts += more
                 continue
             done = _budget_rows(data.done[data.done["method"] == method], budget)
             cost = float(done[column].fillna(0).mean()) if len(done) else math.nan
-            rows.append({**base, "method": method, "kind": kind, "trials_per_seed": 1, "device_s_per_trial": cost,
-                         "as_good_after": math.nan, "device_s_to_as_good": math.nan, "ratio_to_arml": math.nan,
-                         "never": False, "total_device_s": cost, "ratio_total": _ratio(cost, arml_cost),
-                         "seeds": int(done["seed"].nunique())})
+            rows.append({**base, "method": method, "kind": data.kind(method), "trials_per_seed": 1,
+                         "device_s_per_trial": cost, "as_good_after": math.nan, "device_s_to_as_good": math.nan,
+                         "ratio_to_arml": math.nan, "never": False, "total_device_s": cost,
+                         "ratio_total": _ratio(cost, arml_cost), "seeds": int(done["seed"].nunique())})
             if method != arml:
-                verdicts.append({"K": k, "budget": budget, "method": method, "kind": kind, "trials": 1,
+                verdicts.append({"K": k, "budget": budget, "method": method, "kind": data.kind(method), "trials": 1,
                                  "margin": margin, **paired(per_seed(data, method, budget), reference, margin)})
     return rows, verdicts
 
