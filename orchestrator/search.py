@@ -1,16 +1,25 @@
-"""Search baselines inside one Tune run: ASHA early stopping for a grid (or a search) and Bayesian optimisation
-(Optuna TPE through Ray Tune's `OptunaSearch`) of the fixed auxiliary weights.
+"""Search baselines inside one Tune run: ASHA early stopping for a grid (or a search) and searches over the
+fixed auxiliary weights through Ray Tune's `OptunaSearch`, with one of two Optuna samplers (`sampler = ...` in a
+`weighting = "search"` method):
 
-Both act per group of comparable trials: the same method, label budget and seed. `StudyScheduler` gives each
-group that asks for it its own `AsyncHyperBandScheduler` on the main task's validation accuracy (every other
-trial runs to the end). `StudySearcher` hands Tune the planned trials in plan order; a search trial's weights
-are drawn, when it starts, by its group's OptunaSearch, which is told the trial's best validation accuracy.
+- "tpe" (default): Bayesian optimisation, Optuna's TPE (random draws for the first few trials, then guided by
+  the validation accuracies seen so far);
+- "random": random search, Optuna's RandomSampler (every trial an independent uniform draw in the space; the
+  baseline Bergstra and Bengio found hard to beat in many dimensions).
+
+Both act per group of comparable trials: the same method, label budget and seed; each group's sampler is
+seeded from the group's name, so a run is reproducible and every seed draws its own weights. `StudyScheduler`
+gives each group that asks for it its own `AsyncHyperBandScheduler` on the main task's validation accuracy
+(every other trial runs to the end). `StudySearcher` hands Tune the planned trials in plan order; a search
+trial's weights are drawn, when it starts, by its group's OptunaSearch, which is told the trial's best
+validation accuracy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
@@ -96,8 +105,31 @@ def _seed(group: str) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
 
 
+def _tpe(search: dict[str, Any], seed: int) -> Any:
+    import optuna
+
+    startup = min(10, max(2, search["num_samples"] // 3))
+    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+
+
+def _random(search: dict[str, Any], seed: int) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# sampler name (a search's `sampler`) -> its Optuna sampler for one group's search settings and seed
+SAMPLERS: dict[str, Callable[[dict[str, Any], int], Any]] = {"tpe": _tpe, "random": _random}
+
+
+def make_sampler(search: dict[str, Any], group: str) -> Any:
+    """The Optuna sampler of a search method's group, seeded from the group's name."""
+    return SAMPLERS[search.get("sampler", "tpe")](search, _seed(group))
+
+
 class StudySearcher(Searcher):
-    """The study's trials in plan order; a search trial's weights come from its group's OptunaSearch (TPE).
+    """The study's trials in plan order; a search trial's weights come from its group's OptunaSearch (TPE or
+    random sampler).
 
     `order`: planned trial ids; `meta`: id -> {"group", "search" (dict or None)}; `k`: auxiliary tasks."""
 
@@ -116,8 +148,7 @@ class StudySearcher(Searcher):
             high = search["w_max"] if search["space"] == "box" else 1.0
             low = 0.0 if search["space"] == "box" else 1e-3
             space = {f"w{i}": optuna.distributions.FloatDistribution(low, high) for i in range(self.k)}
-            startup = min(10, max(2, search["num_samples"] // 3))
-            sampler = optuna.samplers.TPESampler(n_startup_trials=startup, seed=_seed(group))
+            sampler = make_sampler(search, group)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             self.optuna[group] = OptunaSearch(space=space, metric=SEARCH_METRIC, mode="max", sampler=sampler)
         return self.optuna[group]

@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 from orchestrator.errors import StudyError
 
 GRID = "grid"  # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
-SEARCH = "search"  # the pseudo-weighting of a Bayesian search (Optuna TPE) over the fixed weights
+SEARCH = "search"  # the pseudo-weighting of a search (Optuna TPE or random) over the fixed weights
 SCHEDULERS = ("asha",)
 SPACES = ("box", "simplex")
-SAMPLERS = ("tpe",)
+SAMPLERS = ("tpe", "random")  # orchestrator.search.SAMPLERS: Optuna TPE, Optuna random search
 SCHEDULER_KEYS = ("scheduler", "grace_period", "reduction_factor")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 REQUIRED: Any = object()
@@ -164,7 +164,7 @@ def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Se
     if not LABEL_PATTERN.fullmatch(label):
         r.fail(section, "a method label must be 1-100 letters, digits, _ or - (it names runs and files)")
     names = [*registry.names(), GRID, SEARCH]
-    valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: Bayesian "
+    valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: TPE or random "
              "search over them)")
     if "weighting" in table:
         weighting = r.get(table, section, "weighting", "str")
@@ -211,7 +211,7 @@ def _scheduler(r: Reader, section: str, options: dict) -> dict | None:
 
 
 def _search(r: Reader, section: str, options: dict, k: int) -> dict:
-    """num_samples (trials per label budget and seed), sampler "tpe", space "box" ([0, w_max] per weight)
+    """num_samples (trials per label budget and seed), sampler "tpe" or "random", space "box" ([0, w_max] per weight)
     or "simplex" (non-negative weights summing to K, as ARML's), w_max (default 2)."""
     samples = r.get(options, section, "num_samples", "int")
     if not 1 <= samples <= 10_000:

@@ -20,7 +20,8 @@ from orchestrator.cli import main
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
 PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
 DIGITS = [p for p in STUDIES if p.name.startswith(("digits_table", "digits_fig"))]   # the paper's twins
-EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS]    # search / grid vs ARML
+KSCALING = [p for p in STUDIES if p.name.startswith("digits_k_scaling_")]   # checked in tests/test_k_scaling.py
+EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS + KSCALING]   # search/grid vs ARML
 FAST = "paper_table4_pacs_art_joint.toml"   # the paper study whose smoke run is in the fast suite
 
 

@@ -1,0 +1,289 @@
+"""The K-scaling headline: across studies that differ only in the number K of auxiliary tasks (the
+`studies/digits_k_scaling_k*.toml` files), how much device time each search over the fixed auxiliary weights
+needs to become "as good" as one ARML run.
+
+For every run folder (one K) and search method, each seed's search is read in plan order as a best-so-far
+curve: after its first i trials, the trial with the best validation accuracy so far (a grid: the point with the
+best mean validation accuracy over seeds among its first i points) and that trial's test accuracy. The search
+is "as good" as ARML after i trials when the per-seed differences (search minus ARML, paired by seed) have a
+95% Student-t interval whose lower bound lies above -margin (the study's `[report] margin`, in accuracy
+points), the rule of `orchestrator.report_compare`. Its cost is the mean over seeds of the device-seconds its
+first i trials took, shown relative to one ARML run's; a search that never gets there is shown at its total
+cost as "never". Selection is on validation only; each test accuracy is read once, for the selected trial.
+
+    python -m orchestrator.report_kscaling RUN_DIR... --out DIR
+
+writes `k_scaling.csv`/`.md` (one row per K and method), `k_scaling_verdicts.csv` (each method against ARML,
+a search at its 4-, 16- and 64-trial prefixes and at its end) and `k_scaling.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report_compare import AS_GOOD, BETTER, decide, paired_t, per_seed
+from orchestrator.report_stats import DONE, RunData, _budget_rows, chosen_grid_point, load_run
+
+PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
+COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
+           "as_good_after", "device_s_to_as_good", "ratio_to_arml", "never", "total_device_s", "ratio_total",
+           "seeds"]
+VERDICT_COLUMNS = ["K", "budget", "method", "kind", "trials", "n_pairs", "mean_diff", "diff_low", "diff_high",
+                   "margin", "verdict"]
+
+
+def _column(data: RunData) -> tuple[str, str]:
+    """('GPU', 'gpu_s') when the run used GPUs, else ('CPU', 'cpu_s')."""
+    gpu = pd.to_numeric(data.trials.get("gpu_s"), errors="coerce")
+    return ("GPU", "gpu_s") if gpu is not None and float(gpu.fillna(0).sum()) > 0 else ("CPU", "cpu_s")
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
+def _cost(value: Any) -> float:
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def search_curves(data: RunData, method: str, budget: float, column: str) -> dict[int, list[tuple[float, float]]]:
+    """Per seed, after each of the search's trials in plan order: (device-seconds spent so far, test accuracy of
+    the validation-selected trial so far; NaN before the first finished trial)."""
+    mine = _budget_rows(data.trials[data.trials["method"] == method], budget).sort_values("order")
+    curves: dict[int, list[tuple[float, float]]] = {}
+    if data.is_grid(method):
+        points = list(dict.fromkeys(mine["grid_point"].tolist()))
+        for i in range(1, len(points) + 1):
+            seen = mine[mine["grid_point"].isin(points[:i])]
+            done = seen[seen["status"].isin(DONE) & seen["best_val_acc"].notna()]
+            chosen = chosen_grid_point(done) if len(done) else None
+            for seed, rows in seen.groupby("seed"):
+                spent = sum(_cost(c) for c in rows[column])
+                pick = rows[(rows["grid_point"] == chosen) & rows["status"].isin(DONE)]
+                test = float(pick["test_acc_at_best_val"].iloc[0]) if len(pick) else math.nan
+                curves.setdefault(int(seed), []).append((spent, test))
+        return curves
+    for seed, rows in mine.groupby("seed"):
+        spent, best_val, best_test, curve = 0.0, -math.inf, math.nan, []
+        for _, r in rows.iterrows():
+            spent += _cost(r[column])
+            if r["status"] in DONE and not math.isnan(r["best_val_acc"]) and r["best_val_acc"] > best_val:
+                best_val, best_test = float(r["best_val_acc"]), float(r["test_acc_at_best_val"])
+            curve.append((spent, best_test))
+        curves[int(seed)] = curve
+    return curves
+
+
+def at_prefix(curves: dict[int, list[tuple[float, float]]], i: int) -> tuple[pd.Series, float]:
+    """(test accuracy per seed after the first i trials, mean device-seconds per seed spent on them); a seed
+    with fewer trials keeps its last value."""
+    tests, spent = {}, []
+    for seed, curve in curves.items():
+        if curve:
+            s, t = curve[min(i, len(curve)) - 1]
+            spent.append(s)
+            if not math.isnan(t):
+                tests[seed] = t
+    return pd.Series(tests, dtype="float64"), (float(np.mean(spent)) if spent else math.nan)
+
+
+def paired(method: pd.Series, arml: pd.Series, margin: float) -> dict[str, Any]:
+    """Paired t over common seeds of method - arml: n, mean, low, high and the verdict."""
+    seeds = sorted(set(method.index) & set(arml.index))
+    diffs = (method.loc[seeds] - arml.loc[seeds]).to_numpy(dtype="float64") if seeds else np.array([])
+    mean, low, high = paired_t(diffs)
+    return {"n_pairs": len(diffs), "mean_diff": mean, "diff_low": low, "diff_high": high,
+            "verdict": decide(len(diffs), low, high, margin)}
+
+
+def search_rows(data: RunData, method: str, budget: float, column: str, reference: pd.Series, base: dict,
+                margin: float) -> tuple[dict, list[dict]]:
+    """A search's headline row (the first prefix as good as ARML, its cost) and its verdicts at the prefixes."""
+    curves = search_curves(data, method, budget, column)
+    n = max((len(c) for c in curves.values()), default=0)
+    found, found_cost = math.nan, math.nan
+    for i in range(1, n + 1):
+        tests, spent = at_prefix(curves, i)
+        if paired(tests, reference, margin)["verdict"] in (BETTER, AS_GOOD):
+            found, found_cost = float(i), spent
+            break
+    total = at_prefix(curves, n)[1] if n else math.nan
+    arml_cost = base["arml_device_s"]
+    row = {**base, "method": method, "kind": data.kind(method), "trials_per_seed": n,
+           "device_s_per_trial": total / n if n else math.nan, "as_good_after": found,
+           "device_s_to_as_good": found_cost, "ratio_to_arml": _ratio(found_cost, arml_cost),
+           "never": math.isnan(found), "total_device_s": total, "ratio_total": _ratio(total, arml_cost),
+           "seeds": len(curves)}
+    verdicts = [{"K": base["K"], "budget": budget, "method": method, "kind": data.kind(method), "trials": i,
+                 "margin": margin, **paired(at_prefix(curves, i)[0], reference, margin)}
+                for i in sorted({p for p in PREFIXES if p < n} | ({n} if n else set()))]
+    return row, verdicts
+
+
+def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
+    """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
+    k = len(data.plan.get("aux_names", []))
+    arml = data.reference("arml")
+    device, column = _column(data)
+    rows: list[dict] = []
+    verdicts: list[dict] = []
+    if arml is None:
+        return rows, verdicts
+    searches = data.searches()
+    for budget in data.budgets or [math.nan]:
+        reference = per_seed(data, arml, budget)
+        arml_done = _budget_rows(data.done[data.done["method"] == arml], budget)
+        arml_cost = float(arml_done[column].fillna(0).mean()) if len(arml_done) else math.nan
+        base = {"K": k, "budget": budget, "device": device, "arml_device_s": arml_cost}
+        for method in data.methods:
+            if method in searches:
+                row, more = search_rows(data, method, budget, column, reference, base, margin)
+                rows.append(row)
+                verdicts += more
+                continue
+            done = _budget_rows(data.done[data.done["method"] == method], budget)
+            cost = float(done[column].fillna(0).mean()) if len(done) else math.nan
+            rows.append({**base, "method": method, "kind": data.kind(method), "trials_per_seed": 1,
+                         "device_s_per_trial": cost, "as_good_after": math.nan, "device_s_to_as_good": math.nan,
+                         "ratio_to_arml": math.nan, "never": False, "total_device_s": cost,
+                         "ratio_total": _ratio(cost, arml_cost), "seeds": int(done["seed"].nunique())})
+            if method != arml:
+                verdicts.append({"K": k, "budget": budget, "method": method, "kind": data.kind(method), "trials": 1,
+                                 "margin": margin, **paired(per_seed(data, method, budget), reference, margin)})
+    return rows, verdicts
+
+
+def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(headline, verdicts) over the run folders, sorted by K; the margin (accuracy points) is each study's
+    `[report] margin` unless given."""
+    rows, verdicts = [], []
+    for run_dir in run_dirs:
+        data = load_run(run_dir)
+        points = margin_points if margin_points is not None else float(data.plan.get("margin", 1.0))
+        r, v = run_rows(data, points / 100.0)
+        rows += r
+        verdicts += v
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["K", "budget"], kind="stable").reset_index(drop=True)
+    verdict = pd.DataFrame(verdicts, columns=VERDICT_COLUMNS).sort_values(["K", "budget"], kind="stable")
+    return table, verdict.reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
+    """k_scaling.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
+    from orchestrator.report_tables import md_table
+
+    def fmt(x: float, spec: str = ".1f") -> str:
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    margin = float(verdicts["margin"].iloc[0]) * 100 if len(verdicts) else math.nan
+    lines = ["# ARML against searches over K auxiliary weights", "",
+             "Device-seconds (mean per seed) a search needs, in plan order, until its validation-selected trial is "
+             "**as good** as ARML (paired over seeds: the 95% t interval of search minus ARML lies above "
+             f"-{fmt(margin, 'g')} points), and that cost over one ARML run's. *never*: not as good within its "
+             "trials; its total is shown.",
+             ""]
+    rows = []
+    for _, r in table.iterrows():
+        if r["trials_per_seed"] == 1:
+            reach = "one run"
+        elif r["never"]:
+            reach = f"never (total {fmt(r['total_device_s'])} s, {fmt(r['ratio_total'], '.1f')}x)"
+        else:
+            reach = f"after {int(r['as_good_after'])} trials: {fmt(r['device_s_to_as_good'])} s, " \
+                    f"{fmt(r['ratio_to_arml'], '.1f')}x ARML"
+        rows.append([str(int(r["K"])), r["method"], r["kind"], str(int(r["trials_per_seed"])),
+                     fmt(r["device_s_per_trial"], ".2f"), fmt(r["arml_device_s"], ".2f"), reach])
+    lines += [md_table(["K", "method", "kind", "trials/seed", f"{table['device'].iloc[0] if len(table) else ''}"
+                        "-s/trial", "ARML s", "as good as ARML"], rows), "",
+              "## Paired verdicts against ARML", "",
+              "Method minus ARML in test accuracy points, per seed; a search at its 4-, 16- and 64-trial prefix "
+              "and at its end.", ""]
+    vrows = [[str(int(r["K"])), r["method"], str(int(r["trials"])), str(int(r["n_pairs"])),
+              fmt(100 * r["mean_diff"], "+.2f"),
+              "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
+              f"**{r['verdict']}**"] for _, r in verdicts.iterrows()]
+    lines += [md_table(["K", "method", "trials", "seeds", "mean diff", "95% t interval", "verdict"], vrows), ""]
+    return "\n".join(lines)
+
+
+def plot(table: pd.DataFrame, path: str) -> None:
+    """Left: each search's cost to become as good as ARML over one ARML run's, against K (hollow: never, at its
+    total). Right: one trial's device-seconds against K for the single-run methods."""
+    import matplotlib
+    import matplotlib.ticker
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    unit = f"{table['device'].iloc[0]}-s" if len(table) else "device-s"
+    searches = table[table["trials_per_seed"] > 1]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (method, rows) in enumerate(searches.groupby("method", sort=False)):
+        color = colors[n % len(colors)]
+        y = np.where(rows["never"], rows["ratio_total"], rows["ratio_to_arml"])
+        reached = ~rows["never"].to_numpy(dtype=bool)
+        left.plot(rows["K"], y, color=color, linewidth=1, marker="o", markersize=0,
+                  label=method if method == rows["kind"].iloc[0] else f"{method} ({rows['kind'].iloc[0]})")
+        left.scatter(rows["K"][reached], y[reached], color=color, zorder=3)
+        left.scatter(rows["K"][~reached], y[~reached], facecolors="white", edgecolors=color, zorder=3)
+    left.scatter([], [], facecolors="white", edgecolors="grey", label="never as good: at its total cost")
+    left.axhline(1.0, color="black", linestyle=":", linewidth=1, label="one ARML run")
+    left.set(xscale="log", yscale="log", xlabel="auxiliary tasks K",
+             ylabel=f"{unit} until as good as ARML / ARML's", title="searches: cost to match one ARML run")
+    singles = table[table["trials_per_seed"] == 1]
+    for method, rows in singles.groupby("method", sort=False):
+        right.plot(rows["K"], rows["device_s_per_trial"], marker="o", label=method)
+    right.set(xscale="log", yscale="log", xlabel="auxiliary tasks K", ylabel=f"{unit} per run",
+              title="one run's cost (mean over seeds)")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in (left, right):
+        ks = sorted(table["K"].unique())
+        if ks:
+            ax.set_xticks(ks, [str(int(k)) for k in ks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.grid(True, which="both", alpha=0.2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | None = None) -> dict[str, str]:
+    """Writes k_scaling.csv/.md/.png and k_scaling_verdicts.csv under out_dir; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    table, verdicts = k_scaling_tables(run_dirs, margin_points)
+    paths = {name: os.path.join(out_dir, name) for name in
+             ("k_scaling.csv", "k_scaling_verdicts.csv", "k_scaling.md", "k_scaling.png")}
+    table.to_csv(paths["k_scaling.csv"], index=False)
+    verdicts.to_csv(paths["k_scaling_verdicts.csv"], index=False)
+    with open(paths["k_scaling.md"], "w") as f:
+        f.write(markdown(table, verdicts))
+    plot(table, paths["k_scaling.png"])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.report_kscaling", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders of the K-scaling studies")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for k_scaling.csv/.md/.png")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="non-inferiority margin in accuracy points (default: each study's [report] margin)")
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        if not os.path.exists(os.path.join(run_dir, "plan.json")):
+            parser.error(f"{run_dir} has no plan.json: give the run folders `arml run` printed")
+    paths = k_scaling_report(args.run_dirs, args.out, args.margin)
+    print("\n".join(paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

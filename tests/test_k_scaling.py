@@ -1,0 +1,235 @@
+"""The K-scaling study: the random-search sampler (different weights per sample and seed, reproducible), the
+study files (the first K of AUX_ORDER, the grid only where it is small), the K-scaling report on hand-made run
+folders ("as good as ARML after i trials", "never", selection on validation only), and a small K = 2 study
+end to end through real Ray, then its K-scaling report."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.errors import StudyError
+from orchestrator.spec import parse_study
+
+ROOT = Path(__file__).resolve().parents[1]
+KS = (2, 4, 8, 16, 32)
+
+
+def study_file(k: int) -> Path:
+    return ROOT / "studies" / f"digits_k_scaling_k{k}.toml"
+
+
+def has_amortize() -> bool:
+    from arml import WEIGHTINGS
+
+    return "amortize" in inspect.signature(WEIGHTINGS.get("arml").__init__).parameters
+
+
+def without_amortize(text: str) -> str:
+    """The study text runnable before the cheap ARML exists on this branch (arml_cheap is then plain ARML)."""
+    return text if has_amortize() else re.sub(r"(?m)^amortize = .*\n", "", text)
+
+
+# ---- the random sampler -----------------------------------------------------------------------------------
+
+def draws(sampler: str, groups: tuple[str, ...], samples: int = 4, k: int = 3) -> dict[str, list[list[float]]]:
+    """Weights a StudySearcher hands out for `samples` trials per group (no Ray cluster needed)."""
+    from orchestrator.search import StudySearcher
+
+    search = {"sampler": sampler, "num_samples": samples, "space": "box", "w_max": 2.0}
+    order = [f"{g}-{i}" for g in groups for i in range(samples)]
+    meta = {tid: {"group": tid.rsplit("-", 1)[0], "search": search} for tid in order}
+    searcher = StudySearcher(order, meta, k)
+    out: dict[str, list[list[float]]] = {g: [] for g in groups}
+    for n, tid in enumerate(order):
+        config = searcher.suggest(f"tune{n}")
+        out[meta[tid]["group"]].append(config["weights"])
+        searcher.on_trial_complete(f"tune{n}", {"best_val_acc": 0.5 + 0.01 * n})
+    return out
+
+
+def test_random_sampler_draws_new_weights_per_sample_and_seed_and_reproduces():
+    from optuna.samplers import RandomSampler, TPESampler
+
+    from orchestrator.search import make_sampler
+
+    search = {"sampler": "random", "num_samples": 4, "space": "box", "w_max": 2.0}
+    assert isinstance(make_sampler(search, "g"), RandomSampler)
+    assert isinstance(make_sampler({**search, "sampler": "tpe"}, "g"), TPESampler)
+    first = draws("random", ("seed0", "seed1"))
+    for weights in first.values():
+        assert len({tuple(w) for w in weights}) == 4
+        assert all(len(w) == 3 and all(0.0 <= x <= 2.0 for x in w) for w in weights)
+    assert first["seed0"] != first["seed1"]                 # every seed's group draws its own weights
+    assert draws("random", ("seed0", "seed1")) == first      # and the same again in another run
+    assert draws("tpe", ("seed0", "seed1")) != first         # a different sampler
+
+
+def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
+    from orchestrator import search, spec_checks
+
+    assert set(spec_checks.SAMPLERS) == set(search.SAMPLERS)
+    head = ('[study]\nname = "s"\npreset = "digits_mlc"\n[train]\naux_attributes = ["is_0", "random_0"]\n'
+            '[methods.rs]\nweighting = "search"\nnum_samples = 3\n')
+    s = parse_study(head + 'sampler = "random"\n')
+    assert s.methods[0].search["sampler"] == "random"
+    with pytest.raises(StudyError, match=r'\[methods\.rs\] sampler "grid" is unknown.*valid: tpe, random'):
+        parse_study(head + 'sampler = "grid"\n')
+
+
+# ---- the study files --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", KS)
+def test_k_scaling_study_files_take_the_first_k_attributes_and_a_grid_only_when_small(k, tmp_path, capsys):
+    from trainables.data.digits_attributes import digits_aux_set
+
+    text = study_file(k).read_text()
+    doc = tomllib.loads(text)
+    assert doc["train"]["aux_attributes"] == list(digits_aux_set(k))
+    assert doc["train"]["main_attribute"] == "has_loop" and doc["budget"]["labels"] == [40]
+    assert doc["study"]["seeds"] == [0, 1, 2, 3, 4] and doc["report"]["margin"] == 1.0
+    methods = doc["methods"]
+    assert methods["arml_cheap"] == {"weighting": "arml", "amortize": 10}
+    assert {m["num_samples"] for m in methods.values() if m.get("weighting") == "search"} == {64}
+    assert methods["random"]["sampler"] == methods["random_asha"]["sampler"] == "random"
+    assert ("grid" in methods) == (3 ** k <= 81)
+    path = tmp_path / study_file(k).name
+    path.write_text(without_amortize(text))
+    assert main(["run", str(path), "--dry-run"]) == 0
+    total = int(capsys.readouterr().out.split("total: ")[1].split()[0])
+    assert total == 5 * (3 + 4 * 64 + (3 ** k if k <= 4 else 0)) <= doc["study"]["max_trials"]
+
+
+# ---- the report on hand-made run folders ------------------------------------------------------------------
+
+ARML = [0.80, 0.82, 0.78, 0.81, 0.79]
+
+
+def write_run(folder: Path, k: int, methods: dict[str, tuple[str, list[list[tuple[float, float, float]]]]],
+              margin: float = 1.0) -> Path:
+    """A run folder: `methods[name] = (kind, per seed [(best val, test, cpu-seconds) per trial in plan order])`,
+    kind 'arml', 'uniform', 'tpe'/'random' (a search) or 'grid' (trial i of every seed is grid point i)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    trials, states, rows = [], {}, []
+    for name, (kind, seeds) in methods.items():
+        weighting = kind if kind in ("arml", "uniform") else "fixed"
+        search = {"sampler": kind, "num_samples": len(seeds[0]), "space": "box", "w_max": 2.0} \
+            if kind in ("tpe", "random") else None
+        for seed, results in enumerate(seeds):
+            for i, (val, test, cost) in enumerate(results):
+                tid = f"{name}-s{seed}-{i:02d}"
+                point = [float(i)] * k if kind == "grid" else None
+                trials.append({"trial_id": tid, "method": name, "weighting": weighting, "budget_key": "label_budget",
+                               "budget": 40, "seed": seed, "grid_point": point, "weighting_options": {},
+                               "config": {"setting": "mlc", "label_budget": 40}, "sample": i if search else None,
+                               "scheduler": None, "search": search})
+                states[tid] = {"status": "finished", "failures": 0}
+                if search:
+                    states[tid]["weights"] = [0.1 * i] * k
+                rows.append({"trial_id": tid, "step": 10, "best_val_acc": val, "test_acc_at_best_val": test,
+                             "wall_s": cost, "cpu_s": cost, "gpu_s": 0.0})
+    plan = {"study": f"k{k}", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
+            "aux_names": [f"a{i}" for i in range(k)], "targets": [], "margin": margin, "smoke": False,
+            "trials": trials}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def hand_made(folder: Path, k: int) -> Path:
+    near = (0.001, 0.002, 0.0, 0.001, 0.002)   # within a fraction of a point of ARML, seed by seed
+    good = [[(0.5, a - 0.10, 1.0), (0.6, a - 0.05, 1.0), (0.7, a + d, 1.0), (0.65, 0.99, 1.0), (0.6, 0.99, 1.0)]
+            for a, d in zip(ARML, near)]
+    # never: the best test accuracy (0.99) sits on a trial with poor validation accuracy, never selected
+    never = [[(0.7, a - 0.05, 0.5), (0.3, 0.99, 0.5), (0.6, 0.5, 0.5), (0.6, 0.5, 0.5), (0.6, 0.5, 0.5)]
+             for a in ARML]
+    # a grid whose second point (all seeds' mean validation) is as good as ARML
+    grid = [[(0.6, a - 0.05, 2.0), (0.7, a + d, 2.0), (0.5, 0.99, 2.0)] for a, d in zip(ARML, near)]
+    return write_run(folder, k, {
+        "uniform": ("uniform", [[(0.6, a - 0.03, 1.0)] for a in ARML]),
+        "arml": ("arml", [[(0.7, a, 2.0)] for a in ARML]),
+        "tpe_box": ("tpe", good), "random": ("random", never), "grid": ("grid", grid)})
+
+
+def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
+    from orchestrator.report_kscaling import main as report_main
+
+    runs = [hand_made(tmp_path / "k4", 4), hand_made(tmp_path / "k2", 2)]
+    out = tmp_path / "out"
+    assert report_main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    table = pd.read_csv(out / "k_scaling.csv")
+    assert table["K"].tolist()[:5] == [2] * 5 and set(table["K"]) == {2, 4}
+    rows = table[table["K"] == 2].set_index("method")
+    assert rows.loc["arml", "arml_device_s"] == 2.0 and rows.loc["arml", "device_s_per_trial"] == 2.0
+    good = rows.loc["tpe_box"]
+    assert good["as_good_after"] == 3 and not good["never"]
+    assert good["device_s_to_as_good"] == 3.0 and good["ratio_to_arml"] == 1.5
+    assert good["trials_per_seed"] == 5 and good["total_device_s"] == 5.0
+    never = rows.loc["random"]
+    assert never["never"] and pd.isna(never["as_good_after"]) and never["ratio_total"] == pytest.approx(1.25)
+    grid = rows.loc["grid"]
+    assert grid["as_good_after"] == 2 and grid["device_s_to_as_good"] == 4.0 and grid["kind"] == "grid"
+    assert rows.loc["uniform", "ratio_total"] == 0.5
+
+    verdicts = pd.read_csv(out / "k_scaling_verdicts.csv")
+    mine = verdicts[verdicts["K"] == 2].set_index(["method", "trials"])["verdict"]
+    assert mine[("tpe_box", 4)] in ("as good", "better") and mine[("tpe_box", 5)] in ("as good", "better")
+    assert mine[("random", 4)] == mine[("random", 5)] == "worse" and mine[("uniform", 1)] == "worse"
+    assert ("arml", 1) not in mine.index and ("grid", 3) in mine.index
+    text = (out / "k_scaling.md").read_text()
+    assert "after 3 trials" in text and "never" in text
+    assert (out / "k_scaling.png").stat().st_size > 0
+
+
+def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
+    from orchestrator.report_kscaling import k_scaling_tables
+
+    run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
+                                          "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})
+    table, verdicts = k_scaling_tables([str(run)])
+    assert table.set_index("method").loc["tpe", "never"]
+    assert set(verdicts["verdict"]) == {"not decided"}
+
+
+# ---- a small K-scaling study end to end ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.integration
+def test_a_small_k_scaling_study_runs_and_gets_its_k_scaling_report(local_ray, tmp_path):
+    from orchestrator.report_kscaling import k_scaling_report
+
+    text = without_amortize(study_file(2).read_text())
+    text = text.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [0, 1]").replace("num_samples = 64", "num_samples = 4")
+    path = tmp_path / "digits_k_scaling_k2.toml"
+    path.write_text(text)
+    assert main(["run", str(path), "--smoke", "--storage", str(tmp_path / "runs")]) == 0
+    run_dir = tmp_path / "runs" / "digits_k_scaling_k2"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 2 * (3 + 4 * 4 + 9) and set(trials["status"]) <= {"finished", "stopped"}
+    random = trials[trials["method"] == "random"]
+    assert len({tuple(json.loads(w)) for w in random["grid_point"]}) == 8   # 4 draws in each of 2 seeds
+
+    paths = k_scaling_report([str(run_dir)], str(tmp_path / "out"))
+    table = pd.read_csv(paths["k_scaling.csv"]).set_index("method")
+    assert set(table.index) == {"uniform", "arml", "arml_cheap", "tpe_simplex", "tpe_box", "random",
+                                "random_asha", "grid"}
+    assert (table["K"] == 2).all() and table.loc["arml", "device_s_per_trial"] > 0
+    searches = table[table["trials_per_seed"] > 1]
+    assert searches["never"].all()          # two seeds never decide "as good"
+    assert (searches["total_device_s"] > 0).all()
+    assert Path(paths["k_scaling.png"]).stat().st_size > 0
