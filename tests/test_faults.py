@@ -48,6 +48,13 @@ def local_ray():
     ray.shutdown()
 
 
+def driver_died() -> None:
+    """A killed driver takes its Ray actors with it; an interrupt simulated in this process does not, so the
+    test's Ray is restarted to free the interrupted trial's CPU."""
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
 def study_file(tmp_path, name: str, extra: str = "") -> str:
     path = tmp_path / f"{name}.toml"
     path.write_text(textwrap.dedent(STUDY.format(name=name)) + textwrap.dedent(extra))
@@ -90,6 +97,7 @@ def test_resume_through_a_copied_folder_writes_there_and_keeps_one_parent(tmp_pa
     interrupt_after(monkeypatch, 2)
     assert main(["run", study, "--storage", str(tmp_path / "A")]) == 130
     monkeypatch.undo()
+    driver_died()
     shutil.copytree(tmp_path / "A", tmp_path / "B", symlinks=True)
     before = (tmp_path / "A" / "moved" / "records.jsonl").read_text()
     assert main(["run", study, "--storage", str(tmp_path / "B"), "--resume"]) == 0
@@ -124,12 +132,14 @@ def test_killed_before_any_trial_started_can_restart_and_resume(tmp_path, monkey
     monkeypatch.setattr(callback.StudyCallback, "on_trial_start", die)
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 130
     monkeypatch.undo()
+    driver_died()
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 0       # a plain run is not refused
     all_once(tmp_path / "runs" / "early", 6)
 
     monkeypatch.setattr(callback.StudyCallback, "on_trial_start", die)
     assert main(["run", study, "--storage", str(tmp_path / "again")]) == 130
     monkeypatch.undo()
+    driver_died()
     assert main(["run", study, "--storage", str(tmp_path / "again"), "--resume"]) == 0
     all_once(tmp_path / "again" / "early", 6)
 
@@ -153,6 +163,7 @@ def test_resume_refuses_a_folder_others_can_write(tmp_path, monkeypatch, capsys)
     interrupt_after(monkeypatch, 1)
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 130
     monkeypatch.undo()
+    driver_died()
     experiment = tmp_path / "runs" / "trust"
     experiment.chmod(0o777)
     assert main(["run", study, "--storage", str(tmp_path / "runs"), "--resume"]) == 2
@@ -181,6 +192,7 @@ def test_storage_that_is_a_file_or_fills_up_ends_in_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
     monkeypatch.undo()
+    driver_died()
     kept = [json.loads(line) for line in (tmp_path / "runs" / "disk" / "records.jsonl").read_text().splitlines()]
     assert len(kept) == 3                                  # what was written before the fault is intact
     assert main(["run", study, "--storage", str(tmp_path / "runs"), "--resume"]) == 0
