@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the digits studies behind docs/results.md, then rebuilds it:
+#   bash docs/run_digits_studies.sh            (STORAGE=runs by default; add --resume after an interruption)
+# The twins add seeds until their paired comparisons are decided (at most MAX_SEEDS); the grid-vs-ARML and
+# search studies run their planned seeds. Each study's wall time is appended to $STORAGE/timings.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STORAGE=${STORAGE:-runs}
+MAX_SEEDS=${MAX_SEEDS:-6}
+ARML=${ARML:-.venv/bin/arml}
+TWINS="digits_table1_ssl digits_table2_mlc digits_table4_dg digits_table4_dg_baseline digits_table4_dg_fada
+       digits_fig3_dg_shots digits_fig3_dg_shots_fada digits_fig4_dg_scarcity digits_fig2_ssl_labels"
+OTHERS="digits_mlc_grid_vs_arml digits_dg_grid_vs_arml digits_search_vs_arml digits_ssl_grid_vs_arml"
+mkdir -p "$STORAGE"
+run() {
+    local study=$1; shift
+    local start=$SECONDS
+    "$ARML" run "studies/$study.toml" --storage "$STORAGE" "$@"
+    local code=$?
+    echo "$study $((SECONDS - start)) s (exit $code)" >> "$STORAGE/timings.txt"
+}
+for study in $TWINS; do run "$study" --until-decided --max-seeds "$MAX_SEEDS" "$@"; done
+for study in $OTHERS; do run "$study" "$@"; done
+.venv/bin/python docs/build_results.py --runs "$STORAGE"
