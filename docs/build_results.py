@@ -185,7 +185,30 @@ def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
                   md_table(["method", "test acc % (95% CI)", "vs the grid's choice (paired)", "CPU-s",
                             "share of grid's CPU-s",
                             "final weights (mean over seeds)"], rows), ""]
+    lines += variants_vs_arml(data, trials)
     return lines + figures(runs, study) + ["", note, ""]
+
+
+def variants_vs_arml(data, trials) -> list[str]:
+    """Each ARML variant against the paper's per-step ARML (paired), with its CPU-seconds per trial relative to
+    Uniform's: the cheap ARML's claim (as good, at little more than a plain run's cost) is read here."""
+    margin = margin_of(data) / 100
+    variants = [m for m in data.methods if data.weighting[m] == "arml" and m != "arml"]
+    if "arml" not in data.methods or not variants:
+        return []
+    rows = []
+    for budget in data.budgets or [math.nan]:
+        here = trials[trials["budget"] == budget]
+        per_trial = here.groupby("method")["cpu_s"].mean()
+        uniform = per_trial.get("uniform", math.nan)
+        for method in [*variants, "arml"]:
+            verdict = "" if method == "arml" else verdict_text(
+                {**compare(per_seed(data, method, budget), per_seed(data, "arml", budget), margin)})
+            rows.append([budget_text(data.budget_key, budget), method, verdict,
+                         f"{per_trial.get(method, math.nan) / uniform:.2f}x"])
+    return ["Each ARML variant against the paper's per-step rule (paired), and its CPU-seconds per trial "
+            "relative to a Uniform trial:", "",
+            md_table(["budget", "variant", "vs arml (paired)", "cost vs uniform"], rows), ""]
 
 
 def main() -> int:
