@@ -158,7 +158,7 @@ def search(runs: str, note: str) -> list[str]:
 def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
     data = run_data(runs, study)
     points = method_points(data)
-    names = list(data.plan["aux_names"])
+    names = list(data.plan.aux_names)
     trials = data.trials
     lines = [f"### {study}", "", f"`arml run studies/{study}.toml` ({seconds_of(runs, study)}).", ""]
     frame = comparisons(data, margin_of(data))

@@ -15,6 +15,7 @@ from ray import tune
 
 from orchestrator.progress import Progress
 from orchestrator.records import RecordBook
+from orchestrator.schema import BEST_VAL_ACC, STEP, TrialMeta, TrialStatus, read_plan
 from orchestrator.tracking import Tracker
 from orchestrator.trainable import FATAL
 
@@ -66,7 +67,7 @@ def _recording(method: Callable[..., Any]) -> Callable[..., Any]:
 class StudyCallback(tune.Callback):
     """Records, MLflow and progress for one study (driver process only)."""
 
-    def __init__(self, run_dir: str, study: str, plan_meta: list[dict[str, Any]],
+    def __init__(self, run_dir: str, study: str, plan_meta: list[TrialMeta],
                  progress_every_s: float = 30.0) -> None:
         self.run_dir, self.study, self.plan_meta = run_dir, study, plan_meta
         self.progress_every_s = progress_every_s
@@ -86,9 +87,7 @@ class StudyCallback(tune.Callback):
             return
         if CURRENT["run_dir"]:
             self.run_dir = CURRENT["run_dir"]
-            from orchestrator.records import read_plan
-
-            self.plan_meta = read_plan(self.run_dir)["trials"]
+            self.plan_meta = read_plan(self.run_dir).trials
         book = RecordBook(self.run_dir, self.plan_meta)
         self._live = {"book": book, "tracker": Tracker(MLFLOW["uri"], self.study, self.run_dir, self.plan_meta),
                       "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s)}
@@ -108,7 +107,7 @@ class StudyCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
-        self.book.set_state(tid, "running", failures=trial.num_failures, **extra)
+        self.book.set_state(tid, TrialStatus.RUNNING, failures=trial.num_failures, **extra)
         self.tracker.child(tid)
 
     @_recording
@@ -122,7 +121,7 @@ class StudyCallback(tune.Callback):
     @_recording
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
-        self.book.set_state(tid, "retrying", failures=trial.num_failures, error=_error_line(trial))
+        self.book.set_state(tid, TrialStatus.RETRYING, failures=trial.num_failures, error=_error_line(trial))
         self._say(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: "
                   f"{_error_line(trial)}")
 
@@ -132,22 +131,22 @@ class StudyCallback(tune.Callback):
         if trial.last_result.get(FATAL):
             self._failed(trial, tid, str(trial.last_result[FATAL]).splitlines()[0][:500], trials)
             return
-        steps = self.book.meta[tid]["config"]["steps"]
-        status = "stopped" if trial.last_result.get("step", steps) < steps else "finished"  # e.g. by ASHA
+        steps = self.book.meta[tid].config["steps"]
+        status = TrialStatus.STOPPED if trial.last_result.get(STEP, steps) < steps else TrialStatus.FINISHED  # ASHA
         self.book.set_state(tid, status, failures=trial.num_failures)
         self.tracker.finish(tid, status)
         self._note_best(tid, trial.last_result)
-        self._progress(trials, force=True, ending=(trial, "finished"))
+        self._progress(trials, force=True, ending=(trial, TrialStatus.FINISHED))
 
     @_recording
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._failed(trial, trial.config["trial_id"], _error_line(trial), trials)
 
     def _failed(self, trial: Any, tid: str, error: str, trials: list) -> None:
-        self.book.set_state(tid, "failed", failures=trial.num_failures, error=error)
-        self.tracker.finish(tid, "failed")
+        self.book.set_state(tid, TrialStatus.FAILED, failures=trial.num_failures, error=error)
+        self.tracker.finish(tid, TrialStatus.FAILED)
         self._say(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
-        self._progress(trials, force=True, ending=(trial, "failed"))
+        self._progress(trials, force=True, ending=(trial, TrialStatus.FAILED))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress(trials)
@@ -161,9 +160,9 @@ class StudyCallback(tune.Callback):
     # ---- progress -------------------------------------------------------------------------------
     def _label(self, tid: str) -> str:
         meta = self.book.meta[tid]
-        budget = f", budget {meta['budget']}" if meta["budget"] is not None else ""
-        grid = f", weights {meta['grid_point']}" if meta["grid_point"] else ""
-        return f"{meta['method']}{budget}, seed {meta['seed']}{grid}"
+        budget = f", budget {meta.budget}" if meta.budget is not None else ""
+        grid = f", weights {meta.grid_point}" if meta.grid_point else ""
+        return f"{meta.method}{budget}, seed {meta.seed}{grid}"
 
     def _say(self, message: str) -> None:
         self._open()
@@ -172,7 +171,7 @@ class StudyCallback(tune.Callback):
     def _note_best(self, tid: str, result: dict) -> None:
         """The method's best validation accuracy so far (selection on validation only, never on test)."""
         self._open()
-        self._live["progress"].note_val(self.book.meta[tid]["method"], result.get("best_val_acc"))
+        self._live["progress"].note_val(self.book.meta[tid].method, result.get(BEST_VAL_ACC))
 
     def _progress(self, trials: list, force: bool = False, ending: tuple[Any, str] | None = None) -> None:
         """Counts come from Tune's trial list (what runs now), not from the record book."""

@@ -15,7 +15,22 @@ from typing import Any
 
 import pandas as pd
 
-PLAN_FILE, STATES_FILE, ROWS_FILE = "plan.json", "trials.json", "records.jsonl"
+from orchestrator.schema import (  # noqa: F401  (PLAN_FILE, read_plan, write_plan: re-exported for callers)
+    BEST_STEP,
+    BEST_VAL_ACC,
+    PLAN_FILE,
+    STEP,
+    TEST_ACC,
+    TEST_AT_BEST_VAL,
+    VAL_ACC,
+    TrialMeta,
+    TrialStatus,
+    as_meta,
+    read_plan,
+    write_plan,
+)
+
+STATES_FILE, ROWS_FILE = "trials.json", "records.jsonl"
 ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed", "grid_point"]
 COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
 # Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
@@ -49,36 +64,6 @@ def main_task(config: dict[str, Any]) -> str:
     return f"{config.get('dataset', '')} classes".strip()
 
 
-def trial_meta(plan: Any) -> list[dict[str, Any]]:
-    """What each planned trial means, as plain values (saved as plan.json)."""
-    return [{
-        "trial_id": t.trial_id, "method": t.method, "weighting": t.weighting, "budget_key": t.budget_key,
-        "budget": t.budget, "seed": t.seed, "grid_point": list(t.grid_point) if t.grid_point else None,
-        "weighting_options": t.weighting_options, "config": t.config.to_dict(),
-        "sample": t.sample, "scheduler": t.scheduler, "search": t.search,
-    } for t in plan.trials]
-
-
-def write_plan(run_dir: str, plan: Any) -> None:
-    os.makedirs(run_dir, exist_ok=True)
-    study = plan.study
-    payload = {"study": study.name, "description": study.description, "setting": study.setting,
-               "dataset": study.dataset, "preset": study.preset, "seeds": list(study.seeds),
-               "aux_names": list(plan.aux_names),
-               "targets": list(study.report.targets), "margin": study.report.margin, "smoke": plan.smoke,
-               "trials": trial_meta(plan)}
-    _write_json(os.path.join(run_dir, PLAN_FILE), payload)
-
-
-def read_plan(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, PLAN_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir} is not a study's run folder (no {PLAN_FILE}); "
-                                "give the folder `arml run` printed, e.g. runs/quickstart")
-    with open(path) as f:
-        return json.load(f)
-
-
 def _write_json(path: str, payload: Any) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(payload, f, indent=1, default=str)
@@ -94,10 +79,10 @@ def _clean(value: Any) -> Any:
 class RecordBook:
     """Appends evaluation rows and keeps trial states for one run folder (driver process only)."""
 
-    def __init__(self, run_dir: str, plan_meta: list[dict[str, Any]]) -> None:
+    def __init__(self, run_dir: str, plan_meta: list[TrialMeta | dict[str, Any]]) -> None:
         self.run_dir = run_dir
-        self.meta = {m["trial_id"]: m for m in plan_meta}
-        self.states: dict[str, dict[str, Any]] = {tid: {"status": "pending"} for tid in self.meta}
+        self.meta = {m.trial_id: m for m in as_meta(plan_meta)}
+        self.states: dict[str, dict[str, Any]] = {tid: {"status": TrialStatus.PENDING} for tid in self.meta}
         old = os.path.join(run_dir, STATES_FILE)
         if os.path.exists(old):  # a resumed study keeps what it knew
             with open(old) as f:
@@ -106,19 +91,20 @@ class RecordBook:
 
     def row(self, trial_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
         meta = self.meta[trial_id]
-        out = {k: meta[k] for k in ID_COLUMNS}
-        out["grid_point"] = json.dumps(meta["grid_point"]) if meta["grid_point"] else None
-        out["main_task"] = main_task(meta["config"])
+        out = {k: getattr(meta, k) for k in ID_COLUMNS}
+        out["grid_point"] = json.dumps(meta.grid_point) if meta.grid_point else None
+        out["main_task"] = main_task(meta.config)
         out.update({k: _clean(v) for k, v in metrics.items()
                     if isinstance(v, (int, float, str, bool)) and k not in TUNE_NOISE and k not in out})
         out["recorded_at"] = time.time()   # unix seconds
         self._rows.write(json.dumps(out) + "\n")
         self._rows.flush()
         state = self.states[trial_id]
-        state.update(status="running", last_step=out.get("step"), **{k: out[k] for k in COST_COLUMNS if k in out})
+        state.update(status=TrialStatus.RUNNING, last_step=out.get(STEP),
+                     **{k: out[k] for k in COST_COLUMNS if k in out})
         return out
 
-    def set_state(self, trial_id: str, status: str, **extra: Any) -> None:
+    def set_state(self, trial_id: str, status: TrialStatus, **extra: Any) -> None:
         self.states[trial_id].update(status=status, **extra)
         _write_json(os.path.join(self.run_dir, STATES_FILE), self.states)
 
@@ -159,25 +145,24 @@ def trials_table(run_dir: str) -> pd.DataFrame:
     states = load_states(run_dir)
     rows = load_rows(run_dir)
     out = []
-    for meta in plan["trials"]:
-        tid = meta["trial_id"]
-        state = states.get(tid, {"status": "pending"})
-        row = {k: meta[k] for k in ID_COLUMNS}
-        point = meta["grid_point"] or state.get("weights")   # a search's weights: drawn when it started
+    for meta in plan.trials:
+        tid = meta.trial_id
+        state = states.get(tid, {"status": TrialStatus.PENDING})
+        row = {k: getattr(meta, k) for k in ID_COLUMNS}
+        point = meta.grid_point or state.get("weights")   # a search's weights: drawn when it started
         row["grid_point"] = json.dumps(point) if point else None
-        row["main_task"] = main_task(meta["config"])
-        row["search"] = (meta.get("search") or {}).get("sampler")      # None: the report tells searches by it
-        row["scheduler"] = (meta.get("scheduler") or {}).get("name")
-        row["status"] = state.get("status", "pending")
+        row["main_task"] = main_task(meta.config)
+        row["search"] = (meta.search or {}).get("sampler")      # None: the report tells searches by it
+        row["scheduler"] = (meta.scheduler or {}).get("name")
+        row["status"] = str(state.get("status", TrialStatus.PENDING))
         row["error"] = state.get("error", "")
         row["failures"] = state.get("failures", 0)
         mine = rows[rows["trial_id"] == tid] if len(rows) else rows
         if len(mine):
             last = mine.iloc[-1]
-            for key in ("step", "val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "best_step",
-                        *COST_COLUMNS, "node_id"):
+            for key in (STEP, VAL_ACC, TEST_ACC, BEST_VAL_ACC, TEST_AT_BEST_VAL, BEST_STEP, *COST_COLUMNS, "node_id"):
                 if key in last.index:
-                    row[f"final_{key}" if key in ("val_acc", "test_acc", "step") else key] = last[key]
+                    row[f"final_{key}" if key in (VAL_ACC, TEST_ACC, STEP) else key] = last[key]
         out.append(row)
     return pd.DataFrame(out)
 
@@ -189,8 +174,8 @@ def export_tables(run_dir: str) -> dict[str, str]:
     auxiliary task (`w/<task>`), and trials.csv leaves out columns that are empty for every trial (e.g.
     `error` when nothing failed), so that no column loads as all-NaN."""
     plan = read_plan(run_dir)
-    aux = list(plan.get("aux_names") or [])
-    tasks = {m["trial_id"]: main_task(m["config"]) for m in plan["trials"]}
+    aux = list(plan.aux_names)
+    tasks = {m.trial_id: main_task(m.config) for m in plan.trials}
     rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE | RAY_FIELDS if c != "trial_id"], errors="ignore")
     if len(rows) and "main_task" not in rows:
         rows.insert(rows.columns.get_loc("grid_point") + 1, "main_task", rows["trial_id"].map(tasks))

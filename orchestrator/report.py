@@ -28,6 +28,7 @@ from orchestrator.report_tables import (
     pct,
     relationships_markdown,
 )
+from orchestrator.schema import ACTIVE, ENDED, TrialStatus
 
 REPORT_DIR = "report"
 FLOAT_FORMAT = "%.6g"
@@ -105,13 +106,13 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
 
 def margin_of(data: RunData) -> float:
     """The study's non-inferiority margin in accuracy points ([report] margin, default 1.0)."""
-    return float(data.plan.get("margin", DEFAULT_MARGIN))
+    return float(data.plan.margin)
 
 
 def write_files(data: RunData, folder: str) -> None:
     from orchestrator.report_plots import cost_vs_accuracy_plot, data_requirement_plot, method_colors, weights_plot
 
-    study, key = data.plan.get("study", ""), data.budget_key
+    study, key = data.plan.study, data.budget_key
     colors = method_colors(data.methods)
     points = data_requirement(data)
     paired = comparisons(data, margin_of(data))
@@ -119,7 +120,7 @@ def write_files(data: RunData, folder: str) -> None:
     _text(comparisons_markdown(data, paired, margin_of(data)), folder, "comparisons.md")
     _csv(points, folder, "data_requirement.csv")
     data_requirement_plot(points, paired, os.path.join(folder, "data_requirement.png"), study, key,
-                          list(data.plan.get("targets", [])), colors, data.reference("uniform"))
+                          list(data.plan.targets), colors, data.reference("uniform"))
     _csv(labels_to_reach(data, points), folder, "labels_to_reach.csv")
     cost = compute_cost(data, points, paired)
     _csv(cost, folder, "compute_cost.csv")
@@ -134,8 +135,8 @@ def write_files(data: RunData, folder: str) -> None:
     _csv(trajectories, folder, "weights.csv")
     if not trajectories.empty:
         weights_plot(trajectories, os.path.join(folder, "weights.png"), study, key,
-                     list(data.plan.get("aux_names", [])))
-    if data.plan.get("setting") == "mlc":
+                     list(data.plan.aux_names))
+    if data.plan.setting == "mlc":
         _text(relationships_markdown(data), folder, "relationships.md")
     _text(results_markdown(data, points, folder), folder, "results.md")
 
@@ -177,11 +178,11 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
     plan = data.plan
     seeds = sorted(set(data.trials["seed"]))
     done = data.done
-    lines = [f"# {plan.get('study', '')}: results", "", plan.get("description", "") or "", "",
-             f"Setting {plan.get('setting')}, data set {plan.get('dataset')}, preset {plan.get('preset')}; "
-             f"{len(data.plan.get('aux_names', []))} auxiliary tasks ({', '.join(plan.get('aux_names', []))}); "
+    lines = [f"# {plan.study}: results", "", plan.description or "", "",
+             f"Setting {plan.setting}, data set {plan.dataset}, preset {plan.preset}; "
+             f"{len(plan.aux_names)} auxiliary tasks ({', '.join(plan.aux_names)}); "
              f"seeds {', '.join(map(str, seeds))}; {len(done)} of {len(data.trials)} trials finished.", ""]
-    if plan.get("smoke"):
+    if plan.smoke:
         lines += ["**Smoke run** (a few steps per trial): these numbers check the pipeline, not the science.", ""]
     margin = margin_of(data)
     budgets = data.budgets or [math.nan]
@@ -255,11 +256,11 @@ def paired_summary(data: RunData, margin: float) -> list[str]:
 def study_params(data: RunData) -> dict[str, str]:
     """What the study's MLflow parent run shows as params: preset, setting, methods, budgets, seeds."""
     plan = data.plan
-    return {"preset": plan.get("preset") or "", "setting": plan.get("setting") or "",
-            "dataset": plan.get("dataset") or "", "methods": ", ".join(data.methods),
+    return {"preset": plan.preset or "", "setting": plan.setting or "",
+            "dataset": plan.dataset or "", "methods": ", ".join(data.methods),
             "budget_key": data.budget_key, "budgets": ", ".join(f"{b:g}" for b in data.budgets),
             "seeds": ", ".join(str(s) for s in sorted(set(data.trials["seed"]))),
-            "aux_tasks": ", ".join(plan.get("aux_names", [])), "margin_points": f"{margin_of(data):g}",
+            "aux_tasks": ", ".join(plan.aux_names), "margin_points": f"{margin_of(data):g}",
             "trials": str(len(data.trials))}
 
 
@@ -280,7 +281,7 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
     when some never ran (an interrupted study is never FINISHED)."""
     from orchestrator.tracking import Tracker, redact
 
-    tracker = Tracker(uri, data.plan.get("study", ""), run_dir, data.plan["trials"])
+    tracker = Tracker(uri, data.plan.study, run_dir, data.plan.trials)
     LAST_MLFLOW_STATE["ok"] = tracker.enabled
     if not tracker.enabled:
         return False
@@ -292,25 +293,26 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
         for row in rows:
             by_trial.setdefault(row["trial_id"], []).append(row)
         for trial_id, status in states.items():
-            if trial_id not in by_trial and status not in ("failed",):
+            if trial_id not in by_trial and status != TrialStatus.FAILED:
                 continue
             tracker.child(trial_id)
             for row in by_trial.get(trial_id, []):
                 tracker.log(trial_id, row)
-            if status in ("finished", "stopped", "failed"):
+            if status in ENDED:
                 tracker.finish(trial_id, status)
         new = len(set(tracker.children) - had)
         if tracker.enabled:
             print(f"MLflow: {new} trial run(s) logged, {len(had)} were there already ({redact(uri)})")
     statuses = set(states.values())
-    if statuses & {"running", "retrying", "pending"}:   # the study is not over: log, keep it RUNNING
+    if statuses & ACTIVE:   # the study is not over: log, keep it RUNNING
         if final:
             tracker.close("interrupted", [folder, *extra_artifacts], params=study_params(data),
                           metrics=headline_metrics(data))
         else:
             tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
     else:
-        tracker.close("failed" if "failed" in statuses else "finished", [folder, *extra_artifacts],
+        tracker.close(TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED,
+                      [folder, *extra_artifacts],
                       params=study_params(data), metrics=headline_metrics(data))
     if tracker.enabled:
         print(f"MLflow: report logged on the study's run ({redact(uri)})")

@@ -137,7 +137,7 @@ def is_main_only(data: RunData, method: str) -> bool:
     """A fixed-weight method whose weights are all 0 (the main task alone)."""
     if data.weighting[method] != "fixed" or data.is_grid(method) or data.is_search(method):
         return False
-    options = next((m.get("weighting_options") or {} for m in data.plan["trials"] if m["method"] == method), {})
+    options = next((m.weighting_options or {} for m in data.plan.trials if m.method == method), {})
     weights = options.get("weights") or []
     return bool(weights) and all(float(w) == 0.0 for w in weights)
 
@@ -206,7 +206,7 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
     """comparisons.md: one table per budget, every method against every reference, with its verdict."""
     from orchestrator.report_tables import budget_text, md_table
 
-    study = data.plan.get("study", "")
+    study = data.plan.study
     lines = [f"# {study}: paired comparisons", "",
              "Each row compares a method with a reference over the seeds both finished: the per-seed difference in "
              "test accuracy (method minus reference; each method's trial chosen on validation only, a grid's point "

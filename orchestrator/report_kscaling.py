@@ -128,7 +128,7 @@ def search_rows(data: RunData, method: str, budget: float, column: str, referenc
 
 def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
     """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
-    k = len(data.plan.get("aux_names", []))
+    k = len(data.plan.aux_names)
     arml = data.reference("arml")
     device, column = _column(data)
     rows: list[dict] = []
@@ -165,7 +165,7 @@ def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None) ->
     rows, verdicts = [], []
     for run_dir in run_dirs:
         data = load_run(run_dir)
-        points = margin_points if margin_points is not None else float(data.plan.get("margin", 1.0))
+        points = margin_points if margin_points is not None else float(data.plan.margin)
         r, v = run_rows(data, points / 100.0)
         rows += r
         verdicts += v

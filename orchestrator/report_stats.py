@@ -15,9 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.records import load_rows, read_plan, trials_table
+from orchestrator.records import load_rows, trials_table
+from orchestrator.schema import DONE as SCHEMA_DONE
+from orchestrator.schema import PlanFile, TrialMeta, read_plan
 
-DONE = ("finished", "stopped")          # trials whose results count (stopped: ended early by a scheduler)
+DONE = tuple(sorted(SCHEMA_DONE))      # trials whose results count (stopped: ended early by a scheduler)
 # where a study without [budget] keeps its label budget: (setting, TrainConfig field), first non-zero wins
 BUDGET_FIELDS = {"ssl": ("label_budget",), "mlc": ("label_budget", "label_fraction"), "dg": ("per_class",)}
 
@@ -26,7 +28,7 @@ BUDGET_FIELDS = {"ssl": ("label_budget",), "mlc": ("label_budget", "label_fracti
 class RunData:
     """What a report is made of: the plan, one row per planned trial, every evaluation row."""
 
-    plan: dict[str, Any]
+    plan: PlanFile
     trials: pd.DataFrame    # trials_table + effective budget_key/budget, accuracy and cost columns
     rows: pd.DataFrame      # load_rows (one per trial per evaluation)
     methods: list[str]      # study order
@@ -93,11 +95,11 @@ def has_fixed_weights(weighting: str) -> bool:
         return False
 
 
-def _budget_of(meta: dict[str, Any]) -> tuple[str | None, Any]:
+def _budget_of(meta: TrialMeta) -> tuple[str | None, Any]:
     """The trial's label budget: its [budget] value, else the one its config trains with."""
-    if meta.get("budget") is not None:
-        return meta.get("budget_key"), meta["budget"]
-    config = meta.get("config") or {}
+    if meta.budget is not None:
+        return meta.budget_key, meta.budget
+    config = meta.config or {}
     for name in BUDGET_FIELDS.get(config.get("setting", ""), ()):
         if config.get(name):
             return name, config[name]
@@ -109,7 +111,7 @@ def load_run(run_dir: str) -> RunData:
     plan = read_plan(run_dir)
     trials = trials_table(run_dir)
     rows = load_rows(run_dir)
-    budgets = [_budget_of(meta) for meta in plan["trials"]]
+    budgets = [_budget_of(meta) for meta in plan.trials]
     trials["budget_key"] = [key for key, _ in budgets]
     trials["budget"] = pd.to_numeric(pd.Series([value for _, value in budgets], index=trials.index,
                                                dtype="object"), errors="coerce")
@@ -118,10 +120,10 @@ def load_run(run_dir: str) -> RunData:
         trials[column] = pd.to_numeric(trials[column], errors="coerce") if column in trials else math.nan
     methods: list[str] = []
     weighting: dict[str, str] = {}
-    for meta in plan["trials"]:
-        if meta["method"] not in weighting:
-            methods.append(meta["method"])
-            weighting[meta["method"]] = meta["weighting"]
+    for meta in plan.trials:
+        if meta.method not in weighting:
+            methods.append(meta.method)
+            weighting[meta.method] = meta.weighting
     return RunData(plan, trials, rows, methods, weighting)
 
 
@@ -204,7 +206,7 @@ def labels_needed(curve: list[tuple[float, float]], target: float) -> tuple[floa
 
 def final_weights(data: RunData, method: str, budget: float) -> pd.DataFrame:
     """Per auxiliary task: the weight at each finished trial's last evaluation, mean and CI over seeds."""
-    names = list(data.plan.get("aux_names", []))
+    names = list(data.plan.aux_names)
     done = _budget_rows(data.done[data.done["method"] == method], budget)
     rows = data.rows[data.rows["trial_id"].isin(done["trial_id"])] if len(data.rows) else data.rows
     last = rows.groupby("trial_id").tail(1) if len(rows) else rows
@@ -219,7 +221,7 @@ def final_weights(data: RunData, method: str, budget: float) -> pd.DataFrame:
 
 def weight_trajectories(data: RunData) -> pd.DataFrame:
     """Mean auxiliary weight per step over finished seeds, for every method whose weights move."""
-    names = list(data.plan.get("aux_names", []))
+    names = list(data.plan.aux_names)
     out = []
     done = data.done
     for method in data.methods:

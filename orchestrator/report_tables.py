@@ -15,6 +15,7 @@ from orchestrator.report_stats import (
     method_points,
     weights_text,
 )
+from orchestrator.schema import DONE
 
 BUDGET_WORDS = {"label_budget": "{:g} labels", "per_class": "{:g}/class", "label_fraction": "{:g}% labels"}
 
@@ -57,7 +58,7 @@ def labels_to_reach(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
     """Per target accuracy and method: labels needed (interpolated on the mean curve) and the ratio to uniform."""
     uniform = data.reference("uniform")
     out = []
-    for target in data.plan.get("targets", []):
+    for target in data.plan.targets:
         needed = {}
         for method in data.methods:
             mine = points[points["method"] == method]
@@ -101,7 +102,7 @@ def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | Non
             arml_s = device.get(arml, 0.0) if arml else 0.0
             out.append({
                 "budget": budget, "method": method, "kind": data.kind(method), "trials": len(mine),
-                "trials_done": int(mine["status"].isin(("finished", "stopped")).sum()),
+                "trials_done": int(mine["status"].isin(DONE).sum()),
                 "cpu_s": float(mine["cpu_s"].fillna(0).sum()), "gpu_s": float(mine["gpu_s"].fillna(0).sum()),
                 "wall_s": float(mine["wall_s"].fillna(0).sum()), "device": "GPU" if use_gpu else "CPU",
                 "device_s": device[method], "device_s_vs_arml": device[method] / arml_s if arml_s else math.nan,
@@ -125,7 +126,7 @@ def _to_best(data: RunData, method: str, mine: pd.DataFrame, point: pd.DataFrame
     chosen = str(point["selected_weights"].iloc[0]) if len(point) else ""
     total = 0.0
     for _, rows in mine.sort_values("order").groupby("seed"):
-        done = rows[rows["status"].isin(("finished", "stopped")) & rows["best_val_acc"].notna()]
+        done = rows[rows["status"].isin(DONE) & rows["best_val_acc"].notna()]
         if done.empty:
             total += float(rows[column].fillna(0).sum())
             continue
@@ -199,7 +200,7 @@ def _about(data: RunData, method: str) -> str:
 
 
 def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None = None) -> str:
-    study = data.plan.get("study", "")
+    study = data.plan.study
     unit = str(cost["device"].iloc[0]) if len(cost) else "CPU"
     rows = []
     for _, r in cost.iterrows():
@@ -234,13 +235,13 @@ def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None
 
 def relationships_markdown(data: RunData) -> str:
     """Paper Table 3: per ARML method and budget, the auxiliary tasks with the highest and lowest final weight."""
-    names = list(data.plan.get("aux_names", []))
-    config = (data.plan.get("trials") or [{}])[0].get("config", {})
+    names = list(data.plan.aux_names)
+    config = data.plan.trials[0].config if data.plan.trials else {}
     main = config.get("main_attribute") or "the main task"
     k = len(names)
     top_n = min(5, math.ceil(k / 2))
     bottom_n = min(5, k - top_n)
-    lines = [f"# {data.plan.get('study', '')}: auxiliary tasks most and least related to {main}", "",
+    lines = [f"# {data.plan.study}: auxiliary tasks most and least related to {main}", "",
              f"Final ARML weight of each of the {k} auxiliary tasks (the weight at each trial's last evaluation, "
              f"mean ± 95% CI over seeds; the weights sum to {k}, so 1 is the uniform weight).", ""]
     methods = [m for m in data.methods if data.weighting[m] == "arml"]

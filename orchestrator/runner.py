@@ -16,7 +16,8 @@ from typing import Any
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.progress import quiet_ray
-from orchestrator.records import PLAN_FILE, export_tables, read_plan, write_plan
+from orchestrator.records import export_tables
+from orchestrator.schema import ACTIVE, DONE, PLAN_FILE, TrialStatus, read_plan, write_plan
 from orchestrator.tracking import redact, resolve_uri
 from orchestrator.trainable import check_cluster_fits, trial_resources
 
@@ -165,7 +166,7 @@ def _started(run_dir: str) -> bool:
     """Whether any trial of this run folder ever started (a run killed in its first seconds has none)."""
     from orchestrator.records import load_states
 
-    return any(state.get("status") != "pending" for state in load_states(run_dir).values())
+    return any(state.get("status") != TrialStatus.PENDING for state in load_states(run_dir).values())
 
 
 def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> None:
@@ -183,7 +184,7 @@ def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> No
     if resume and "://" not in experiment:
         _check_trusted(experiment)
     if resume and os.path.exists(os.path.join(run_dir, PLAN_FILE)):
-        saved = {t["trial_id"] for t in read_plan(run_dir)["trials"]}
+        saved = {t.trial_id for t in read_plan(run_dir).trials}
         if saved != {t.trial_id for t in plan.trials}:
             raise UsageError(f"the study file changed since {run_dir} was started (different trials); "
                              "--resume needs the same study: run it into another --storage instead")
@@ -266,11 +267,11 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
 
     ids = set(wave["trials"])
     states = load_states(run_dir)
-    if resume and all(states.get(tid, {}).get("status") in ("finished", "stopped") for tid in ids):
+    if resume and all(states.get(tid, {}).get("status") in DONE for tid in ids):
         return
     experiment = f"{storage}/{wave['name']}"
     sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in ids))
-    callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir)["trials"])
+    callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir).trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
                                     _resources(sub))
     setup = _search_setup(sub)
@@ -307,7 +308,7 @@ def _not_run(run_dir: str, ids: list[str]) -> list[str]:
     from orchestrator.records import load_states
 
     states = load_states(run_dir)
-    return [tid for tid in ids if states.get(tid, {}).get("status", "pending") in ("pending", "running", "retrying")]
+    return [tid for tid in ids if states.get(tid, {}).get("status", TrialStatus.PENDING) in ACTIVE]
 
 
 def _load_waves(run_dir: str) -> list[dict[str, Any]]:
@@ -343,7 +344,7 @@ def _with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
         saved = read_plan(run_dir)
     except FileNotFoundError:
         return plan
-    extra = [s for s in saved.get("seeds", []) if s not in plan.study.seeds]
+    extra = [s for s in saved.seeds if s not in plan.study.seeds]
     return _with_seeds(plan, [*plan.study.seeds, *extra]) if extra else plan
 
 
@@ -416,8 +417,8 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
 
     paths = export_tables(run_dir)
     table = trials_table(run_dir)
-    failed = table[table["status"] == "failed"]
-    not_run = int(table["status"].isin(["pending", "running", "retrying"]).sum())
+    failed = table[table["status"] == TrialStatus.FAILED]
+    not_run = int(table["status"].isin(ACTIVE).sum())
     report_dir = _report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
     print(f"\n{'interrupted' if not_run else 'finished'} after {seconds:.0f} s: "
           f"{int((table['status'] == 'finished').sum())} finished, "

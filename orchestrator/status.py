@@ -11,9 +11,10 @@ import os
 from typing import Any
 
 from orchestrator.errors import UsageError
-from orchestrator.records import read_plan, trials_table
+from orchestrator.records import trials_table
+from orchestrator.schema import DONE, TrialStatus, read_plan
 
-STATES = ("finished", "stopped", "running", "retrying", "failed", "pending")
+STATES = tuple(TrialStatus)
 
 
 def _number(value: Any) -> float | None:
@@ -36,17 +37,17 @@ def status_data(run_dir: str) -> dict[str, Any]:
     methods = []
     for method, group in table.groupby("method", sort=False):
         best = group["best_val_acc"].map(_number).dropna() if "best_val_acc" in group else []
-        methods.append({"method": method, "done": int(group["status"].isin(["finished", "stopped"]).sum()),
+        methods.append({"method": method, "done": int(group["status"].isin(DONE).sum()),
                         "total": len(group), "best_val_acc": float(max(best)) if len(best) else None})
     running = [{"trial_id": row["trial_id"], "method": row["method"], "seed": int(row["seed"]),
                 "budget": _number(row["budget"]),
                 "step": None if _number(row.get("final_step")) is None else int(row["final_step"])}
-               for _, row in table[table["status"].isin(["running", "retrying"])].iterrows()]
+               for _, row in table[table["status"].isin([TrialStatus.RUNNING, TrialStatus.RETRYING])].iterrows()]
     failed = [{"trial_id": row["trial_id"], "method": row["method"], "seed": int(row["seed"]), "error": row["error"]}
-              for _, row in table[table["status"] == "failed"].iterrows()]
-    return {"study": plan["study"], "setting": plan["setting"], "dataset": plan["dataset"],
+              for _, row in table[table["status"] == TrialStatus.FAILED].iterrows()]
+    return {"study": plan.study, "setting": plan.setting, "dataset": plan.dataset,
             "run_dir": os.path.abspath(run_dir), "trials": len(table),
-            "counts": {s: int(counts.get(s, 0)) for s in STATES}, "methods": methods,
+            "counts": {str(s): int(counts.get(s, 0)) for s in STATES}, "methods": methods,
             "running": running, "failed": failed}
 
 

@@ -12,7 +12,10 @@ import subprocess
 import time
 from typing import Any
 
-FINISHED = {"finished": "FINISHED", "failed": "FAILED", "stopped": "KILLED", "interrupted": "KILLED"}
+from orchestrator.schema import TrialMeta, TrialStatus, as_meta
+
+FINISHED = {TrialStatus.FINISHED: "FINISHED", TrialStatus.FAILED: "FAILED", TrialStatus.STOPPED: "KILLED",
+            "interrupted": "KILLED"}   # our trial or study status -> MLflow's run status
 PARENT_FILE = "mlflow_run.json"      # the study's parent run id, so a moved or copied run folder finds it
 # MLflow's HTTP client retries for minutes by default; a study must not freeze on a dead server
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
@@ -50,16 +53,16 @@ def redact(text: str) -> str:
     return text.replace(secret, "***") if secret and len(secret) >= 3 else text
 
 
-def trial_run_name(meta: dict[str, Any]) -> str:
+def trial_run_name(meta: TrialMeta) -> str:
     """'arml 20 s1', 'grid 20 s0 w=[0,1,0]', 'tpe 20 s2 #5': unique within a study (method, budget, seed and
     grid point or search sample), readable in the MLflow UI."""
-    budget = "" if meta.get("budget") is None else f" {meta['budget']:g}" if isinstance(meta["budget"], float) \
-        else f" {meta['budget']}"
-    name = f"{meta['method']}{budget} s{meta['seed']}"
-    if meta.get("grid_point"):
-        name += " w=[" + ",".join(f"{float(w):g}" for w in meta["grid_point"]) + "]"
-    elif meta.get("sample") is not None:
-        name += f" #{meta['sample']}"
+    budget = "" if meta.budget is None else f" {meta.budget:g}" if isinstance(meta.budget, float) \
+        else f" {meta.budget}"
+    name = f"{meta.method}{budget} s{meta.seed}"
+    if meta.grid_point:
+        name += " w=[" + ",".join(f"{float(w):g}" for w in meta.grid_point) + "]"
+    elif meta.sample is not None:
+        name += f" #{meta.sample}"
     return name
 
 
@@ -96,13 +99,13 @@ def _local_store(uri: str) -> bool:
 class Tracker:
     """MLflow parent/child runs for one run folder; every call is safe to make when MLflow is down."""
 
-    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[dict[str, Any]],
+    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[TrialMeta | dict[str, Any]],
                  say=print) -> None:
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
         uri = take_credentials(uri)
         self.uri, self.study, self.run_dir, self.say = uri, study, os.path.abspath(run_dir), say
-        self.meta = {m["trial_id"]: m for m in plan_meta}
+        self.meta = {m.trial_id: m for m in as_meta(plan_meta)}
         self.enabled, self.error = True, ""
         self.children: dict[str, str] = {}
         self.logged_step: dict[str, float] = {}   # a resumed trial re-reports steps MLflow already has
@@ -192,15 +195,15 @@ class Tracker:
         from mlflow.entities import Param
 
         meta = self.meta[trial_id]
-        budget = "" if meta["budget"] is None else str(meta["budget"])
+        budget = "" if meta.budget is None else str(meta.budget)
         run = self.client.create_run(self.experiment_id, run_name=trial_run_name(meta),
                                      tags={"mlflow.parentRunId": self.parent, "arml_role": "trial",
-                                           "study": self.study, "trial_id": trial_id, "method": meta["method"],
-                                           "weighting": meta["weighting"], "budget": budget,
-                                           "seed": str(meta["seed"]), "git_revision": git_revision()})
-        params = {f"config.{k}": v for k, v in meta["config"].items()}
-        params.update(method=meta["method"], weighting=meta["weighting"], budget=budget, seed=meta["seed"],
-                      grid_point=meta["grid_point"] or "")
+                                           "study": self.study, "trial_id": trial_id, "method": meta.method,
+                                           "weighting": meta.weighting, "budget": budget,
+                                           "seed": str(meta.seed), "git_revision": git_revision()})
+        params = {f"config.{k}": v for k, v in meta.config.items()}
+        params.update(method=meta.method, weighting=meta.weighting, budget=budget, seed=meta.seed,
+                      grid_point=meta.grid_point or "")
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start:start + 100])
