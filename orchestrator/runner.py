@@ -240,7 +240,7 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
             before = {t.trial_id for t in plan.trials}
             plan = _with_seeds(plan, [*plan.study.seeds, *extra])
             write_plan(run_dir, plan)
-            wave = {"name": f"{plan.study.name}-wave{len(waves)}", "seeds": extra,
+            wave = {"name": f"wave{len(waves)}", "seeds": extra,
                     "trials": [t.trial_id for t in plan.trials if t.trial_id not in before]}
             waves.append(wave)
             _save_waves(run_dir, waves)
@@ -269,7 +269,9 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
     states = load_states(run_dir)
     if resume and all(states.get(tid, {}).get("status") in DONE for tid in ids):
         return
-    experiment = f"{storage}/{wave['name']}"
+    # the planned seeds' experiment is the run folder itself; an added wave's lives inside it (RUN_DIR/waveN)
+    home = storage if wave["name"] == plan.study.name else f"{storage}/{plan.study.name}"
+    experiment = f"{home}/{wave['name']}"
     sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in ids))
     callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir).trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
@@ -288,7 +290,7 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
             tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
                                         **_tune_search(sub)),
             run_config=tune.RunConfig(
-                name=wave["name"], storage_path=storage, callbacks=[callback], verbose=0,
+                name=wave["name"], storage_path=home, callbacks=[callback], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=r.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
         )
