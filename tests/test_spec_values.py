@@ -69,7 +69,7 @@ CASES: list[tuple[str, dict, list[str]]] = [
      ["[train] lr_milestones must be below steps (30)", "drop the late ones or raise steps"]),
     ("milestone_zero", changed("train.lr_milestones", [0]), ["[train] lr_milestones", "greater than or equal to 1"]),
     ("dg_variant", small("digits_dg", train={"dg_variant": "jiont"}),
-     ["[train] dg_variant must be one of joint, baseline", "did you mean joint?"]),
+     ["[train] dg_variant must be one of baseline, fada, joint", "did you mean joint?"]),
     ("device", changed("train.device", "gpu"), ["[train] device must be auto, cpu, mps, cuda or cuda:N"]),
     ("ema_decay", changed("train.ema_decay", 1.5), ["[train] ema_decay must be less than or equal to 1"]),
     ("image_size", changed("train.image_size", -8), ["[train] image_size must be greater than or equal to 0"]),

@@ -200,8 +200,8 @@ def resolve_config(preset: str = "", **overrides: Any) -> TrainConfig:
         from trainables.fada import fada_options  # (registers "fada")
 
         if config.dg_variant not in DG_VARIANTS:
-            raise ConfigError(f"config: dg_variant must be one of {', '.join(DG_VARIANTS.names())}, "
-                              f"got {config.dg_variant!r}")
+            raise ConfigError(f"config: dg_variant must be one of {', '.join(DG_VARIANTS.names())}"
+                              f"{_did_you_mean(config.dg_variant, DG_VARIANTS.names())}, got {config.dg_variant!r}")
         fada_options(config.fada_options, config.steps)
     return config
 
