@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the digits studies behind docs/results.md, then rebuilds it:
-#   bash docs/run_digits_studies.sh            (STORAGE=runs by default; add --resume after an interruption)
+#   bash docs/run_digits_studies.sh            (STORAGE=runs by default; run it again after an interruption:
+#                                              a study already started is resumed)
 # The twins add seeds until their paired comparisons are decided (at most MAX_SEEDS); the grid-vs-ARML and
 # search studies run their planned seeds. Each study's wall time is appended to $STORAGE/timings.txt.
 set -uo pipefail
@@ -15,7 +16,9 @@ mkdir -p "$STORAGE"
 run() {
     local study=$1; shift
     local start=$SECONDS
-    "$ARML" run "studies/$study.toml" --storage "$STORAGE" "$@"
+    local again=()
+    [ -f "$STORAGE/$study/plan.json" ] && again=(--resume)   # started before: finish it
+    "$ARML" run "studies/$study.toml" --storage "$STORAGE" "${again[@]}" "$@"
     local code=$?
     echo "$study $((SECONDS - start)) s (exit $code)" >> "$STORAGE/timings.txt"
 }
