@@ -272,12 +272,15 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
     # the planned seeds' experiment is the run folder itself; an added wave's lives inside it (RUN_DIR/waveN)
     home = storage if wave["name"] == plan.study.name else f"{storage}/{plan.study.name}"
     experiment = f"{home}/{wave['name']}"
+    restorable = resume and tune.Tuner.can_restore(experiment) and _started(run_dir)
+    if resume and not restorable:   # Tune's state is gone (or never held a trial): run what has not finished
+        ids = {tid for tid in ids if states.get(tid, {}).get("status") not in DONE}
     sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in ids))
     callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir).trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
                                     _resources(sub))
     setup = _search_setup(sub)
-    if resume and tune.Tuner.can_restore(experiment) and _started(run_dir):
+    if restorable:
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True,
                                    param_space=setup.get("param_space"))
     else:
