@@ -11,6 +11,9 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
 
 STUDY = """
 [study]

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
+
 ARML = [sys.executable, "-m", "orchestrator.cli"]
 STUDY = """
 [study]

@@ -67,6 +67,7 @@ def test_a_trial_imports_no_runner_pandas_or_mlflow() -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.integration
 def test_arml_run_refuses_what_the_local_ray_cannot_hold(tmp_path, capsys) -> None:
     """Through `arml run` and a real local Ray of 2 CPUs: exit 2 and one line before any trial starts."""
     ray = pytest.importorskip("ray")

@@ -10,6 +10,8 @@ import pytest
 
 from orchestrator.cli import main
 
+pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
+
 ray = pytest.importorskip("ray")
 
 

@@ -90,6 +90,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.integration
 def test_asha_stops_grid_points_early_and_tpe_samples_inside_the_space(local_ray, tmp_path):
     path = tmp_path / "search.toml"
     path.write_text(study("""

@@ -138,6 +138,7 @@ def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = F
     return trials
 
 
+@pytest.mark.integration
 def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path):
     trials = smoke_run(next(p for p in PAPER if p.name == FAST), data_root, tmp_path / "runs", small_images=True)
     assert len(trials) == 6 and set(trials["method"]) == {"uniform", "arml"}
@@ -147,6 +148,7 @@ def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
+@pytest.mark.integration
 def test_every_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path, path):
     """The CLI's --smoke at the studies' real image sizes; PACS studies other than FAST with small images
     (117 trials of ResNet-18 at 224 px would take hours on a CPU)."""
