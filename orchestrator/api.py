@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.studies import find_study, merged, nest
+from orchestrator.spec import merge
+from orchestrator.studies import find_study, nest
 
 STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
 
@@ -81,7 +82,7 @@ def _load(study: str | os.PathLike | dict, overrides: dict[str, Any]) -> Any:
 
     if not isinstance(study, dict):
         return load_study(find_study(study), overrides or None)
-    document = merged(study, overrides)
+    document = merge(study, overrides)
     name = str(document.get("study", {}).get("name", "study"))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{name}.toml"
@@ -96,15 +97,11 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
     """Runs a study and returns its tables. `study`: a study file, a shipped study's name ("quickstart") or
     a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
     seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
-    from orchestrator.plan import RunOptions, make_plan, with_data_root
-    from orchestrator.plan import smoke as shrink
+    from orchestrator.plan import RunOptions, build_plan
     from orchestrator.runner import run_study, storage_paths
 
-    plan = make_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large)
-    if data_root:
-        plan = with_data_root(plan, data_root)
-    if smoke:
-        plan = shrink(plan)
+    plan = build_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large,
+                      data_root=data_root, smoke_run=smoke)
     options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     code = run_study(plan, options)

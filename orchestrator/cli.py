@@ -172,17 +172,13 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
                 until_decided: bool, max_seeds: int | None, smoke: bool, data_root: str | None) -> int:
     """Plan a study's trials and run them on Ray (local or a cluster). STUDY.toml is a study file or the
     name of a shipped one (`arml list`)."""
-    from orchestrator.plan import RunOptions, make_plan, with_data_root
-    from orchestrator.plan import smoke as shrink
+    from orchestrator.plan import RunOptions, build_plan
     from orchestrator.spec import load_study
 
     if as_json and not dry_run:
         raise UsageError("--json goes with --dry-run (a run prints its progress as text)")
-    plan = make_plan(load_study(find_study(study), overrides_from(settings) or None), allow_large=allow_large)
-    if data_root:
-        plan = with_data_root(plan, data_root)
-    if smoke:
-        plan = shrink(plan)
+    plan = build_plan(load_study(find_study(study), overrides_from(settings) or None), allow_large=allow_large,
+                      data_root=data_root, smoke_run=smoke)
     options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     if dry_run:

@@ -178,6 +178,15 @@ def smoke(plan: Plan) -> Plan:
     return map_configs(plan, shrink, smoke=True)
 
 
+def build_plan(study: Study, *, allow_large: bool = False, data_root: str | None = None,
+               smoke_run: bool = False) -> Plan:
+    """A study's plan as `arml run` runs it: reading from `data_root` if given, shrunk by `smoke_run`."""
+    plan = make_plan(study, allow_large=allow_large)
+    if data_root:
+        plan = with_data_root(plan, data_root)
+    return smoke(plan) if smoke_run else plan
+
+
 def with_data_root(plan: Plan, data_root: str) -> Plan:
     """The plan reading data from `data_root` (ids unchanged: the data root is not in them)."""
     return map_configs(plan, lambda config: config.replace(data_root=data_root))

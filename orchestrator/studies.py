@@ -4,7 +4,6 @@ Imports nothing heavy (the CLI's completion uses it)."""
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,17 +78,6 @@ def overrides_from(settings: Iterable[str]) -> dict[str, Any]:
             raise UsageError(f"--set {setting!r}: write SECTION.KEY=VALUE, e.g. --set train.steps=100")
         flat[key.strip()] = parse_value(value.strip())
     return nest(flat)
-
-
-def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A new nested dict: `base` with `overrides` merged in, section by section (neither is changed)."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _shown(path: Path) -> str:
