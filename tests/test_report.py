@@ -140,3 +140,13 @@ def test_an_unreachable_tracking_server_costs_one_line_and_no_files(tmp_path, ca
     out = capsys.readouterr().out
     assert out.count("MLflow logging failed") == 1 and "--log-mlflow" in out
     assert {"results.md", "compute_cost.md", "data_requirement.png"} <= set(os.listdir(report))
+
+
+def test_log_mlflow_exits_non_zero_while_the_server_is_unreachable(tmp_path, monkeypatch, capsys):
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    folder = run_folder(tmp_path, "ssl_sweep")
+    code = main(["report", str(folder), "--log-mlflow", "--mlflow-uri", "http://bob:Hunter22@127.0.0.1:9"])
+    out = capsys.readouterr()
+    assert code == 1 and "MLflow logging failed" in out.out
+    assert "Hunter22" not in out.out + out.err                     # the password never reaches the terminal
