@@ -121,7 +121,9 @@ def twin(runs: str, study: str, note: str) -> list[str]:
         lines += verdict + [""]
     lines += paired(runs, study)
     if os.path.exists(os.path.join(report, "relationships.md")):
-        lines += [section(open(os.path.join(report, "relationships.md")).read(), "arml, 40 labels (3 seeds)"), ""]
+        text = open(os.path.join(report, "relationships.md")).read()
+        title = re.search(r"^## (arml, .*)$", text, flags=re.M)
+        lines += [section(text, title.group(1)) if title else "", ""]
     if budgets(runs, study) > 1 and os.path.exists(os.path.join(report, "labels_to_reach.csv")):
         reach = pd.read_csv(os.path.join(report, "labels_to_reach.csv"))
         if len(reach):
