@@ -15,7 +15,7 @@ from ray import tune
 
 from orchestrator.progress import Progress
 from orchestrator.records import RecordBook
-from orchestrator.schema import BEST_VAL_ACC, STEP, TrialMeta, TrialStatus, read_plan
+from orchestrator.schema import BEST_VAL_ACC, COST_COLUMNS, STEP, TrialMeta, TrialStatus, read_plan
 from orchestrator.tracking import Tracker
 from orchestrator.trainable import FATAL
 
@@ -143,7 +143,8 @@ class StudyCallback(tune.Callback):
         self._failed(trial, trial.config["trial_id"], _error_line(trial), trials)
 
     def _failed(self, trial: Any, tid: str, error: str, trials: list) -> None:
-        self.book.set_state(tid, TrialStatus.FAILED, failures=trial.num_failures, error=error)
+        cost = {k: trial.last_result[k] for k in COST_COLUMNS if isinstance(trial.last_result.get(k), (int, float))}
+        self.book.set_state(tid, TrialStatus.FAILED, failures=trial.num_failures, error=error, **cost)
         self.tracker.finish(tid, TrialStatus.FAILED)
         self._say(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
         self._progress(trials, force=True, ending=(trial, TrialStatus.FAILED))

@@ -157,6 +157,7 @@ def trials_table(run_dir: str) -> pd.DataFrame:
         row["status"] = str(state.get("status", TrialStatus.PENDING))
         row["error"] = state.get("error", "")
         row["failures"] = state.get("failures", 0)
+        row.update({k: state[k] for k in COST_COLUMNS if k in state})   # a trial that failed before reporting
         mine = rows[rows["trial_id"] == tid] if len(rows) else rows
         if len(mine):
             last = mine.iloc[-1]

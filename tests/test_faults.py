@@ -212,6 +212,7 @@ def test_deterministic_failures_are_not_retried(tmp_path, capsys):
     failed = trials[trials["method"] == "huge"]
     assert set(failed["status"]) == {"failed"} and (failed["failures"] == 0).all()
     assert failed["error"].str.contains("DivergenceError").all()
+    assert (failed["cpu_s"] > 0).all()                      # a failed trial's cost is counted too
     assert set(trials.loc[trials["method"] != "huge", "status"]) == {"finished"}
     assert "retrying" not in capsys.readouterr().out
 
