@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import re
@@ -110,11 +111,24 @@ def across(runs: str, first: str, second: str) -> list[str]:
     return rows
 
 
+def waves_of(runs: str, study: str) -> str:
+    """'; seeds 0-2 planned, 3-5 added' when --until-decided added seeds, else ''."""
+    path = os.path.join(runs, study, "waves.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        added = [seed for wave in json.load(f)[1:] for seed in wave.get("seeds", [])]
+    planned = sorted(set(run_data(runs, study).trials["seed"]) - set(added))
+    span = lambda seeds: f"{min(seeds)}-{max(seeds)}" if len(seeds) > 1 else str(seeds[0])  # noqa: E731
+    more = f", {span(added)} added while a comparison was not decided" if added else ""
+    return f"; seeds {span(planned)} planned{more}"
+
+
 def twin(runs: str, study: str, note: str) -> list[str]:
     report = os.path.join(runs, study, "report")
     results = open(os.path.join(report, "results.md")).read()
-    lines = [f"### {study}", "", f"`arml run studies/{study}.toml` ({seconds_of(runs, study)}).", "",
-             section(results, "Test accuracy (%)"), ""]
+    lines = [f"### {study}", "", f"`arml run studies/{study}.toml --until-decided --max-seeds 6` "
+             f"({seconds_of(runs, study)}{waves_of(runs, study)}).", "", section(results, "Test accuracy (%)"), ""]
     cost = open(os.path.join(report, "compute_cost.md")).read()
     verdict = [line for line in cost.splitlines() if line.startswith("Verdict")]
     if verdict and "no grid search" not in verdict[0]:

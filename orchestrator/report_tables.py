@@ -182,8 +182,8 @@ def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
     if bad:
         parts.append(f"worse at {', '.join(bad)}")
     if open_:
-        parts.append(f"not decided at {', '.join(open_)} (more seeds needed: see comparisons.md, or run with "
-                     "--until-decided)")
+        parts.append(f"not decided at {', '.join(open_)} (more seeds needed: see comparisons.md; "
+                     "`--until-decided` adds them)")
     head = "not decided" if not good and not bad else "mixed"
     return f"Verdict{_about(data, grid)}: {head}: {'; '.join(parts)}. The {name} costs {ratio}."
 
