@@ -146,6 +146,16 @@ def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path
     assert "arml,5,photo," in weights and "arml,5,sketch," in weights
 
 
+@pytest.mark.integration
+def test_the_digits_fada_twin_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path):
+    trials = smoke_run(next(p for p in DIGITS if p.stem == "digits_table4_dg_fada"), data_root, tmp_path / "runs")
+    assert set(trials["method"]) == {"fada", "fada_arml"}
+    report = tmp_path / "runs" / "digits_table4_dg_fada" / "report"
+    rows = [line for line in (report / "results.md").read_text().splitlines() if line.startswith("| fada")]
+    assert {row.split("|")[1].strip() for row in rows} == {"fada", "fada_arml"}
+    assert "fada_arml,5,original," in (report / "weights.csv").read_text()   # ARML reweights the sources
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
 @pytest.mark.integration
