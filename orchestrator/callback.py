@@ -20,14 +20,6 @@ from orchestrator.tracking import Tracker
 from orchestrator.trainable import FATAL
 
 
-def _data_parallel(trial: Any) -> bool:
-    """Whether a Tune trial drives several Ray Train workers (its actor holds only the driver's share)."""
-    try:
-        return float(trial.placement_group_factory.required_resources.get("CPU", 1.0)) < 0.5
-    except Exception:  # noqa: BLE001 - an unknown trial object: assume a plain one
-        return False
-
-
 def _error_line(trial: Any) -> str:
     """The last line naming an error in the trial's error file (written locally before storage sync)."""
     text = ""
@@ -130,9 +122,7 @@ class StudyCallback(tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.config["trial_id"]
         self.book.set_state(tid, TrialStatus.RETRYING, failures=trial.num_failures, error=_error_line(trial))
-        where = ("from the start (a data-parallel trial does not resume from its checkpoints yet)"
-                 if _data_parallel(trial) else "from its last checkpoint")
-        self._say(f"  trial {tid} ({self._label(tid)}) failed, retrying {where}: "
+        self._say(f"  trial {tid} ({self._label(tid)}) failed, retrying from its last checkpoint: "
                   f"{_error_line(trial)}")
 
     @_recording

@@ -207,28 +207,46 @@ def _run_data_parallel(trial: dict[str, Any]) -> None:
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: the same `fit`, torch.distributed already initialised by Ray Train."""
+    """One Ray Train worker: the same `fit`, torch.distributed already initialised by Ray Train. A retried trial
+    starts a TorchTrainer of the same name in the same storage, which hands every worker the last checkpoint
+    rank 0 reported: training continues from it, and so does the cost (cost.json in the checkpoint holds the
+    wall seconds and the CPU seconds summed over all workers so far)."""
     from ray import train
 
     trial = loop_config["trial"]
     resources = trial["resources"]
     _threads(resources["cpus_per_trial"] / resources["workers_per_trial"])
-    _warm_up()
+    startup = _warm_up()
     from trainables import fit
 
-    meter = CostMeter(resources["gpus_per_trial"])
-    where = _where()
     rank = train.get_context().get_world_rank()
+    checkpoint = train.get_checkpoint()
+    with tempfile.TemporaryDirectory() as restored:
+        resume_from = None
+        if checkpoint is not None:
+            checkpoint.to_directory(restored)
+            resume_from = restored
+        previous = _previous_cost(resume_from) or {"wall_s": 0.0, "cpu_s": 0.0}
+        start_step = _checkpoint_step(resume_from)
+        meter = CostMeter(resources["gpus_per_trial"])   # this worker since this attempt started
+        where = _where()
 
-    def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        cost = meter.now()
-        world = resources["workers_per_trial"]
-        out = {**metrics, **where, "wall_s": cost["wall_s"], "gpu_s": cost["gpu_s"],
-               "cpu_s": _sum_over_workers(cost["cpu_s"]), "workers": world, "rank": rank}
-        checkpoint = train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir and rank == 0 else None
-        train.report(out, checkpoint=checkpoint)
+        def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            now = meter.now()
+            cost = {"wall_s": previous["wall_s"] + now["wall_s"],
+                    "cpu_s": previous["cpu_s"] + _sum_over_workers(now["cpu_s"])}
+            out = {**metrics, **where, **cost, "gpu_s": cost["wall_s"] * resources["gpus_per_trial"],
+                   "workers": resources["workers_per_trial"], "rank": rank, "worker_pid": os.getpid(),
+                   "retry_from_step": start_step,
+                   "startup_cpu_s": startup}
+            if checkpoint_dir and rank == 0:
+                with open(os.path.join(checkpoint_dir, COST_FILE), "w") as f:
+                    json.dump(cost, f)
+                train.report(out, checkpoint=train.Checkpoint.from_directory(checkpoint_dir))
+            else:
+                train.report(out)
 
-    fit(trial["config"], report)
+        fit(trial["config"], report, resume_from=resume_from)
 
 
 def _sum_over_workers(value: float) -> float:

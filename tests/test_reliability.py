@@ -182,6 +182,40 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     assert mine["retry_from_step"].max() >= 50                   # continued from a checkpoint, not from 0
 
 
+@pytest.mark.slow
+def test_killed_data_parallel_worker_is_retried_from_its_checkpoint_and_keeps_its_cost(tmp_path):
+    path = tmp_path / "ddpkill.toml"
+    path.write_text(textwrap.dedent(STUDY.format(name="ddpkill", steps=600)).replace("seeds = [0, 1, 2]", "seeds = [0]")
+                    .replace("[methods.uniform]\n", "") + "[resources]\ncpus_per_trial = 2\nworkers_per_trial = 2\n")
+    run_dir = tmp_path / "runs" / "ddpkill"
+    driver = subprocess.Popen([*ARML, "run", str(path), "--storage", str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    victim, deadline = None, time.time() + 400
+    while victim is None and time.time() < deadline:   # rank 0 past its second checkpoint, not yet done
+        time.sleep(0.2)
+        try:
+            rows = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line]
+        except (OSError, ValueError):
+            continue
+        running = [r for r in rows if 100 <= r["step"] < 450]
+        if running:
+            victim = running[-1]
+    assert victim is not None, driver.communicate(timeout=60)[0] if driver.poll() is not None else "no records"
+    os.kill(int(victim["worker_pid"]), signal.SIGKILL)
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out
+    assert "retrying from its last checkpoint" in out
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert list(trials["status"]) == ["finished"] and trials["failures"].iloc[0] == 1
+    records = pd.read_parquet(run_dir / "records.parquet")
+    assert list(records["step"]) == list(range(50, 601, 50))    # every evaluation once, none repeated
+    assert records["retry_from_step"].max() >= 100               # the retry continued from a checkpoint
+    resumed = records[records["retry_from_step"] > 0].iloc[0]
+    before = records[records["step"] == resumed["retry_from_step"]].iloc[0]
+    assert resumed["cpu_s"] > before["cpu_s"] and resumed["wall_s"] > before["wall_s"]   # the cost went on
+    assert trials["cpu_s"].iloc[0] >= records["cpu_s"].max() - 1e-6
+
+
 SEARCH_STUDY = """
 [study]
 name = "{name}"
