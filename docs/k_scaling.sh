@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The K-scaling headline: ARML against every search over the auxiliary weights for K = 2, 4, 8, 16, 32
 # auxiliary tasks (studies/digits_k_scaling_k*.toml, about 7,000 one-CPU-second trials, 2 CPU-hours), then
-# k_scaling.csv/.md/.png and k_scaling_verdicts.csv in docs/k_scaling/.
+# k_scaling.csv/.md/.png and k_scaling_verdicts.csv, k_scaling_budgeted.csv in docs/results/k_scaling/.
 #   bash docs/k_scaling.sh                 # storage ./runs; extra arguments go to every `arml run`
 #   STORAGE=/shared/runs bash docs/k_scaling.sh --address HEAD:6379
 # After an interruption, run it again with --resume: finished trials are kept.
@@ -12,4 +12,4 @@ for k in 2 4 8 16 32; do
     arml run "studies/digits_k_scaling_k${k}.toml" --storage "$storage" "$@"
     runs+=("$storage/digits_k_scaling_k${k}")
 done
-python -m orchestrator.report_kscaling "${runs[@]}" --out docs/k_scaling
+python -m orchestrator.report_kscaling "${runs[@]}" --out docs/results/k_scaling

@@ -14,7 +14,9 @@ cost as "never". Selection is on validation only; each test accuracy is read onc
     python -m orchestrator.report_kscaling RUN_DIR... --out DIR
 
 writes `k_scaling.csv`/`.md` (one row per K and method), `k_scaling_verdicts.csv` (each method against ARML,
-a search at its 4-, 16- and 64-trial prefixes and at its end) and `k_scaling.png`.
+a search at its 4-, 16- and 64-trial prefixes and at its end), `k_scaling_budgeted.csv` (each ARML method
+against each search given `--multiple` times, 16 by default, that ARML method's device-seconds: the search's
+longest prefix that fits, per seed) and `k_scaling.png`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer sea
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
            "as_good_after", "device_s_to_as_good", "ratio_to_arml", "never", "total_device_s", "ratio_total",
            "seeds"]
+BUDGETED_COLUMNS = ["K", "budget", "method", "search", "multiple", "method_device_s", "trials",
+                    "search_device_s", "n_pairs", "mean_diff", "diff_low", "diff_high", "margin", "verdict"]
+MULTIPLE = 16.0              # the search's allowance, in units of one ARML run's device-seconds
 VERDICT_COLUMNS = ["K", "budget", "method", "kind", "trials", "n_pairs", "mean_diff", "diff_low", "diff_high",
                    "margin", "verdict"]
 
@@ -126,6 +131,35 @@ def search_rows(data: RunData, method: str, budget: float, column: str, referenc
     return row, verdicts
 
 
+def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE) -> list[dict]:
+    """Each ARML method (per-step and cheap) against each search given `multiple` times that method's mean
+    device-seconds per run: the search's longest prefix whose mean cost per seed fits, and the paired verdict of
+    the ARML method minus the search's validation-selected trial after that prefix. A search whose first trial
+    already costs more is left out (no prefix fits)."""
+    device, column = _column(data)
+    k = len(data.plan.aux_names)
+    armls = [m for m in data.methods if data.weighting.get(m) == "arml"]
+    rows: list[dict] = []
+    for budget in data.budgets or [math.nan]:
+        for method in armls:
+            done = _budget_rows(data.done[data.done["method"] == method], budget)
+            cost = float(done[column].fillna(0).mean()) if len(done) else math.nan
+            if math.isnan(cost) or cost <= 0:
+                continue
+            mine = per_seed(data, method, budget)
+            for search in data.searches():
+                curves = search_curves(data, search, budget, column)
+                n = max((len(c) for c in curves.values()), default=0)
+                fits = [i for i in range(1, n + 1) if at_prefix(curves, i)[1] <= multiple * cost]
+                if not fits:
+                    continue
+                tests, spent = at_prefix(curves, fits[-1])
+                rows.append({"K": k, "budget": budget, "method": method, "search": search, "multiple": multiple,
+                             "method_device_s": cost, "trials": fits[-1], "search_device_s": spent,
+                             "margin": margin, **paired(mine, tests, margin)})
+    return rows
+
+
 def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
     """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
     k = len(data.plan.aux_names)
@@ -159,22 +193,25 @@ def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
     return rows, verdicts
 
 
-def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(headline, verdicts) over the run folders, sorted by K; the margin (accuracy points) is each study's
-    `[report] margin` unless given."""
-    rows, verdicts = [], []
+def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None,
+                     multiple: float = MULTIPLE) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(headline, verdicts, budgeted) over the run folders, sorted by K; the margin (accuracy points) is each
+    study's `[report] margin` unless given."""
+    rows, verdicts, budgeted = [], [], []
     for run_dir in run_dirs:
         data = load_run(run_dir)
         points = margin_points if margin_points is not None else float(data.plan.margin)
         r, v = run_rows(data, points / 100.0)
         rows += r
         verdicts += v
+        budgeted += budgeted_rows(data, points / 100.0, multiple)
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["K", "budget"], kind="stable").reset_index(drop=True)
     verdict = pd.DataFrame(verdicts, columns=VERDICT_COLUMNS).sort_values(["K", "budget"], kind="stable")
-    return table, verdict.reset_index(drop=True)
+    extra = pd.DataFrame(budgeted, columns=BUDGETED_COLUMNS).sort_values(["K", "budget"], kind="stable")
+    return table, verdict.reset_index(drop=True), extra.reset_index(drop=True)
 
 
-def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame | None = None) -> str:
     """k_scaling.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
     from orchestrator.report_tables import md_table
 
@@ -209,6 +246,18 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
               "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
               f"**{r['verdict']}**"] for _, r in verdicts.iterrows()]
     lines += [md_table(["K", "method", "trials", "seeds", "mean diff", "95% t interval", "verdict"], vrows), ""]
+    if budgeted is not None and len(budgeted):
+        lines += [f"## Each ARML run against each search given {fmt(budgeted['multiple'].iloc[0], 'g')}x its "
+                  "device-seconds", "",
+                  "ARML method minus the search's validation-selected trial after the longest prefix of its trials "
+                  "that fits the allowance (mean cost per seed), per seed.", ""]
+        brows = [[str(int(r["K"])), r["method"], r["search"], str(int(r["trials"])),
+                  f"{fmt(r['search_device_s'])} s / {fmt(r['method_device_s'], '.2f')} s", str(int(r["n_pairs"])),
+                  fmt(100 * r["mean_diff"], "+.2f"),
+                  "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
+                  f"**{r['verdict']}**"] for _, r in budgeted.iterrows()]
+        lines += [md_table(["K", "ARML method", "search", "search trials", "search / ARML device-s", "seeds",
+                            "mean diff", "95% t interval", "verdict"], brows), ""]
     return "\n".join(lines)
 
 
@@ -256,16 +305,19 @@ def plot(table: pd.DataFrame, path: str) -> None:
     plt.close(fig)
 
 
-def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | None = None) -> dict[str, str]:
-    """Writes k_scaling.csv/.md/.png and k_scaling_verdicts.csv under out_dir; returns their paths."""
+def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | None = None,
+                     multiple: float = MULTIPLE) -> dict[str, str]:
+    """Writes k_scaling.csv/.md/.png, k_scaling_verdicts.csv and k_scaling_budgeted.csv under out_dir; returns
+    their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    table, verdicts = k_scaling_tables(run_dirs, margin_points)
+    table, verdicts, budgeted = k_scaling_tables(run_dirs, margin_points, multiple)
     paths = {name: os.path.join(out_dir, name) for name in
-             ("k_scaling.csv", "k_scaling_verdicts.csv", "k_scaling.md", "k_scaling.png")}
+             ("k_scaling.csv", "k_scaling_verdicts.csv", "k_scaling_budgeted.csv", "k_scaling.md", "k_scaling.png")}
     table.to_csv(paths["k_scaling.csv"], index=False)
     verdicts.to_csv(paths["k_scaling_verdicts.csv"], index=False)
+    budgeted.to_csv(paths["k_scaling_budgeted.csv"], index=False)
     with open(paths["k_scaling.md"], "w") as f:
-        f.write(markdown(table, verdicts))
+        f.write(markdown(table, verdicts, budgeted))
     plot(table, paths["k_scaling.png"])
     return paths
 
@@ -276,11 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for k_scaling.csv/.md/.png")
     parser.add_argument("--margin", type=float, default=None,
                         help="non-inferiority margin in accuracy points (default: each study's [report] margin)")
+    parser.add_argument("--multiple", type=float, default=MULTIPLE,
+                        help="each search's allowance against an ARML run, in ARML runs' device-seconds "
+                             f"(default {MULTIPLE:g})")
     args = parser.parse_args(argv)
+    if args.multiple <= 0:
+        parser.error(f"--multiple must be above 0, got {args.multiple:g}")
     for run_dir in args.run_dirs:
         if not os.path.exists(os.path.join(run_dir, "plan.json")):
             parser.error(f"{run_dir} has no plan.json: give the run folders `arml run` printed")
-    paths = k_scaling_report(args.run_dirs, args.out, args.margin)
+    paths = k_scaling_report(args.run_dirs, args.out, args.margin, args.multiple)
     print("\n".join(paths.values()))
     return 0
 

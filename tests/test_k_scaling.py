@@ -188,15 +188,39 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
     assert "after 3 trials" in text and "never" in text
     assert (out / "k_scaling.png").stat().st_size > 0
 
+    # each ARML run against each search given 16x its device-seconds (ARML: 2 s a run)
+    budgeted = pd.read_csv(out / "k_scaling_budgeted.csv")
+    mine = budgeted[budgeted["K"] == 2].set_index("search")
+    assert (mine["method"] == "arml").all() and (mine["multiple"] == 16).all()
+    assert mine.loc["tpe_box", "trials"] == 5 and mine.loc["tpe_box", "verdict"] == "as good"
+    assert mine.loc["grid", "trials"] == 3 and mine.loc["grid", "search_device_s"] == 6.0
+    assert mine.loc["random", "verdict"] == "better"
+    assert "given 16x its device-seconds" in text
+
+
+def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
+    from orchestrator.report_kscaling import main as report_main
+
+    run = hand_made(tmp_path / "k2", 2)
+    assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
+    mine = pd.read_csv(tmp_path / "out" / "k_scaling_budgeted.csv").set_index("search")
+    # 1x ARML's 2 s: two 1-s TPE trials (whose choice is 5 points below ARML), one 2-s grid point
+    assert mine.loc["tpe_box", "trials"] == 2 and mine.loc["grid", "trials"] == 1
+    assert mine.loc["tpe_box", "verdict"] == "better" and mine.loc["tpe_box", "mean_diff"] == pytest.approx(0.05)
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(run), "--out", str(tmp_path / "bad"), "--multiple", "0"])
+    assert stop.value.code == 2
+
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
     from orchestrator.report_kscaling import k_scaling_tables
 
     run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
                                           "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})
-    table, verdicts = k_scaling_tables([str(run)])
+    table, verdicts, budgeted = k_scaling_tables([str(run)])
     assert table.set_index("method").loc["tpe", "never"]
     assert set(verdicts["verdict"]) == {"not decided"}
+    assert set(budgeted["verdict"]) == {"not decided"} and len(budgeted) == 1
 
 
 # ---- a small K-scaling study end to end ---------------------------------------------------------------------
