@@ -13,6 +13,7 @@ import socket
 import time
 from typing import Any
 
+from orchestrator import reaper
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.progress import quiet_ray
@@ -66,6 +67,9 @@ def _use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+_WATCHER: dict[str, Any] = {}   # the reaper watching the local Ray this process started
+
+
 def _start_ray(address: str | None) -> bool:
     """Joins `address`, or starts a local Ray with this machine's CPUs and no dashboard. True if started."""
     import ray
@@ -85,10 +89,21 @@ def _start_ray(address: str | None) -> bool:
                              "cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
         print(f"Ray: joined the cluster at {address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
         return False
+    before = set(reaper.children(os.getpid())) if os.path.isdir("/proc") else set()
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
+    if os.path.isdir("/proc"):   # if this process dies, its watcher ends this Ray at once
+        _WATCHER["process"] = reaper.start([p for p in reaper.children(os.getpid()) if p not in before])
     print(f"Ray: started a local Ray with {os.cpu_count() or 1} CPUs (pass --address to use a cluster)")
     return True
+
+
+def _stop_ray() -> None:
+    """Shuts down the local Ray this process started, then lets its watcher go."""
+    import ray
+
+    ray.shutdown()
+    reaper.release(_WATCHER.pop("process", None))
 
 
 def _trial_table(plan: Plan, storage: str) -> dict[str, dict[str, Any]]:
@@ -217,12 +232,12 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
     uri = resolve_uri(options.mlflow_uri, run_dir)
     quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
     started_ray = _start_ray(options.address)
-    check_cluster_fits(dataclasses.asdict(plan.study.resources), stop_ray=started_ray, study=str(plan.study.path))
-    write_plan(run_dir, plan)
-    _keep_study_file(plan, run_dir)
-    print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
     start = time.time()
     try:
+        check_cluster_fits(dataclasses.asdict(plan.study.resources), study=str(plan.study.path))
+        write_plan(run_dir, plan)
+        _keep_study_file(plan, run_dir)
+        print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
         from orchestrator.callback import CURRENT, MLFLOW
 
         MLFLOW["uri"] = uri
@@ -251,9 +266,7 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
                 break
     finally:
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            _stop_ray()
     return _finish(plan, run_dir, uri, time.time() - start)
 
 

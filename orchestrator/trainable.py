@@ -48,22 +48,14 @@ def worker_resources(resources: dict[str, Any]) -> dict[str, float]:
 
 
 def check_cluster_fits(resources: dict[str, Any], nodes: list[dict[str, float]] | None = None,
-                       stop_ray: bool = False, study: str = "") -> None:
+                       study: str = "") -> None:
     """UsageError naming the `study` file and `[resources]` when the Ray cluster could never run one trial
-    (Tune would leave it pending forever); `stop_ray`: shut down the Ray this process started before raising.
-    `nodes`: each alive node's resources, default from `ray.nodes()`."""
+    (Tune would leave it pending forever); `nodes`: each alive node's resources, default from `ray.nodes()`."""
     if nodes is None:
         import ray
 
         nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    try:
-        _check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
-    except Exception:
-        if stop_ray:
-            import ray
-
-            ray.shutdown()
-        raise
+    _check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
 
 
 def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]], where: str) -> None:
