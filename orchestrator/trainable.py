@@ -8,11 +8,13 @@ and where it ran; checkpoints carry the cost too, so a retried trial keeps count
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 COST_FILE = "cost.json"
@@ -132,12 +134,7 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     startup = _warm_up()
     from trainables import fit
 
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory() as restored:
-        resume_from = None
-        if checkpoint is not None:
-            checkpoint.to_directory(restored)
-            resume_from = restored
+    with _restored(tune.get_checkpoint()) as resume_from:
         meter = CostMeter(resources["gpus_per_trial"], _previous_cost(resume_from))
         where = _where()
 
@@ -157,6 +154,17 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
         except DETERMINISTIC as error:   # would fail the same way again: end the trial now, never retried
             tune.report({FATAL: f"{type(error).__name__}: {error}", "step": trial_start_step, **meter.now(),
                          "val_acc": float("nan")})
+
+
+@contextlib.contextmanager
+def _restored(checkpoint: Any) -> Iterator[str | None]:
+    """The folder a Tune or Train checkpoint was unpacked into (None without one), removed afterwards."""
+    if checkpoint is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint.to_directory(folder)
+        yield folder
 
 
 def _warm_up() -> float:
@@ -212,12 +220,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     from trainables import fit
 
     rank = train.get_context().get_world_rank()
-    checkpoint = train.get_checkpoint()
-    with tempfile.TemporaryDirectory() as restored:
-        resume_from = None
-        if checkpoint is not None:
-            checkpoint.to_directory(restored)
-            resume_from = restored
+    with _restored(train.get_checkpoint()) as resume_from:
         previous = _previous_cost(resume_from) or {"wall_s": 0.0, "cpu_s": 0.0}
         start_step = _checkpoint_step(resume_from)
         meter = CostMeter(resources["gpus_per_trial"])   # this worker since this attempt started
