@@ -35,7 +35,7 @@ from orchestrator.report_stats import DONE, RunData, _budget_rows, chosen_grid_p
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
            "as_good_after", "device_s_to_as_good", "ratio_to_arml", "never", "total_device_s", "ratio_total",
-           "seeds"]
+           "seeds", "test_acc"]
 BUDGETED_COLUMNS = ["K", "budget", "method", "search", "multiple", "method_device_s", "trials",
                     "search_device_s", "n_pairs", "mean_diff", "diff_low", "diff_high", "margin", "verdict"]
 MULTIPLE = 16.0              # the search's allowance, in units of one ARML run's device-seconds
@@ -118,13 +118,13 @@ def search_rows(data: RunData, method: str, budget: float, column: str, referenc
         if paired(tests, reference, margin)["verdict"] in (BETTER, AS_GOOD):
             found, found_cost = float(i), spent
             break
-    total = at_prefix(curves, n)[1] if n else math.nan
+    final, total = at_prefix(curves, n) if n else (pd.Series(dtype="float64"), math.nan)
     arml_cost = base["arml_device_s"]
     row = {**base, "method": method, "kind": data.kind(method), "trials_per_seed": n,
            "device_s_per_trial": total / n if n else math.nan, "as_good_after": found,
            "device_s_to_as_good": found_cost, "ratio_to_arml": _ratio(found_cost, arml_cost),
            "never": math.isnan(found), "total_device_s": total, "ratio_total": _ratio(total, arml_cost),
-           "seeds": len(curves)}
+           "seeds": len(curves), "test_acc": float(final.mean()) if len(final) else math.nan}
     verdicts = [{"K": base["K"], "budget": budget, "method": method, "kind": data.kind(method), "trials": i,
                  "margin": margin, **paired(at_prefix(curves, i)[0], reference, margin)}
                 for i in sorted({p for p in PREFIXES if p < n} | ({n} if n else set()))]
@@ -186,7 +186,8 @@ def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
             rows.append({**base, "method": method, "kind": data.kind(method), "trials_per_seed": 1,
                          "device_s_per_trial": cost, "as_good_after": math.nan, "device_s_to_as_good": math.nan,
                          "ratio_to_arml": math.nan, "never": False, "total_device_s": cost,
-                         "ratio_total": _ratio(cost, arml_cost), "seeds": int(done["seed"].nunique())})
+                         "ratio_total": _ratio(cost, arml_cost), "seeds": int(done["seed"].nunique()),
+                         "test_acc": float(per_seed(data, method, budget).mean())})
             if method != arml:
                 verdicts.append({"K": k, "budget": budget, "method": method, "kind": data.kind(method), "trials": 1,
                                  "margin": margin, **paired(per_seed(data, method, budget), reference, margin)})
@@ -232,12 +233,15 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame
         elif r["never"]:
             reach = f"never (total {fmt(r['total_device_s'])} s, {fmt(r['ratio_total'], '.1f')}x)"
         else:
-            reach = f"after {int(r['as_good_after'])} trials: {fmt(r['device_s_to_as_good'])} s, " \
+            after = int(r["as_good_after"])
+            reach = f"after {after} trial{'s' if after > 1 else ''}: {fmt(r['device_s_to_as_good'])} s, " \
                     f"{fmt(r['ratio_to_arml'], '.1f')}x ARML"
         rows.append([str(int(r["K"])), r["method"], r["kind"], str(int(r["trials_per_seed"])),
+                     fmt(100 * r["test_acc"], ".2f"),
                      fmt(r["device_s_per_trial"], ".2f"), fmt(r["arml_device_s"], ".2f"), reach])
-    lines += [md_table(["K", "method", "kind", "trials/seed", f"{table['device'].iloc[0] if len(table) else ''}"
-                        "-s/trial", "ARML s", "as good as ARML"], rows), "",
+    unit = f"{table['device'].iloc[0] if len(table) else ''}-s/trial"
+    lines += [md_table(["K", "method", "kind", "trials/seed", "test acc % (end)", unit, "ARML s", "as good as ARML"],
+                       rows), "",
               "## Paired verdicts against ARML", "",
               "Method minus ARML in test accuracy points, per seed; a search at its 4-, 16- and 64-trial prefix "
               "and at its end.", ""]

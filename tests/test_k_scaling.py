@@ -178,6 +178,8 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
     grid = rows.loc["grid"]
     assert grid["as_good_after"] == 2 and grid["device_s_to_as_good"] == 4.0 and grid["kind"] == "grid"
     assert rows.loc["uniform", "ratio_total"] == 0.5
+    assert rows.loc["arml", "test_acc"] == pytest.approx(sum(ARML) / 5)           # test accuracy, once per seed
+    assert rows.loc["tpe_box", "test_acc"] == pytest.approx(sum(ARML) / 5 + 0.0012)   # its validation choice
 
     verdicts = pd.read_csv(out / "k_scaling_verdicts.csv")
     mine = verdicts[verdicts["K"] == 2].set_index(["method", "trials"])["verdict"]
