@@ -36,6 +36,7 @@ ACROSS = [("digits_table4_dg_fada", "digits_table4_dg"), ("digits_table4_dg_fada
 SEARCH = "digits_search_vs_arml"
 GRID_VS_ARML = ["digits_ssl_grid_vs_arml", "digits_mlc_grid_vs_arml", "digits_dg_grid_vs_arml"]
 FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
+KSCALING = [f"digits_k_scaling_k{k}" for k in (2, 4, 8, 16, 32)]
 
 
 def notes() -> dict[str, str]:
@@ -80,6 +81,13 @@ def figures(runs: str, study: str) -> list[str]:
 def seconds_of(runs: str, study: str) -> str:
     trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
     return f"{len(trials)} trials, {trials['cpu_s'].sum():.0f} CPU-seconds in all"
+
+
+def span_s(runs: str, study: str) -> float:
+    """Wall seconds from the first trial's start to the last record (Ray's start-up and the report excluded)."""
+    with open(os.path.join(runs, study, "records.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return max(r["recorded_at"] for r in rows) - min(r["recorded_at"] - r["time_total_s"] for r in rows)
 
 
 def paired(runs: str, study: str) -> list[str]:
@@ -227,6 +235,41 @@ def variants_vs_arml(data, trials) -> list[str]:
             md_table(["budget", "variant", "vs arml (paired)", "cost vs uniform"], rows), ""]
 
 
+def k_scaling(runs: str, studies: list[str], note: str) -> list[str]:
+    """The K-scaling section: the report of orchestrator.report_kscaling over the K-scaling run folders (written
+    to results/k_scaling/), its headline and budgeted tables and a condensed view of its verdicts."""
+    from orchestrator.report_kscaling import MULTIPLE, k_scaling_report
+
+    out = os.path.join(HERE, "results", "k_scaling")
+    paths = k_scaling_report([os.path.join(runs, s) for s in studies], out)
+    report = open(paths["k_scaling.md"]).read()
+    headline = report.split("## Paired verdicts against ARML")[0].split("\n", 2)[2].strip()
+    budgeted = section(report, report.split("\n## ")[-1].splitlines()[0]) if "given" in report else ""
+    verdicts = pd.read_csv(paths["k_scaling_verdicts.csv"])
+    rows = []
+    for (k, method), group in verdicts.groupby(["K", "method"], sort=False):
+        cells = [(f"{int(r['trials'])}: " if len(group) > 1 else "") + f"{r['verdict']} ({100 * r['mean_diff']:+.1f})"
+                 for _, r in group.iterrows()]
+        rows.append([str(int(k)), method, "; ".join(cells)])
+    trials = [pd.read_csv(os.path.join(runs, s, "trials.csv")) for s in studies]
+    spans = [span_s(runs, s) for s in studies]
+    timing = ", ".join(f"K = {s.rsplit('_k', 1)[1]}: {t / 60:.0f} min" for s, t in zip(studies, spans))
+    return ["## As the number of auxiliary tasks grows", "",
+            f"`bash docs/k_scaling.sh` ({', '.join(f'`studies/{s}.toml`' for s in studies)}: "
+            f"{sum(len(t) for t in trials)} trials, {sum(t['cpu_s'].sum() for t in trials):.0f} CPU-seconds of "
+            f"training; {sum(spans) / 60:.0f} minutes of trials on 2 CPUs ({timing}); the report: "
+            "`python -m orchestrator.report_kscaling runs/digits_k_scaling_k{2,4,8,16,32} --out DIR`).", "",
+            note, "", headline, "", "![k_scaling](results/k_scaling/k_scaling.png)", "",
+            "Each method against per-step ARML (paired over seeds, margin 1 point; mean difference in points in "
+            "brackets; a search after its first 4, 16 and 64 trials per seed, in the order it ran them, each time "
+            "the trial chosen on validation):", "",
+            md_table(["K", "method", "verdict (trials: verdict)"], rows), "",
+            *([f"**Each ARML run against each search given {MULTIPLE:g}x its own CPU-seconds.**", "", budgeted, ""]
+              if budgeted else []),
+            "Every number with its interval: [results/k_scaling/k_scaling.md](results/k_scaling/k_scaling.md), "
+            "`k_scaling.csv`, `k_scaling_verdicts.csv`, `k_scaling_budgeted.csv` next to it.", ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="the storage folder the studies ran into (default runs)")
@@ -243,6 +286,9 @@ def main() -> int:
                 md_table(["budget", "method", "versus", "verdict (mean diff, 95% CI, seeds)"], rows), ""]
     if os.path.exists(os.path.join(args.runs, SEARCH, "report")):
         out += search(args.runs, text.get(SEARCH, ""))
+    ks = [s for s in KSCALING if os.path.exists(os.path.join(args.runs, s, "trials.csv"))]
+    if ks:
+        out += k_scaling(args.runs, ks, text.get("k_scaling", ""))
     out += ["## When one ARML run matches grid search", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
         if os.path.exists(os.path.join(args.runs, study, "report")):
