@@ -1,10 +1,11 @@
 """Ends the local Ray a driver started when the driver dies without shutting it down (kill -9, the OOM killer):
-left alone, Ray's server, raylet and worker processes linger about a minute and hold the CPUs and memory.
+left alone, the processes its raylet started (agents, workers) linger about a minute, holding CPUs and memory.
 
-`start(pids)` launches this file as a small watcher process that blocks reading a pipe from the driver. A driver
-that ends normally calls `release(watcher)` after `ray.shutdown()` and the watcher exits; if the pipe closes
-without that word, the driver is gone, and the watcher sends SIGTERM (then SIGKILL after 3 s) to the given
-processes and all their descendants, each checked against its start time so a reused PID is never hit.
+`start(pids)` launches this file as a small watcher process that waits on a pipe from the driver and notes,
+twice a second, every process below the given ones. A driver that ends normally calls `release(watcher)` after
+`ray.shutdown()` and the watcher exits; if the pipe closes without that word, the driver is gone, and the
+watcher freezes every process it noted that is still alive (each checked against its start time, so a reused
+PID is never hit) and all below them, then kills them.
 Linux only (it reads /proc); elsewhere `start` returns None and Ray's own timeouts apply. Standalone on purpose:
 the watcher imports nothing from this package.
 """
@@ -12,12 +13,13 @@ the watcher imports nothing from this package.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 
 DONE = "done"
+POLL_S = 0.5          # how often the watcher notes the processes below the ones it watches
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -79,34 +81,53 @@ def release(watcher: subprocess.Popen | None) -> None:
         watcher.kill()
 
 
-def reap(roots: dict[int, int], grace: float = 3.0) -> list[int]:
-    """SIGTERM, then SIGKILL after `grace` seconds, to the roots still alive with their recorded start times and
-    to all their descendants; returns the pids signalled."""
+def reap(roots: dict[int, int], rounds: int = 50) -> list[int]:
+    """Freezes (SIGSTOP) the roots still alive with their recorded start times and every process below them,
+    again until no new one appears (a frozen process cannot start another: a raylet would otherwise restart an
+    agent that died before it), then kills them all (SIGKILL); returns the pids killed."""
     live = [pid for pid, started in roots.items() if (stat := _stat(pid)) is not None and stat[1] == started]
-    victims = descendants(live)
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.time() + grace
-    while time.time() < deadline and any(_stat(pid) is not None for pid in victims):
-        time.sleep(0.1)
-    for pid in victims:
-        if _stat(pid) is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    return victims
+    frozen: list[int] = []
+    for _ in range(rounds):
+        new = [pid for pid in descendants(live + frozen) if pid not in frozen]
+        if not new:
+            break
+        for pid in new:
+            _signal(pid, signal.SIGSTOP)
+        frozen += new
+    for pid in frozen:
+        _signal(pid, signal.SIGKILL)
+    return frozen
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:   # gone already
+        pass
 
 
 def main(argv: list[str]) -> int:
-    roots = {int(pid): int(started) for pid, started in (arg.split(":") for arg in argv)}
+    """Waits for the driver's word; meanwhile notes, every POLL_S seconds, every process below the roots (Ray
+    makes its server and raylet die with the driver, but their children, the agents and workers, are then
+    orphans that no tree walk finds), and on end of file without the word reaps all it has noted."""
+    known = {int(pid): int(started) for pid, started in (arg.split(":") for arg in argv)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C in the driver's terminal is the driver's to handle
-    line = sys.stdin.readline()                    # blocks until the driver says DONE or dies (end of file)
-    if line.strip() != DONE:
-        reap(roots)
+    text = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], POLL_S)
+        if ready:
+            chunk = os.read(0, 64)
+            if not chunk:                          # end of file: the driver is gone
+                break
+            text += chunk
+            if DONE.encode() in text:
+                return 0
+            continue
+        alive = [pid for pid, started in known.items() if (stat := _stat(pid)) is not None and stat[1] == started]
+        for pid in descendants(alive):
+            if pid not in known and (stat := _stat(pid)) is not None:
+                known[pid] = stat[1]
+    reap(known)
     return 0
 
 
