@@ -67,6 +67,7 @@ def _use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+CHECKPOINTS_KEPT = 4            # per trial
 _WATCHER: dict[str, Any] = {}   # the reaper watching the local Ray this process started
 
 
@@ -308,7 +309,9 @@ def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resu
             run_config=tune.RunConfig(
                 name=wave["name"], storage_path=home, callbacks=[callback], verbose=0,
                 failure_config=tune.FailureConfig(max_failures=r.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+                # Tune deletes older checkpoints as new ones arrive but snapshots its state less often under load:
+                # a driver killed then can resume a trial from a deleted checkpoint; keeping 4 leaves more slack
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
         )
     from orchestrator.callback import FAULTS
 
