@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The K-scaling headline: ARML against every search over the auxiliary weights for K = 2, 4, 8, 16, 32
-# auxiliary tasks (studies/digits_k_scaling_k*.toml, about 7,000 one-CPU-second trials, 2 CPU-hours), then
+# auxiliary tasks (studies/digits_k_scaling_k*.toml: 6,925 trials, 110 minutes on a 2-CPU machine), then
 # k_scaling.csv/.md/.png and k_scaling_verdicts.csv, k_scaling_budgeted.csv in docs/results/k_scaling/.
 #   bash docs/k_scaling.sh                 # storage ./runs; extra arguments go to every `arml run`
 #   STORAGE=/shared/runs bash docs/k_scaling.sh --address HEAD:6379
