@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_nets import F64, MLP
 from torch import nn
 
 import arml
 from arml.gradients import flatten
 from arml.projection import shift_then_clamp
-
-F64 = torch.float64
-
-
-class MLP(nn.Module):
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.backbone = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.Tanh()).to(F64)
-        self.heads = nn.ModuleList(nn.Linear(6, 1) for _ in range(k + 1)).to(F64)
-        self.x = torch.randn(24, 5, dtype=F64)
-        self.y = torch.randn(k + 1, 24, dtype=F64)
-
-    def losses(self) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.backbone(self.x)
-        out = [((h(f).squeeze(1) - y) ** 2).mean() for h, y in zip(self.heads, self.y)]
-        return out[0], torch.stack(out[1:])
-
-    def shared(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
 
 
 def step(w: arml.Weighting, net: MLP, losses=None) -> None:
