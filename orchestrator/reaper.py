@@ -36,7 +36,9 @@ def _stat(pid: int) -> tuple[int, int] | None:
 
 
 def children(pid: int) -> list[int]:
-    """The live child processes of `pid`."""
+    """The live child processes of `pid` (none where there is no /proc)."""
+    if not os.path.isdir("/proc"):
+        return []
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():

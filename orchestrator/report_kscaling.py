@@ -113,10 +113,22 @@ def paired(method: pd.Series, arml: pd.Series, margin: float) -> dict[str, Any]:
             "verdict": decide(len(diffs), low, high, margin)}
 
 
+Curves = dict[int, list[tuple[float, float]]]
+
+
+def _curves(data: RunData, method: str, budget: float, column: str, cache: dict[tuple, Curves]) -> Curves:
+    """search_curves, computed once per run folder, search and budget (the headline and the budgeted
+    comparisons read the same curves)."""
+    key = (method, budget, column)
+    if key not in cache:
+        cache[key] = search_curves(data, method, budget, column)
+    return cache[key]
+
+
 def search_rows(data: RunData, method: str, budget: float, column: str, reference: pd.Series, base: dict,
-                margin: float) -> tuple[dict, list[dict]]:
+                margin: float, cache: dict[tuple, Curves]) -> tuple[dict, list[dict]]:
     """A search's headline row (the first prefix as good as ARML, its cost) and its verdicts at the prefixes."""
-    curves = search_curves(data, method, budget, column)
+    curves = _curves(data, method, budget, column, cache)
     n = max((len(c) for c in curves.values()), default=0)
     found, found_cost = math.nan, math.nan
     for i in range(1, n + 1):
@@ -137,7 +149,8 @@ def search_rows(data: RunData, method: str, budget: float, column: str, referenc
     return row, verdicts
 
 
-def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE) -> list[dict]:
+def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
+                  cache: dict[tuple, Curves] | None = None) -> list[dict]:
     """Each ARML method (per-step and cheap) against each search given `multiple` times that method's mean
     device-seconds per run: the search's longest prefix whose mean cost per seed fits, and the paired verdict of
     the ARML method minus the search's validation-selected trial after that prefix. A search whose first trial
@@ -154,7 +167,7 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE) -> l
                 continue
             mine = per_seed(data, method, budget)
             for search in data.searches():
-                curves = search_curves(data, search, budget, column)
+                curves = _curves(data, search, budget, column, {} if cache is None else cache)
                 n = max((len(c) for c in curves.values()), default=0)
                 fits = [i for i in range(1, n + 1) if at_prefix(curves, i)[1] <= multiple * cost]
                 if not fits:
@@ -166,7 +179,8 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE) -> l
     return rows
 
 
-def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
+def run_rows(data: RunData, margin: float, cache: dict[tuple, Curves] | None = None
+             ) -> tuple[list[dict], list[dict]]:
     """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
     k = len(data.plan.aux_names)
     arml = data.reference("arml")
@@ -183,7 +197,8 @@ def run_rows(data: RunData, margin: float) -> tuple[list[dict], list[dict]]:
         base = {"K": k, "budget": budget, "device": device, "arml_device_s": arml_cost}
         for method in data.methods:
             if method in searches:
-                row, more = search_rows(data, method, budget, column, reference, base, margin)
+                row, more = search_rows(data, method, budget, column, reference, base, margin,
+                                        {} if cache is None else cache)
                 rows.append(row)
                 verdicts += more
                 continue
@@ -208,10 +223,11 @@ def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None,
     for run_dir in run_dirs:
         data = load_run(run_dir)
         points = margin_points if margin_points is not None else float(data.plan.margin)
-        r, v = run_rows(data, points / 100.0)
+        cache: dict[tuple, Curves] = {}
+        r, v = run_rows(data, points / 100.0, cache)
         rows += r
         verdicts += v
-        budgeted += budgeted_rows(data, points / 100.0, multiple)
+        budgeted += budgeted_rows(data, points / 100.0, multiple, cache)
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["K", "budget"], kind="stable").reset_index(drop=True)
     verdict = pd.DataFrame(verdicts, columns=VERDICT_COLUMNS).sort_values(["K", "budget"], kind="stable")
     extra = pd.DataFrame(budgeted, columns=BUDGETED_COLUMNS).sort_values(["K", "budget"], kind="stable")

@@ -90,11 +90,11 @@ def _start_ray(address: str | None) -> bool:
                              "cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
         print(f"Ray: joined the cluster at {address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
         return False
-    before = set(reaper.children(os.getpid())) if os.path.isdir("/proc") else set()
+    before = set(reaper.children(os.getpid()))
     ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
-    if os.path.isdir("/proc"):   # if this process dies, its watcher ends this Ray at once
-        _WATCHER["process"] = reaper.start([p for p in reaper.children(os.getpid()) if p not in before])
+    # if this process dies, its watcher ends this Ray at once (None without /proc)
+    _WATCHER["process"] = reaper.start([p for p in reaper.children(os.getpid()) if p not in before])
     print(f"Ray: started a local Ray with {os.cpu_count() or 1} CPUs (pass --address to use a cluster)")
     return True
 
