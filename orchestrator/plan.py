@@ -17,6 +17,10 @@ from trainables.config import TrainConfig
 
 # TrainConfig fields that say where or how fast a trial runs, not what it computes: left out of ids.
 NOT_IN_ID = ("data_root", "device", "num_workers")
+# TrainConfig fields added after run folders already existed: left out of ids while at their default, so every
+# trial planned before they existed keeps its id (finished trials are found again on --resume, published tables
+# stay reproducible from the same ids).
+ADDED_LATER = ("diagnostics",)
 DEFAULT_STORAGE = "runs"
 HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
 
@@ -96,7 +100,9 @@ def count_trials(study: Study) -> int:
 def trial_id(config: TrainConfig, method: str, sample: int | None = None) -> str:
     """First 12 hex digits of sha256 over the canonical JSON of the config (minus NOT_IN_ID), the label and,
     for a search, the sample number."""
-    meaning = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_ID}
+    defaults = TrainConfig()
+    meaning = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_ID
+               and not (k in ADDED_LATER and v == getattr(defaults, k, None))}
     what: dict[str, Any] = {"config": meaning, "method": method}
     if sample is not None:
         what["sample"] = sample

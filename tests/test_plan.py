@@ -140,3 +140,12 @@ def test_quickstart() -> None:
     plan = make_plan(load_study(QUICKSTART))
     assert plan.counts_by_method() == {"uniform": 4, "arml": 4, "grid": 32} and len(plan) == 40
     assert plan.aux_names == ("is_0", "is_6", "random_0") and plan.study.setting == "mlc"
+
+
+def test_ids_of_shipped_studies_never_change():
+    """Finished trials are found again by id (--resume, published tables): a new TrainConfig field must not
+    change the ids of trials planned before it existed (plan.ADDED_LATER)."""
+    from orchestrator.spec import load_study
+
+    quick = plan_module.make_plan(load_study("studies/quickstart.toml"))
+    assert [t.trial_id for t in quick.trials[:3]] == ["e08ececc7a3a", "0395e2182e49", "ae15968c0c12"]
