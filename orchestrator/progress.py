@@ -3,8 +3,10 @@
 `Progress` counts trials from Tune's own trial list (each trial's `.status`), not from a snapshot of the
 record book, so "running" is what runs now. It estimates the time left from this session's completion
 rate and shows, per method, the best validation accuracy so far: selection is on validation only, no
-test number chosen across trials ever reaches the line. On a terminal the line updates in place; in a
-log (stdout not a TTY) it is a timestamped line at most every `every_s` seconds and at each completion.
+test number chosen across trials ever reaches the line. On a terminal the line updates in place and fits
+the terminal's width (shorter words first, then without the rate and time left, the accuracies last); in
+a log (stdout not a TTY) it is a timestamped line every `every_s` seconds, changed or not, and at each
+completion. Until Ray starts a first trial the line says it is waiting for Ray to schedule trials.
 
 `quiet_ray(run_dir)` sends Ray's and Tune's own output (TensorBoard hint, token-authentication warning,
 Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the terminal.
@@ -12,6 +14,7 @@ Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the ter
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -62,18 +65,28 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+LOG_WIDTH = 120   # a log line is never cut; up to this width it uses the long wording
+
+
+def _acc(value: float) -> str:
+    """'.915' (3 decimals, no leading zero), '1.000'."""
+    text = f"{value:.3f}"
+    return text[1:] if text.startswith("0.") else text
+
+
 class Progress:
     """The progress line of one study run (driver side); every method is safe to call often."""
 
     def __init__(self, total: int, stream: TextIO | None = None, every_s: float = 30.0,
-                 tty: bool | None = None, clock=time.time) -> None:
-        self.total, self.every_s, self.clock = total, every_s, clock
+                 tty: bool | None = None, clock=time.time, width: int | None = None) -> None:
+        self.total, self.every_s, self.clock, self.width = total, every_s, clock, width
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.start = clock()
         self.best_val: dict[str, float] = {}
         self.counts = {"finished": 0, "running": 0, "pending": total, "failed": 0}
         self._done_at_start: int | None = None   # trials already finished when this session started (resume)
+        self._started = False                    # whether a trial ran or ended in this session
         self._last_print = 0.0
         self._last_line = ""
         self._open_line = False
@@ -92,6 +105,7 @@ class Progress:
         self.counts = counts
         if self._done_at_start is None:
             self._done_at_start = counts["finished"] + counts["failed"]
+        self._started |= counts["running"] > 0 or counts["finished"] + counts["failed"] > self._done_at_start
         return counts
 
     def note_val(self, method: str, best_val_acc: Any) -> None:
@@ -104,21 +118,45 @@ class Progress:
             self.best_val[method] = max(self.best_val.get(method, float("-inf")), value)
 
     # ---- output ---------------------------------------------------------------------------------
-    def line(self) -> str:
+    def line(self, width: int | None = None) -> str:
+        """The progress line; with `width`, the longest wording that fits: counts, time left and each method's
+        best validation accuracy, with fewer words first, then without the rate and time, then cut."""
+        texts = self._wordings()
+        if width is None:
+            return texts[0]
+        return next((text for text in texts if len(text) <= width), texts[-1][:width - 1].rstrip() + "…")
+
+    def _wordings(self) -> list[str]:
         c = self.counts
+        counts = (f"{c['finished']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
+                  f"{c['failed']} failed")
+        short = f"{c['finished']}/{self.total} done {c['running']} run {c['pending']} pend {c['failed']} fail"
         ended = c["finished"] + c["failed"]
-        text = (f"{c['finished']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
-                f"{c['failed']} failed")
         elapsed = self.clock() - self.start
         new = ended - (self._done_at_start or 0)
-        if 0 < new and ended < self.total and elapsed > 0:
+        waiting = False
+        if ended >= self.total:
+            timing = middle = brief = ""
+        elif waiting := not self._started and c["running"] == 0:
+            timing = middle = f"waiting for Ray to schedule trials ({_duration(elapsed)})"
+            brief = f"waiting for Ray ({_duration(elapsed)})"
+        elif new > 0 and elapsed > 0:
             rate = new / elapsed
-            text += f" | {rate * 60:.1f} trials/min, ~{_duration((self.total - ended) / rate)} left"
-        elif ended < self.total:
-            text += f" | {_duration(elapsed)} elapsed"
+            left = _duration((self.total - ended) / rate)
+            timing, middle, brief = f"{rate * 60:.1f} trials/min, ~{left} left", f"~{left} left", f"~{left}"
+        else:
+            timing = middle = brief = f"{_duration(elapsed)} elapsed"
+        accs, short_accs = "", ""
         if self.best_val:
-            text += " | best val acc: " + "  ".join(f"{m} {v:.3f}" for m, v in sorted(self.best_val.items()))
-        return text
+            ranked = sorted(self.best_val.items())
+            accs = "best val acc: " + "  ".join(f"{m} {v:.3f}" for m, v in ranked)
+            short_accs = "val " + " ".join(f"{m} {_acc(v)}" for m, v in ranked)
+
+        def join(*parts: str) -> str:
+            return " | ".join(part for part in parts if part)
+
+        return [join(counts, timing, accs), join(counts, middle, short_accs), join(short, middle, short_accs),
+                join(short, brief, short_accs), join(short, brief if waiting else "", short_accs)]
 
     def update(self, trials: Iterable[Any] | None = None, force: bool = False,
                ending: tuple[Any, str] | None = None) -> None:
@@ -127,19 +165,25 @@ class Progress:
         if trials is not None:
             self.count(trials, ending)
         now = self.clock()
-        text = self.line()
         if self.tty:
             if force or now - self._last_print >= 0.5:
                 self._last_print = now
-                self.stream.write("\r\033[K" + text[: self._width()])
+                self.stream.write("\r\033[K" + self.line(self._width()))
                 self.stream.flush()
                 self._open_line = True
             return
-        if now - self._last_print < (2.0 if force else self.every_s) or text == self._last_line:
+        # in a log: every `every_s` seconds even when nothing changed (the log shows the study is alive)
+        if now - self._last_print < (2.0 if force else self.every_s):
             return
+        text = self._log_line()
         self._last_print, self._last_line = now, text
         self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
         self.stream.flush()
+
+    def _log_line(self) -> str:
+        """A log line is never cut: the longest wording up to LOG_WIDTH, else the shorter words in full."""
+        texts = self._wordings()
+        return next((text for text in texts if len(text) <= LOG_WIDTH), texts[2])
 
     def say(self, message: str) -> None:
         """A message on its own line (a failed trial), without breaking the in-place line."""
@@ -151,11 +195,11 @@ class Progress:
         """The final line, printed once whatever the throttling, then a newline on a terminal."""
         if trials is not None:
             self.count(trials)
-        text = self.line()
         if self.tty:
+            text = self.line(self._width())
             self.stream.write("\r\033[K" + text + "\n")
             self._open_line = False
-        elif text != self._last_line:
+        elif (text := self._log_line()) != self._last_line:
             self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
         self._last_line = text
         self.stream.flush()
@@ -165,9 +209,14 @@ class Progress:
             self.stream.write("\n")
             self._open_line = False
 
-    @staticmethod
-    def _width() -> int:
+    def _width(self) -> int:
+        """The terminal's columns less one (a full line would wrap on some terminals)."""
+        if self.width:
+            return self.width
         try:
-            return max(40, os.get_terminal_size().columns - 1)
-        except OSError:
-            return 200
+            return max(40, os.get_terminal_size(self.stream.fileno()).columns - 1)
+        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+            try:
+                return max(40, os.get_terminal_size().columns - 1)
+            except OSError:
+                return 200

@@ -16,7 +16,7 @@ import os
 import pandas as pd
 
 from orchestrator.errors import UsageError
-from orchestrator.report_compare import comparisons, comparisons_markdown, decided_winner
+from orchestrator.report_compare import comparisons, comparisons_markdown, decided_winner, points_text, seeds_text
 from orchestrator.report_stats import RunData, load_run, not_done, search_progress, weight_trajectories
 from orchestrator.report_tables import (
     budget_text,
@@ -191,9 +191,9 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
               "accuracy; a grid search shows the grid point with the best mean validation accuracy over seeds at "
               "that budget (weights in brackets, one per auxiliary task); a TPE search, per seed, the trial with "
               "the best validation accuracy. Test accuracy is never used to choose. Cells: mean ± half-width of "
-              f"the 95% Student-t interval over {len(seeds)} seed(s), in %. A cell is bold only when its method is "
+              f"the 95% Student-t interval over {seeds_text(len(seeds))}, in %. A cell is bold only when its method is "
               "*better* than every other method at that budget in the paired comparison over seeds (see "
-              f"comparisons.md, margin {margin:g} points); "
+              f"comparisons.md, margin {points_text(margin)}); "
               + ("here: " + ", ".join(f"{budget_text(data.budget_key, b)}: {w}" for b, w in winners.items() if w)
                  if any(winners.values()) else "here no budget has a decided winner, so nothing is bold") + ".", ""]
     planned = data.trials.groupby(["method", "budget"], dropna=False).apply(
@@ -245,7 +245,7 @@ def paired_summary(data: RunData, margin: float) -> list[str]:
     frame = frame[frame["method"].isin(armls)]
     lines = ["## Paired comparisons", "",
              f"Per-seed differences in test accuracy (method minus reference, in points), 95% paired t interval, "
-             f"margin {margin:g} points; all comparisons in comparisons.md.", ""]
+             f"margin {points_text(margin)}; all comparisons in comparisons.md.", ""]
     if frame.empty:
         return lines + ["No ARML method with a reference to compare against (or fewer than one common seed).", ""]
     rows = [[r["method"], f"vs {r['versus']}", budget_text(data.budget_key, r["budget"]), verdict_text(r)]

@@ -176,6 +176,27 @@ def decided_winner(data: RunData, budget: float, margin_points: float) -> str | 
     return best if wins else None
 
 
+def points_text(value: float) -> str:
+    """'1 point', '0.5 points', '2 points': an amount of accuracy points in words."""
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
+def seeds_text(n: int) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def unordered(frame: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Each pair of methods once per budget: where both are references (A vs B and B vs A), the row whose
+    reference comes first in the study (grid vs uniform, not uniform vs grid)."""
+    order = {m: i for i, m in enumerate(methods)}
+    seen = set(zip(frame["budget"].astype(str), frame["method"], frame["versus"]))
+    keep = [not ((str(r["budget"]), r["versus"], r["method"]) in seen
+                 and order.get(r["method"], 0) < order.get(r["versus"], 0))
+            for _, r in frame.iterrows()]
+    return frame[keep]
+
+
 def undecided(frame: pd.DataFrame) -> pd.DataFrame:
     """The comparisons still "not decided"."""
     return frame[frame["verdict"] == NOT_DECIDED]
@@ -203,7 +224,8 @@ def verdict_text(row: Any) -> str:
 
 
 def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: float) -> str:
-    """comparisons.md: one table per budget, every method against every reference, with its verdict."""
+    """comparisons.md: one table per budget, every method against every reference (each pair once), with its
+    verdict; only decided verdicts are bold."""
     from orchestrator.report_tables import budget_text, md_table
 
     study = data.plan.study
@@ -211,15 +233,16 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
              "Each row compares a method with a reference over the seeds both finished: the per-seed difference in "
              "test accuracy (method minus reference; each method's trial chosen on validation only, a grid's point "
              "on mean validation accuracy, a search's trial per seed), its mean and 95% paired Student-t interval "
-             "in accuracy points (and a percentile bootstrap interval from 6 seeds on). Verdicts, with margin "
-             f"{margin_points:g} points: **better** the interval lies above 0; **as good** it lies above "
+             "in accuracy points (and a percentile bootstrap interval from 6 seeds on). Verdicts, with a margin of "
+             f"{points_text(margin_points)}: **better** the interval lies above 0; **as good** it lies above "
              f"-{margin_points:g}; **worse** it lies below 0 and reaches below -{margin_points:g}; otherwise "
-             f"**not decided** (always with fewer than {MIN_PAIRS} seeds), with the seeds likely needed at the "
-             "observed spread. `arml run FILE --until-decided` adds seeds until every comparison is decided.", ""]
+             f"not decided (always with fewer than {MIN_PAIRS} seeds, and never bold), with the seeds likely needed "
+             "at the observed spread. Two reference methods are compared once (the later one in the study minus "
+             "the earlier one). `arml run FILE --until-decided` adds seeds until every comparison is decided.", ""]
     if frame.empty:
         return "\n".join(lines + ["No comparison: the study has no reference method (a grid, a search, Uniform or "
                                   "main-only) with finished trials beside another method.", ""])
-    for budget, group in frame.groupby("budget", sort=True, dropna=False):
+    for budget, group in unordered(frame, data.methods).groupby("budget", sort=True, dropna=False):
         rows = []
         for _, r in group.iterrows():
             boot = "" if math.isnan(r["boot_low"]) else f"{100 * r['boot_low']:+.2f} to {100 * r['boot_high']:+.2f}"
@@ -231,7 +254,7 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
             if r["verdict"] != NOT_DECIDED and not math.isnan(r["decided_at"]):
                 need_text = f"decided at {int(r['decided_at'])}"
             rows.append([r["method"], r["versus"], str(int(r["n_pairs"])), f"{100 * r['mean_diff']:+.2f}", interval,
-                         boot, f"**{r['verdict']}**", need_text])
+                         boot, r["verdict"] if r["verdict"] == NOT_DECIDED else f"**{r['verdict']}**", need_text])
         lines += [f"## {budget_text(data.budget_key, budget)}", "",
                   md_table(["method", "versus", "seeds", "mean diff", "95% t interval", "bootstrap 95%", "verdict",
                             "seeds: decided at / to decide"], rows), ""]

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from orchestrator.report_compare import points_text, seeds_text
 from orchestrator.report_tables import budget_text
 
 AXIS = {"label_budget": "labeled training images", "per_class": "labeled target images per class",
@@ -38,6 +39,28 @@ def _clipped_band(ax, x, low, high, color) -> bool:
     return clipped
 
 
+def _clipped_bars(ax, x, mean, low, high, color, marker: str, label: str | None = None) -> bool:
+    """Points with 95% error bars clipped to [0, 100] % (fractions in); returns True if a bar was clipped."""
+    import numpy as np
+
+    mean, low, high = (np.asarray(v, dtype="float64") for v in (mean, low, high))
+    clipped = bool(((low < 0) | (high > 1)).any())
+    err = [100 * np.nan_to_num(mean - low.clip(0, 1)), 100 * np.nan_to_num(high.clip(0, 1) - mean)]
+    ax.errorbar(x, 100 * mean, yerr=err, fmt=marker, color=color, capsize=4, markersize=7, label=label, alpha=0.9)
+    return clipped
+
+
+def _fit_y(ax, values, low: float = 0.0, high: float = 100.0) -> None:
+    """The y axis fitted to `values` (the points and interval ends drawn) with a little padding, kept in
+    [low, high]; left alone without finite values."""
+    finite = [float(v) for v in values if v == v and abs(float(v)) != float("inf")]
+    if not finite:
+        return
+    bottom, top = min(finite), max(finite)
+    pad = max(0.08 * (top - bottom), 1.0)
+    ax.set_ylim(max(low, bottom - pad), min(high, top + pad))
+
+
 def _caption(fig, text: str) -> None:
     """The figure's caption (selection rule, seeds) under the axes; constrained layout makes room for it."""
     import textwrap
@@ -49,73 +72,126 @@ def _caption(fig, text: str) -> None:
 def data_requirement_plot(points: pd.DataFrame, paired: pd.DataFrame, path: str, study: str, budget_key: str,
                           targets: list[float], colors: dict[str, str], uniform: str | None) -> None:
     """Left: test accuracy (%) vs label budget, one line per method, 95% CI band over seeds (clipped to
-    [0, 100], clipping marked). Right: each method minus Uniform, paired over seeds, with its 95% interval."""
+    [0, 100], clipping marked). Right: each method minus Uniform, paired over seeds, with its 95% interval.
+    With a single label budget (or none) both panels show one x position per method, with error bars."""
     diffs = paired[paired["versus"] == uniform] if uniform and len(paired) else paired.iloc[0:0]
     fig = _figure(12 if len(diffs) else 7, 5.0)
     axes = fig.subplots(1, 2 if len(diffs) else 1, squeeze=False)[0]
     ax = axes[0]
-    clipped = False
+    budgets = sorted(points["budget"].dropna().unique())
+    single = len(budgets) <= 1
     if points.empty:
         _empty(ax, "no finished trials yet")
+    if single:
+        clipped = _accuracy_by_method(ax, points, colors, targets)
+        where = budget_text(budget_key, budgets[0]) if budgets else "all labels"
+        ax.set_title(f"{study}: accuracy at {where} (mean, 95% CI over seeds)", fontsize=10)
+    else:
+        clipped = _accuracy_by_budget(ax, points, colors)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{study}: accuracy vs labels (mean, 95% CI over seeds)", fontsize=10)
+    for target in targets:
+        ax.axhline(100 * target, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"target {100 * target:g}%", (0.99, 100 * target), xycoords=("axes fraction", "data"),
+                    fontsize=8, color="grey", va="bottom", ha="right", annotation_clip=True)
+    for a in axes:
+        if not single:
+            if budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
+                a.set_xscale("log")
+            a.set_xticks(budgets, [f"{b:g}" for b in budgets])
+            a.minorticks_off()
+            a.set_xlabel(AXIS.get(budget_key, "label budget"))
+        elif budgets:
+            a.set_xlabel(f"method (at {budget_text(budget_key, budgets[0])})")
+        else:
+            a.set_xlabel("method")
+        a.grid(alpha=0.3)
+    if clipped:
+        ax.annotate("some 95% intervals clipped at 0 or 100%", (0.01, 0.01), xycoords="axes fraction", fontsize=7,
+                    color="dimgrey")
+    ax.set_ylabel("test accuracy at best validation (%)")
+    if not points.empty and not single:   # with one budget the methods are named under the axis
+        ax.legend(fontsize=8)
+    if len(diffs):
+        _difference_panel(axes[1], diffs, colors, uniform or "uniform", single)
+    seeds = int(points["seeds"].max()) if len(points) else 0
+    right = (f" Right: per-seed differences to {uniform}, mean and 95% paired t interval (the same seed gives both "
+             "methods the same labels and initialisation).") if len(diffs) else ""
+    _caption(fig, "Selection on validation only: each trial's test accuracy at its best-validation evaluation; "
+                  "a grid's point by mean validation accuracy over seeds; a search's trial per seed by validation. "
+                  + ("Under a grid's name, its weights chosen on validation. " if single and
+                     points["selected_weights"].astype(bool).any() else "")
+                  + f"Up to {seeds_text(seeds)} per {'method' if single else 'point'}.{right}")
+    fig.savefig(path)
+
+
+def _accuracy_by_budget(ax, points: pd.DataFrame, colors: dict[str, str]) -> bool:
+    """One line per method over the budgets, its 95% band (an error bar where a method has a single point);
+    True if an interval drawn was clipped at 0 or 100%."""
+    clipped = False
     for index, (method, group) in enumerate(points.groupby("method", sort=False)):
-        group = group.sort_values("budget")
+        group = group[group["budget"].notna()].sort_values("budget")
         color, marker = colors.get(method, "k"), "os^Dv<>PX*"[index % 10]
         label = method + (" (point chosen on val)" if group["selected_weights"].astype(bool).any() else "")
         x, y = group["budget"], 100 * group["test_acc_mean"]
         ax.plot(x, y, marker=marker, color=color, label=label, alpha=0.9)
         band = group["test_acc_ci95"].notna()
-        if band.any():
+        if band.sum() >= 2:
             clipped |= _clipped_band(ax, x[band], group["test_acc_low"][band], group["test_acc_high"][band], color)
-    for target in targets:
-        ax.axhline(100 * target, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"target {100 * target:g}%", (0.99, 100 * target), xycoords=("axes fraction", "data"),
-                    fontsize=8, color="grey", va="bottom", ha="right")
-    budgets = sorted(points["budget"].dropna().unique())
-    for a in axes:
-        if len(budgets) > 1 and budgets[0] > 0 and budgets[-1] / budgets[0] >= 8:
-            a.set_xscale("log")
-        if budgets:
-            a.set_xticks(budgets, [f"{b:g}" for b in budgets])
-            a.minorticks_off()
-        a.set_xlabel(AXIS.get(budget_key, "label budget"))
-        a.grid(alpha=0.3)
-    ax.set_ylim(0, 100)
-    if clipped:
-        ax.annotate("some 95% bands clipped at 0 or 100%", (0.01, 0.01), xycoords="axes fraction", fontsize=7,
-                    color="dimgrey")
-    ax.set_ylabel("test accuracy at best validation (%)")
-    ax.set_title(f"{study}: accuracy vs labels (mean, 95% CI over seeds)", fontsize=10)
-    if not points.empty:
-        ax.legend(fontsize=8)
-    if len(diffs):
-        _difference_panel(axes[1], diffs, colors, uniform or "uniform")
-    seeds = int(points["seeds"].max()) if len(points) else 0
-    _caption(fig, "Selection on validation only: each trial's test accuracy at its best-validation evaluation; "
-                  "a grid's point by mean validation accuracy over seeds; a search's trial per seed by validation. "
-                  f"Up to "
-                  f"{seeds} seed(s) per point. Right: per-seed differences to {uniform}, mean and 95% paired t "
-                  "interval (the same seed gives both methods the same labels and initialisation).")
-    fig.savefig(path)
+        elif band.any():   # a band needs two budgets: the lone interval as an error bar
+            clipped |= _clipped_bars(ax, x[band], group["test_acc_mean"][band], group["test_acc_low"][band],
+                                     group["test_acc_high"][band], color, marker)
+    return clipped
 
 
-def _difference_panel(ax, diffs: pd.DataFrame, colors: dict[str, str], uniform: str) -> None:
+def _accuracy_by_method(ax, points: pd.DataFrame, colors: dict[str, str], targets: list[float]) -> bool:
+    """A single budget: one x position per method, its mean with the 95% interval as an error bar; the y axis
+    fitted to what is drawn (and the targets). True if an interval drawn was clipped at 0 or 100%."""
+    clipped, shown = False, [100 * t for t in targets]
+    methods, names = list(dict.fromkeys(points["method"])), []
+    for index, method in enumerate(methods):
+        r = points[points["method"] == method].iloc[0]
+        names.append(method + (f"\n{r['selected_weights']}" if r["selected_weights"] else ""))
+        low, high = r["test_acc_low"], r["test_acc_high"]
+        if r["test_acc_ci95"] != r["test_acc_ci95"]:   # one seed: no interval
+            low = high = r["test_acc_mean"]
+        clipped |= _clipped_bars(ax, [index], [r["test_acc_mean"]], [low], [high], colors.get(method, "k"),
+                                 "os^Dv<>PX*"[index % 10])
+        shown += [100 * min(max(v, 0.0), 1.0) for v in (low, high, r["test_acc_mean"])]
+    ax.set_xticks(range(len(methods)), names, rotation=30 if len(methods) > 5 else 0,
+                  ha="right" if len(methods) > 5 else "center")
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    _fit_y(ax, shown)
+    return clipped
+
+
+def _difference_panel(ax, diffs: pd.DataFrame, colors: dict[str, str], uniform: str, single: bool = False) -> None:
     methods = list(dict.fromkeys(diffs["method"]))
     for index, method in enumerate(methods):   # methods side by side around each budget, a few % apart
         rows = diffs[diffs["method"] == method].sort_values("budget")
-        x = rows["budget"] * (1 + 0.015 * (index - (len(methods) - 1) / 2))
+        if single:   # one budget: one x position per method, labelled below
+            x = [index] * len(rows)
+        else:
+            x = rows["budget"] * (1 + 0.015 * (index - (len(methods) - 1) / 2))
         y = 100 * rows["mean_diff"]
         err = [100 * (rows["mean_diff"] - rows["diff_low"]).fillna(0),
                100 * (rows["diff_high"] - rows["mean_diff"]).fillna(0)]
-        ax.errorbar(x, y, yerr=err, fmt="o-", color=colors.get(method, "k"), capsize=3, label=method, alpha=0.9)
+        ax.errorbar(x, y, yerr=err, fmt="o" if single else "o-", color=colors.get(method, "k"), capsize=3,
+                    label=method, alpha=0.9)
+    if single:
+        ax.set_xticks(range(len(methods)), methods, rotation=30 if len(methods) > 5 else 0,
+                      ha="right" if len(methods) > 5 else "center")
+        ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.axhline(0, color="black", linewidth=0.8)
     margin = float(diffs["margin"].iloc[0]) if len(diffs) else 0.0
     if margin:
         ax.axhline(-100 * margin, color="grey", linestyle="--", linewidth=0.8)
-        ax.annotate(f"-margin ({100 * margin:g} pt)", (0.99, -100 * margin), xycoords=("axes fraction", "data"),
-                    fontsize=7, color="grey", va="top", ha="right")
+        ax.annotate(f"-margin ({points_text(100 * margin)})", (0.99, -100 * margin),
+                    xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="top", ha="right")
     ax.set_ylabel(f"test accuracy minus {uniform} (points)")
     ax.set_title(f"paired difference to {uniform} (95% interval over seeds)", fontsize=10)
-    ax.legend(fontsize=8)
+    if not single:
+        ax.legend(fontsize=8)
 
 
 def _shown_tasks(panel: pd.DataFrame) -> list[str]:
@@ -181,6 +257,7 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
     methods = list(dict.fromkeys([*progress["method"], *singles["method"]]))
     colors = colors or method_colors(methods)
     clipped = False
+
     def at(frame: pd.DataFrame, budget: float) -> pd.DataFrame:
         return frame[frame["budget"] == budget] if not math.isnan(budget) else frame[frame["budget"].isna()]
 
@@ -192,20 +269,24 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
             ax.step(group["device_s"], 100 * group["test_acc_mean"], where="post", color=colors[method],
                     label=f"{method} (best so far)")
             ax.plot(group["device_s"].iloc[-1], 100 * group["test_acc_mean"].iloc[-1], "o", color=colors[method])
+        shown = [100 * v for v in here["test_acc_mean"]]
         for index, (_, r) in enumerate(points.iterrows()):
             err = None
+            mean = r["test_acc_mean"]
+            shown.append(100 * mean)
             if not math.isnan(r["test_acc_ci95"]):   # the bar clipped to [0, 100] %
-                mean, half = r["test_acc_mean"], r["test_acc_ci95"]
+                half = r["test_acc_ci95"]
                 clipped |= mean - half < 0 or mean + half > 1
                 err = [[100 * (mean - max(mean - half, 0.0))], [100 * (min(mean + half, 1.0) - mean)]]
-            ax.errorbar(r["device_s"], 100 * r["test_acc_mean"], yerr=err, fmt="sDv^<>"[index % 6],
+                shown += [100 * max(mean - half, 0.0), 100 * min(mean + half, 1.0)]
+            ax.errorbar(r["device_s"], 100 * mean, yerr=err, fmt="sDv^<>"[index % 6],
                         color=colors[r["method"]], capsize=4, markersize=7, label=f"{r['method']} (one run)")
         values = [*here["device_s"], *points["device_s"]]
         if values and min(values) > 0 and max(values) / min(values) >= 20:
             ax.set_xscale("log")
         ax.set_xlabel(f"{device}-seconds per seed (cumulative for searches)")
         ax.set_ylabel("test accuracy at best validation (%)")
-        ax.set_ylim(0, 100)
+        _fit_y(ax, shown)   # the range that matters (say 80-92%), not 0-100
         ax.set_title(budget_text(budget_key, budget), fontsize=10)
         ax.grid(alpha=0.3)
         if len(here) or len(points):
@@ -215,6 +296,6 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
     _caption(fig, "Selection on validation only. A grid's curve: after its first i points (per seed, in the order Tune "
                   "started them) the point with the best mean validation accuracy over seeds, so its last value is "
                   "the results table's; a search's curve: per seed, the trial with the best validation accuracy so "
-                  f"far. Single runs: mean with 95% t interval over {seeds} seed(s)"
+                  f"far. Single runs: mean with 95% t interval over {seeds_text(seeds)}"
                   + ("; error bars clipped at 0 or 100%." if clipped else "."))
     fig.savefig(path)

@@ -32,25 +32,67 @@ def resolve_uri(flag: str | None, run_dir: str) -> str:
     return take_credentials(flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(run_dir))
 
 
+# a URI inside a longer text (an error message): a scheme, "://", then everything up to a space, a double quote,
+# <, > or a backquote (a password may hold an unencoded ', so a single quote does not end it)
+URI_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s\"<>`]*)")
+SECRETS: set[str] = set()   # passwords taken from URIs in this process, hidden wherever they appear
+
+
+def split_user_info(rest: str) -> tuple[str | None, str]:
+    """`user:pw@host/path` (a URI after its "://") -> (`user:pw`, `host/path`); (None, rest) without user-info.
+    The user-info ends at the LAST `@` before any `?` or `#`, so a password may hold `/`, `:` or even `@`
+    unencoded; an empty authority (`file:///a@b`, `sqlite:///x@y.db`) has none."""
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    at = head.rfind("@")
+    if at < 0 or head.startswith("/"):
+        return None, rest
+    return rest[:at], rest[at + 1:]
+
+
 def take_credentials(uri: str) -> str:
-    """`http://user:pw@host` -> `http://host`, with MLFLOW_TRACKING_USERNAME/PASSWORD set from it (unless set)."""
-    match = re.match(r"^(\w+://)([^/@]*)@(.*)$", uri)
-    if not match:
-        return uri
+    """`http://user:pw@host` -> `http://host`, with MLFLOW_TRACKING_USERNAME/PASSWORD set from it (unless set;
+    %-escapes decoded). Only http(s) URIs: a database URI (postgresql://user:pw@host/db) keeps its credentials,
+    which its driver needs, and other URIs are returned unchanged."""
     from urllib.parse import unquote
 
-    user, _, password = match.group(2).partition(":")
-    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(user))
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return uri
+    user_info, host = split_user_info(rest)
+    if user_info is None:
+        return uri
+    user, _, password = user_info.partition(":")
+    if user:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(user))
     if password:
         os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(password))
-    return match.group(1) + match.group(3)
+        SECRETS.update({password, unquote(password)})
+    return f"{scheme}://{host}"
 
 
 def redact(text: str) -> str:
-    """Any URI in `text` without user:password@, and the tracking password itself, if it appears."""
-    text = re.sub(r"//[^/@\s]*@", "//***@", str(text))
-    secret = os.environ.get("MLFLOW_TRACKING_PASSWORD") or os.environ.get("MLFLOW_TRACKING_TOKEN")
-    return text.replace(secret, "***") if secret and len(secret) >= 3 else text
+    """`text` with the user-info of every URI in it replaced by *** (`http://***@host`), and the tracking
+    password (or token, and any password taken from a URI) replaced wherever else it appears."""
+    from urllib.parse import quote, unquote
+
+    secrets = set(SECRETS)
+
+    def hide(match: re.Match) -> str:
+        user_info, host = split_user_info(match.group(2))
+        if user_info is None:
+            return match.group(0)
+        password = user_info.partition(":")[2]
+        secrets.update({password, unquote(password)})
+        return f"{match.group(1)}***@{host}"
+
+    text = URI_IN_TEXT.sub(hide, str(text))
+    for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        if os.environ.get(name):
+            secrets.add(os.environ[name])
+    for secret in sorted(secrets | {quote(s, safe="") for s in secrets}, key=len, reverse=True):
+        if len(secret) >= 3:   # a one- or two-character secret would blank out ordinary words
+            text = text.replace(secret, "***")
+    return text
 
 
 def trial_run_name(meta: TrialMeta) -> str:

@@ -125,3 +125,34 @@ def test_seeds_to_decide_grows_with_spread_and_is_enough_when_the_spread_holds()
     need = int(seeds_to_decide(diffs, 0.01))
     more = np.tile(diffs, math.ceil(need / 4) + 1)[: max(need, 4) + 4]   # same mean and (about) the same spread
     assert compare(pd.Series(more), pd.Series(np.zeros(len(more))), 0.01)["verdict"] != NOT_DECIDED
+
+
+def test_comparisons_md_bolds_only_decided_verdicts_and_lists_each_pair_once(tmp_path):
+    grid = {"[0, 1]": [0.80, 0.82, 0.78], "[1, 0]": [0.70, 0.71, 0.69]}
+    folder = write_run(tmp_path / "run", {"uniform": [0.70, 0.72, 0.74], "arml": [0.75, 0.84, 0.80]}, grid=grid)
+    frame = verdicts(folder)
+    # comparisons.csv keeps both directions (other code looks rows up by method and versus)
+    assert row(frame, "grid", "uniform")["mean_diff"] == pytest.approx(-row(frame, "uniform", "grid")["mean_diff"])
+    assert row(frame, "grid", "uniform")["verdict"] == AS_GOOD
+    assert row(frame, "arml", "uniform")["verdict"] == row(frame, "arml", "grid")["verdict"] == NOT_DECIDED
+    text = (folder / "report" / "comparisons.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    pairs = [frozenset(cell.strip() for cell in line.split("|")[1:3]) for line in table]
+    assert len(pairs) == len(set(pairs)) == 3                       # arml-uniform, arml-grid, grid-uniform once
+    assert "| grid | uniform |" in text and "| uniform | grid |" not in text   # the later method minus the earlier
+    assert "**not decided**" not in text and "| not decided |" in text
+    assert "| **as good** |" in text
+
+
+@pytest.mark.parametrize("margin, words", [(1.0, "1 point"), (0.5, "0.5 points"), (2.0, "2 points")])
+def test_the_margin_is_written_in_points_with_the_right_plural(tmp_path, margin, words):
+    folder = write_run(tmp_path / "run", {"uniform": [0.70, 0.72, 0.74], "arml": [0.71, 0.75, 0.74]}, margin)
+    make_report(str(folder))
+    report = folder / "report"
+    texts = {name: (report / name).read_text() for name in ("comparisons.md", "results.md")}
+    assert f"margin of {words}:" in texts["comparisons.md"]
+    assert f"comparisons.md, margin {words});" in texts["results.md"]
+    assert f"margin {words}; all comparisons" in texts["results.md"]
+    assert "over 3 seeds, in %" in texts["results.md"]
+    for text in texts.values():
+        assert "1 points" not in text and "seed(s)" not in text

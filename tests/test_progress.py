@@ -85,6 +85,71 @@ def test_on_a_terminal_the_line_updates_in_place() -> None:
     assert text.endswith("\r\033[K2/3 done, 0 running, 0 pending, 1 failed\n")
 
 
+def _quickstart_midway(clock: Clock, out: io.StringIO, **options) -> Progress:
+    """12 of 30 trials done after 90 s, three methods with a best validation accuracy."""
+    progress = Progress(30, stream=out, clock=clock, **options)
+    progress.count(trials("RUNNING"))
+    clock.now += 90
+    progress.count(trials(*["TERMINATED"] * 12, "RUNNING"))
+    for method, value in (("uniform", 0.889), ("arml", 0.9), ("grid", 0.915)):
+        progress.note_val(method, value)
+    return progress
+
+
+def test_80_columns_keep_the_counts_the_time_left_and_every_methods_accuracy() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = _quickstart_midway(clock, out, tty=True, width=79)
+    progress.update(force=True)
+    line = out.getvalue().split("\r\033[K")[-1]
+    assert len(line) <= 79 and not line.endswith("…")
+    assert line.startswith("12/30 done 1 run 17 pend 0 fail")
+    assert "~2m15s" in line and "arml .900 grid .915 uniform .889" in line
+    progress.close()
+    assert out.getvalue().endswith("\n") and len(out.getvalue().split("\r\033[K")[-1]) <= 80
+
+
+def test_narrower_lines_drop_the_rate_and_time_before_the_accuracies() -> None:
+    progress = _quickstart_midway(Clock(), io.StringIO(), tty=True, width=70)
+    line = progress.line(70)
+    assert line == "12/30 done 1 run 17 pend 0 fail | val arml .900 grid .915 uniform .889"
+    assert progress.line(40).endswith("…") and len(progress.line(40)) <= 40   # the last resort: cut
+    # wide enough: every word, the rate and the time left
+    assert progress.line(200) == ("12/30 done, 1 running, 17 pending, 0 failed | 8.0 trials/min, ~2m15s left | "
+                                  "best val acc: arml 0.900  grid 0.915  uniform 0.889")
+
+
+def test_a_log_gets_a_line_every_every_s_even_when_nothing_changed() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(2, stream=out, tty=False, every_s=30, clock=clock)
+    progress.update(trials("RUNNING", "RUNNING"), force=True)
+    clock.now += 3601
+    progress.update(trials("RUNNING", "RUNNING"))
+    clock.now += 30                     # the same words ("1h00m elapsed"): a log still shows the study is alive
+    progress.update(trials("RUNNING", "RUNNING"))
+    clock.now += 10
+    progress.update(trials("RUNNING", "RUNNING"))   # not yet every_s later: nothing
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[1][11:] == lines[2][11:] == "0/2 done, 2 running, 0 pending, 0 failed | 1h00m elapsed"
+
+
+def test_before_any_trial_starts_the_line_says_it_waits_for_ray() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(4, stream=out, tty=False, every_s=30, clock=clock)
+    progress.update(trials("PENDING", "PENDING"), force=True)
+    clock.now += 45
+    progress.update(trials("PENDING", "PENDING"))
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("0/4 done, 0 running, 4 pending, 0 failed | waiting for Ray to schedule trials (0s)")
+    assert lines[1].endswith("| waiting for Ray to schedule trials (45s)")
+    narrow = Progress(4, stream=io.StringIO(), tty=True, clock=clock)
+    assert narrow.line(51) == "0/4 done 0 run 4 pend 0 fail | waiting for Ray (0s)"
+    assert narrow.line(40) == "0/4 done 0 run 4 pend 0 fail | waiting…"
+    clock.now += 5
+    progress.update(trials("RUNNING", "PENDING"), force=True)
+    assert out.getvalue().splitlines()[-1].endswith("0/4 done, 1 running, 3 pending, 0 failed | 50s elapsed")
+
+
 def test_quiet_ray_sends_rays_loggers_to_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"):

@@ -150,3 +150,66 @@ def test_log_mlflow_exits_non_zero_while_the_server_is_unreachable(tmp_path, mon
     out = capsys.readouterr()
     assert code == 1 and "MLflow logging failed" in out.out
     assert "Hunter22" not in out.out + out.err                     # the password never reaches the terminal
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The report's matplotlib figures, kept for inspection: {'data_requirement': fig, ...}."""
+    from orchestrator import report_plots
+
+    made: dict[str, object] = {}
+    make = report_plots._figure
+
+    def keep(width, height):
+        fig = make(width, height)
+        save = fig.savefig
+        fig.savefig = lambda path, **kw: (made.__setitem__(Path(path).stem, fig), save(path, **kw))
+        return fig
+
+    monkeypatch.setattr(report_plots, "_figure", keep)
+    return made
+
+
+def _texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts)
+
+
+def test_one_budget_draws_each_method_with_its_interval_and_readable_differences(tmp_path, figures):
+    from matplotlib.container import ErrorbarContainer
+    from test_compare import write_run
+
+    # uniform's interval reaches past 100%: clipped, and drawn as an error bar, so the note is true
+    accuracy = {"uniform": [0.96, 0.99, 0.93], "arml": [0.97, 0.99, 0.95], "gradnorm": [0.90, 0.92, 0.91]}
+    make_report(str(write_run(tmp_path / "a", accuracy)))
+    left, right = figures["data_requirement"].axes
+    assert sum(isinstance(c, ErrorbarContainer) for c in left.containers) == 3     # a point and bar per method
+    assert "clipped" in _texts(left)
+    assert 50 < left.get_ylim()[0] and left.get_ylim()[1] <= 100                   # fitted, not 0-100
+    assert [t.get_text() for t in right.get_xticklabels()] == ["arml", "gradnorm"]
+    xs = [float(c.lines[0].get_xdata()[0]) for c in right.containers if isinstance(c, ErrorbarContainer)]
+    assert xs == [0.0, 1.0]                                                        # one labelled place each
+    # nothing clipped, nothing said
+    figures.clear()
+    make_report(str(write_run(tmp_path / "b", {"uniform": [0.70, 0.72, 0.74], "arml": [0.71, 0.75, 0.74]})))
+    left = figures["data_requirement"].axes[0]
+    assert "clipped" not in _texts(left)
+    assert sum(isinstance(c, ErrorbarContainer) for c in left.containers) == 2
+
+
+def test_several_budgets_keep_lines_and_bands(tmp_path, figures):
+    from matplotlib.collections import PolyCollection
+
+    make_report(str(run_folder(tmp_path, "ssl_sweep")))
+    left, right = figures["data_requirement"].axes
+    assert left.get_ylim() == (0, 100) and len(left.lines) >= 3
+    assert sum(isinstance(c, PolyCollection) for c in left.collections) == 3      # a 95% band per method
+    assert "clipped" not in _texts(left)
+    assert [t.get_text() for t in right.get_xticklabels()] == ["20", "50"]
+
+
+def test_cost_vs_accuracy_fits_its_y_axis_to_what_it_shows(tmp_path, figures):
+    make_report(str(run_folder(tmp_path, "search_cost")))
+    ax = figures["cost_vs_accuracy"].axes[0]
+    low, high = ax.get_ylim()
+    # curves 73.5-85%, single runs 78.5 ± 6.35 and 82.5 ± 6.35: all inside, with a little padding
+    assert 65 < low < 72.15 and 88.85 < high < 95

@@ -1,0 +1,92 @@
+"""Credentials in a tracking URI: `take_credentials` moves them from the URI to MLflow's environment variables
+and `redact` hides them in anything printed, whatever characters the password holds (`/`, `@`, `:`,
+%-escapes, unicode)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from orchestrator import tracking
+from orchestrator.tracking import Tracker, redact, resolve_uri, take_credentials
+
+ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking, "SECRETS", set(), raising=False)
+
+
+@pytest.mark.parametrize("uri, bare, user, password", [
+    ("http://user:se/cret@127.0.0.1:1", "http://127.0.0.1:1", "user", "se/cret"),
+    ("http://user:p@ss@host", "http://host", "user", "p@ss"),
+    ("https://user:a:b:c@host:5000/mlflow/", "https://host:5000/mlflow/", "user", "a:b:c"),
+    ("http://user:se%2Fcret@host", "http://host", "user", "se/cret"),
+    ("http://us%40er:p%40ss%3A@host/path?x=1", "http://host/path?x=1", "us@er", "p@ss:"),
+    ("http://jörg:pässwörd/ü@host:80/a/b", "http://host:80/a/b", "jörg", "pässwörd/ü"),
+    ("https://tok3n@host:443/p", "https://host:443/p", "tok3n", None),
+    ("http://user:pw@[::1]:5000", "http://[::1]:5000", "user", "pw"),
+    ("HTTP://user:x/y@host", "HTTP://host", "user", "x/y"),
+])
+def test_credentials_leave_the_uri_for_the_environment(uri, bare, user, password):
+    assert take_credentials(uri) == bare
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == user
+    assert os.environ.get("MLFLOW_TRACKING_PASSWORD") == password
+    assert take_credentials(bare) == bare                       # a second pass changes nothing
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:5000", "https://mlflow.example.com/path/to?q=a@b#frag", "http://host/x#me@there",
+    "sqlite:////tmp/runs/a@b/mlflow.db", "sqlite:///runs/mlflow.db", "file:///tmp/user@x/mlruns", "/tmp/mlruns",
+    "databricks", "postgresql://user:pw@db:5432/mlflow",
+])
+def test_uris_without_http_credentials_are_unchanged(uri):
+    assert take_credentials(uri) == uri
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ and "MLFLOW_TRACKING_PASSWORD" not in os.environ
+
+
+def test_credentials_already_in_the_environment_win(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "from-env")
+    assert take_credentials("http://bob:other/pw@host") == "http://host"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "from-env"
+    assert "other/pw" not in redact("failed: other/pw rejected")   # the URI's password stays hidden all the same
+
+
+@pytest.mark.parametrize("password", ["se/cret", "p@ss", "a:b/c@d", "se%2Fcret", "p%40ss", "pässwörd", "x/y:z@w"])
+def test_redact_hides_user_info_inside_a_longer_text(password):
+    text = (f"MLflow logging failed (http://user:{password}@127.0.0.1:1/api: ConnectionError: refused); "
+            f"try 'https://user:{password}@host:5000/x?y=1' again")
+    out = redact(text)
+    assert password not in out and "user" not in out
+    assert "http://***@127.0.0.1:1/api: ConnectionError: refused" in out
+    assert "'https://***@host:5000/x?y=1' again" in out
+
+
+def test_redact_hides_the_password_wherever_it_appears(monkeypatch):
+    assert take_credentials("http://bob:se%2Fcret@host") == "http://host"
+    text = redact("HTTP 401 for bob with se/cret (sent as se%2Fcret)")
+    assert "se/cret" not in text and "se%2Fcret" not in text and "bob" in text
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-123/x")
+    assert redact("Authorization: Bearer tok-123/x") == "Authorization: Bearer ***"
+
+
+@pytest.mark.parametrize("text", [
+    "http://127.0.0.1:5000", "sqlite:////tmp/runs/a@b/mlflow.db", "file:///tmp/user@x/mlruns",
+    "mail bob@example.com about http://host:1/health", "https://host/p?next=a@b", "no uri here: 3 @ 4",
+])
+def test_redact_leaves_texts_without_credentials_alone(text):
+    assert redact(text) == text
+
+
+def test_the_study_header_and_the_failure_line_never_show_the_password(tmp_path):
+    uri = resolve_uri("http://user:se/cret@127.0.0.1:1", str(tmp_path))
+    assert uri == "http://127.0.0.1:1" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "se/cret"
+    said: list[str] = []
+    tracker = Tracker("http://user:se/cret@127.0.0.1:1", "s", str(tmp_path), [], say=said.append)
+    assert not tracker.enabled and len(said) == 1 and "MLflow logging failed (http://127.0.0.1:1:" in said[0]
+    assert "cret" not in redact(f"study s (MLflow: {uri})") + said[0] + tracker.error
