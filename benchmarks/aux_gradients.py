@@ -3,9 +3,11 @@ the main task's, and its gradient norm relative to the main task's, along a real
 
 Runs `trainables.fit` directly (no Ray) with the K-scaling studies' configuration (digits multi-label, main
 attribute has_loop, the first K attributes of `digits_aux_set`, 40 labels, width-16 CNN, 100 steps) and the
-paper's ARML rule, wrapped so that every `--every` steps it also takes each task's gradient over the shared
-parameters (K + 1 extra backward passes on those steps only; the weights ARML learns are unchanged). Prints, per
-task, the mean over seeds and probed steps of cos(g_k, g_main) and |g_k| / |g_main|, and ARML's final weight.
+paper's ARML rule, with `diagnostics = true` and an evaluation every `--every` steps: at each evaluation the loop's
+probe (trainables/diagnostics.py) takes each task's gradient over the shared parameters on that step's batch (K + 1
+extra backward passes on those steps only; the weights ARML learns are unchanged). Prints, per task, the mean over
+seeds and probed steps of cos(g_k, g_main) and |g_k| / |g_main|, and ARML's final weight; `--out` writes every
+probe (seed, step, task, cos, norm_ratio, and the task's weight reported at that evaluation).
 
     python benchmarks/aux_gradients.py                 # K = 8, seeds 0-4 (about a minute on 1 CPU)
     python benchmarks/aux_gradients.py --k 32 --seeds 0,1,2 --out grads.csv
@@ -18,35 +20,24 @@ import statistics
 
 import torch
 
-import arml
 import trainables
-from arml.gradients import grad_of
 from trainables.config import resolve_config
 from trainables.data.digits_attributes import digits_aux_set
+from trainables.loop import Report
 
-PROBES: list[dict] = []    # one row per (seed, step, task), filled by the probe
+PROBES: list[dict] = []    # one row per (seed, step, task), from the metrics reported at each evaluation
 
 
-@arml.register_weighting
-class ProbedARML(arml.ARML):
-    """The paper's ARML; every `probe_every` steps it first records each task's gradient cosine and norm."""
+def recorder(seed: int, names: list[str]) -> Report:
+    """A `report` for `fit` that appends each evaluation's diagnostics and weights to PROBES."""
 
-    name = "arml_probe"
+    def report(metrics: dict, checkpoint: str | None) -> None:
+        for name in names:
+            PROBES.append({"seed": seed, "step": metrics["step"], "task": name,
+                           "cos": metrics[f"grad_cos/{name}"], "norm_ratio": metrics[f"grad_norm_ratio/{name}"],
+                           "weight": metrics[f"weight/{name}"]})
 
-    def __init__(self, num_aux: int, *, probe_every: int = 10, seed: int = 0, **options) -> None:
-        super().__init__(num_aux, **options)
-        self.probe_every, self.seed = probe_every, seed
-
-    def _step(self, main, aux, params, closure, main_weight):
-        if self.steps % self.probe_every == 1 or self.probe_every == 1:
-            g_main = grad_of(main, params, retain_graph=True)
-            for k, name in enumerate(self.task_names):
-                g_k = grad_of(aux[k], params, retain_graph=True)
-                PROBES.append({"seed": self.seed, "step": self.steps, "task": name,
-                               "cos": float(torch.nn.functional.cosine_similarity(g_k, g_main, dim=0)),
-                               "norm_ratio": float(g_k.norm() / g_main.norm().clamp_min(1e-12)),
-                               "weight": float(self._weights[k])})
-        return super()._step(main, aux, params, closure, main_weight)
+    return report
 
 
 def main() -> None:
@@ -63,9 +54,9 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         config = resolve_config("digits_mlc", seed=seed, label_budget=40, main_attribute="has_loop",
                                 aux_attributes=names, model_options={"width": 16}, steps=args.steps,
-                                lr_milestones=[int(0.8 * args.steps)], eval_every=25, aux_batch_size=64,
-                                weighting="arml_probe", weighting_options={"probe_every": args.every, "seed": seed})
-        metrics = trainables.fit(config)
+                                lr_milestones=[int(0.8 * args.steps)], aux_batch_size=64, weighting="arml",
+                                diagnostics=True, eval_every=args.every, checkpoint_every=args.steps)
+        metrics = trainables.fit(config, recorder(seed, names))
         for n in names:
             finals[n].append(float(metrics[f"weight/{n}"]))
     print(f"K = {args.k}, {len(finals[names[0]])} seeds, {args.steps} steps, probes every {args.every} steps")

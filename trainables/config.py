@@ -77,6 +77,8 @@ class TrainConfig:
     amp: bool = False                         # mixed precision on CUDA
     num_workers: int = 0                      # data loader worker processes for file-based data sets
     max_eval_items: int = 0                   # 0 -> whole splits; >0 caps val/test size (smoke runs)
+    diagnostics: bool = False                 # at each evaluation also report grad_norm_ratio/<task> and
+    #   grad_cos/<task> on the step's batch (trainables/diagnostics.py; K + 1 extra backward passes per evaluation)
 
     def resolved_data_root(self) -> str:
         return self.data_root or os.environ.get("ARML_DATA", "") or "./data"

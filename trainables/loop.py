@@ -2,7 +2,8 @@
 
 Builds data, backbone, heads, auxiliary tasks and the weighting from the config by registry names;
 trains; every `eval_every` steps evaluates the main task on validation and test, reports metrics and
-the auxiliary weights, and hands a checkpoint to `report`. Test accuracy is selected on validation.
+the auxiliary weights (with `diagnostics`, also each auxiliary gradient's size and alignment relative to
+the main task's), and hands a checkpoint to `report`. Test accuracy is selected on validation.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from trainables.augment import AUGMENTATIONS
 from trainables.config import TrainConfig, aux_names, data_request  # noqa: F401  (aux_names re-exported)
 from trainables.data import build_data
 from trainables.dg_variants import DG_VARIANTS
+from trainables.diagnostics import GradientDiagnostics, gradient_diagnostics
 from trainables.distributed import (
     average_gradients,
     broadcast_parameters,
@@ -116,6 +118,9 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         return metrics
     for step in range(start + 1, config.steps + 1):
         tick = time.perf_counter()
+        evaluating = step % config.eval_every == 0 or step == config.steps
+        diagnostics: GradientDiagnostics | None = None
+        probe_seconds = 0.0
         for group in optimizer.param_groups:
             group["lr"] = _lr(config, step)
         (x_main, y_main), aux_batch = setting.next_batches()
@@ -133,6 +138,14 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
                                main_weight=main_weight)
         except arml.NonFiniteLossError as error:
             raise DivergenceError(f"training diverged at step {step}: {error}") from None
+        if config.diagnostics and evaluating:
+            # Here, right after the weighting's backward and before anything else touches the model: the
+            # parameters are those the weighting saw. The probe re-evaluates the step's losses (same autocast)
+            # on copies of the buffers and takes gradients with autograd.grad: `.grad`, which the optimizer
+            # uses below, the BatchNorm statistics and the random streams are left as they are.
+            probe_tick = time.perf_counter()
+            diagnostics = gradient_diagnostics(_autocast(losses, device, amp), shared, model)
+            probe_seconds = time.perf_counter() - probe_tick
         setting.after_backward(model, step, (x_main, y_main), aux_batch)  # e.g. FADA's adversarial term
         average_gradients(params)
         if weighting.step_model:  # False on the weight-update steps of the ARML authors' protocol
@@ -142,12 +155,14 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         running += torch.cat([main_loss.detach().reshape(1), aux_losses.detach()]).double().cpu()
         count += 1
         steps_done += 1
-        train_seconds += time.perf_counter() - tick
+        train_seconds += time.perf_counter() - tick - probe_seconds
 
-        if step % config.eval_every == 0 or step == config.steps:
+        if evaluating:
             metrics = _evaluate(model, setting, weighting, names, running / count, best, step, config)
             metrics["steps_per_s"] = steps_done / max(train_seconds, 1e-9)  # training only, since the start
             metrics.update(setting.extra_metrics())
+            if diagnostics is not None:
+                metrics.update(diagnostics.metrics(names))
             running.zero_()
             count = 0
             _report(report, metrics, rank, config, step, {
@@ -177,6 +192,19 @@ def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale
         return main, torch.cat(aux) * aux_scale
 
     return losses
+
+
+def _autocast(losses: Callable[[], tuple[torch.Tensor, torch.Tensor]], device: torch.device, amp: bool
+              ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """`losses` evaluated under the step's autocast (bfloat16 on CUDA with `amp`), itself when off."""
+    if not amp:
+        return losses
+
+    def cast() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return losses()
+
+    return cast
 
 
 def _evaluate(model, setting, weighting, names, mean_losses, best, step, config) -> dict[str, Any]:
