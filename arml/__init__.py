@@ -10,6 +10,7 @@ from typing import Any
 
 from arml.adaloss import AdaLoss
 from arml.arml_method import ARML
+from arml.autolambda import AutoLambda
 from arml.base import NonFiniteLossError, Weighting
 from arml.closure import stateless
 from arml.cosinesim import CosineSim
@@ -38,7 +39,7 @@ def _check_weighting(name: str, cls: Any) -> None:
 
 WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting method", entry_points=ENTRY_POINT_GROUP,
                                                  check=_check_weighting)
-for _cls in (Uniform, Fixed, AdaLoss, GradNorm, CosineSim, OLAux, ARML):
+for _cls in (Uniform, Fixed, AdaLoss, GradNorm, CosineSim, OLAux, ARML, AutoLambda):
     WEIGHTINGS.register(_cls.name)(_cls)
 
 
@@ -53,7 +54,7 @@ def make_weighting(name: str, num_aux: int, **options: Any) -> Weighting:
 
 
 __all__ = [
-    "ARML", "ENTRY_POINT_GROUP", "WEIGHTINGS", "AdaLoss", "CosineSim", "Fixed", "GradNorm", "NonFiniteLossError",
-    "OLAux", "PluginError", "UnknownNameError", "Uniform", "Weighting", "make_weighting", "project_simplex",
-    "register_weighting", "stateless",
+    "ARML", "ENTRY_POINT_GROUP", "WEIGHTINGS", "AdaLoss", "AutoLambda", "CosineSim", "Fixed", "GradNorm",
+    "NonFiniteLossError", "OLAux", "PluginError", "UnknownNameError", "Uniform", "Weighting", "make_weighting",
+    "project_simplex", "register_weighting", "stateless",
 ]

@@ -35,6 +35,7 @@ METHODS = [
     ("arml(no closure)", "arml", {}, False),
     ("arml(update_every=10)", "arml", {"update_every": 10}, True),
     ("arml(amortize=10): cheap ARML", "arml", {"amortize": 10}, True),
+    ("autolambda", "autolambda", {}, True),
     ("K backward passes (LibMTL-style)", "per_task_loop", {}, False),
 ]
 
@@ -73,6 +74,7 @@ def make_step(label: str, name: str, options: dict | None, closure: bool, k: int
     if options is None:
         options = {"weights": [1.0] * k}
     weighting = arml.make_weighting(name, num_aux=k, **options)
+    weighting.bind(model=net, optimizer=opt)  # as trainables.fit does (autolambda's virtual step: every parameter)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
