@@ -1,7 +1,8 @@
 """The driver-side Tune callback: records every report, mirrors it to MLflow, and prints progress.
 
-Tune pickles its callbacks into the experiment state (`tuner.pkl`), so this one holds only plain
-values until `setup()` opens the record book and the MLflow tracker; a restored study reopens them.
+Each launch of a study's trials gets a new callback (a resumed study is a new launch, never Tune's restored
+state), so everything it needs comes through its constructor; Tune still pickles it into its experiment state,
+which is why it holds only plain values until `setup()` opens the record book and the MLflow tracker.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from ray import tune
 
 from orchestrator.progress import Progress
 from orchestrator.records import RecordBook
-from orchestrator.schema import BEST_VAL_ACC, COST_COLUMNS, STEP, TrialMeta, TrialStatus, read_plan
+from orchestrator.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, STEP, TrialMeta, TrialStatus
+from orchestrator.signals import Interrupts
 from orchestrator.tracking import Tracker
 from orchestrator.trainable import FATAL
 
@@ -39,58 +41,54 @@ def _error_line(trial: Any) -> str:
     return (named[-1] if named else lines[-1])[:500]
 
 
-# The tracking URI of this `arml run` (it may hold credentials): set by the runner, never pickled into
-# Tune's experiment state, so a resumed study uses the URI it is given then.
-MLFLOW = {"uri": ""}
-# The run folder of this `arml run`, set by the runner: a callback restored from Tune's state (pickled with the
-# folder it had then) writes here, so a run folder copied, moved or mounted elsewhere resumes in place.
-CURRENT = {"run_dir": ""}
-# Storage errors (a full disk, a folder gone read-only) met while recording: Tune wraps a callback's exception
-# in its own error, so the runner looks here to end the run with one clear line instead of Tune's traceback.
-FAULTS: list[OSError] = []
-
-
 def _recording(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Keeps an OSError raised while recording in FAULTS (then re-raises it: the run must stop)."""
+    """Keeps an OSError raised while recording in `self.faults` (then re-raises it: the run must stop); Tune
+    wraps a callback's exception in its own error, so the runner looks there to end the run with one clear line
+    instead of Tune's traceback."""
 
     @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: StudyCallback, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            return method(self, *args, **kwargs)
         except OSError as error:
-            FAULTS.append(error)
+            self.faults.append(error)
             raise
 
     return wrapper
 
 
 class StudyCallback(tune.Callback):
-    """Records, MLflow and progress for one study (driver process only)."""
+    """Records, MLflow and progress for one launch of a study's trials (driver process only). Everything it
+    needs comes through the constructor: the run folder, the plan's trials, the MLflow URI (it may hold
+    credentials: never pickled into Tune's experiment state) and the run's interrupt handlers."""
 
-    def __init__(self, run_dir: str, study: str, plan_meta: list[TrialMeta],
-                 progress_every_s: float = 30.0) -> None:
+    def __init__(self, run_dir: str, study: str, plan_meta: list[TrialMeta], mlflow_uri: str,
+                 interrupts: Interrupts | None = None, progress_every_s: float = 30.0) -> None:
         self.run_dir, self.study, self.plan_meta = run_dir, study, plan_meta
+        self.mlflow_uri, self.interrupts = mlflow_uri, interrupts
         self.progress_every_s = progress_every_s
+        self.faults: list[OSError] = []
         self._live: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_live"] = {}
+        state.update(_live={}, mlflow_uri="", interrupts=None, faults=[])
         return state
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
+        if self.interrupts is not None:
+            self.interrupts.during_tune()
         self._open()
 
     def _open(self) -> None:
         if self._live:
             return
-        if CURRENT["run_dir"]:
-            self.run_dir = CURRENT["run_dir"]
-            self.plan_meta = read_plan(self.run_dir).trials
         book = RecordBook(self.run_dir, self.plan_meta)
-        self._live = {"book": book, "tracker": Tracker(MLFLOW["uri"], self.study, self.run_dir, self.plan_meta),
-                      "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s)}
+        statuses = [s.get("status") for s in book.states.values()]
+        before = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
+        self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta),
+                      "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s, ended_before=before)}
 
     @property
     def book(self) -> RecordBook:
@@ -115,7 +113,11 @@ class StudyCallback(tune.Callback):
         tid = trial.config["trial_id"]
         if result.get(FATAL):   # a deterministic failure, reported instead of raised so that Tune never retries it
             return
-        row = self.book.row(tid, {**result, "failures": trial.num_failures})
+        extra = {"failures": trial.num_failures}
+        if result.get("checkpoint_dir_name"):   # where --resume continues it: relative to the run's Tune storage
+            extra[CHECKPOINT] = "/".join((trial.storage.experiment_dir_name, trial.storage.trial_dir_name,
+                                          result["checkpoint_dir_name"]))
+        row = self.book.row(tid, {**result, **extra})
         self.tracker.log(tid, row)
 
     @_recording
@@ -154,8 +156,17 @@ class StudyCallback(tune.Callback):
 
     @_recording
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """The launch ended (all done, or stopped by Ctrl-C/SIGTERM): trials still running are interrupted, in
+        the records and in MLflow (KILLED); --resume continues them from their last checkpoints."""
         self._open()
-        self._live["progress"].close(trials)
+        for tid, state in self.book.states.items():
+            if state.get("status") in (TrialStatus.RUNNING, TrialStatus.RETRYING):
+                self.book.set_state(tid, TrialStatus.INTERRUPTED)
+                self.tracker.finish(tid, TrialStatus.INTERRUPTED)
+        statuses = [s.get("status") for s in self.book.states.values()]
+        ended = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
+        self._live["progress"].close(trials, counts={**ended, "running": 0,
+                                                     "pending": len(statuses) - sum(ended.values())})
         self.book.close()
 
     # ---- progress -------------------------------------------------------------------------------

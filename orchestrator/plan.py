@@ -57,6 +57,7 @@ class Plan:
     trials: tuple[Trial, ...]
     aux_names: tuple[str, ...]
     smoke: bool = False
+    tune_home: str = ""            # where Ray keeps the trials' checkpoints (STORAGE/STUDY), set by the runner
 
     def counts_by_method(self) -> dict[str, int]:
         counts = {m.label: 0 for m in self.study.methods}

@@ -35,6 +35,14 @@ QUIET_ENV = {
 RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private")
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """RUN_DIR/ray.log: a message that cannot be written (a full disk) is dropped, never printed to the terminal
+    as Python's "--- Logging error ---" traceback; the run itself says in one line what went wrong."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def quiet_ray(run_dir: str) -> str:
     """Routes Ray's and Tune's loggers to RUN_DIR/ray.log (their messages are kept, not shown) and sets the
     environment that stops Tune's console reporter and per-trial loggers; returns the log file's path.
@@ -43,7 +51,7 @@ def quiet_ray(run_dir: str) -> str:
         os.environ.setdefault(key, value)
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "ray.log")
-    handler = logging.FileHandler(path)
+    handler = _QuietFileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.arml_run_log = True  # type: ignore[attr-defined]  # replaced by the next study in this process
     for name in RAY_LOGGERS:
@@ -78,8 +86,11 @@ class Progress:
     """The progress line of one study run (driver side); every method is safe to call often."""
 
     def __init__(self, total: int, stream: TextIO | None = None, every_s: float = 30.0,
-                 tty: bool | None = None, clock=time.time, width: int | None = None) -> None:
+                 tty: bool | None = None, clock=time.time, width: int | None = None,
+                 ended_before: dict[str, int] | None = None) -> None:
         self.total, self.every_s, self.clock, self.width = total, every_s, clock, width
+        # trials of the study outside Tune's list that ended in an earlier launch (resume): {"finished": n, ...}
+        self.ended_before = {"finished": 0, "failed": 0, **(ended_before or {})}
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.start = clock()
@@ -101,6 +112,8 @@ class Progress:
                 counts[ending[1]] += 1
                 continue
             counts[TUNE_STATES.get(str(getattr(trial, "status", "PENDING")), "pending")] += 1
+        for key in ("finished", "failed"):
+            counts[key] += self.ended_before[key]
         counts["pending"] += max(0, self.total - sum(counts.values()))
         self.counts = counts
         if self._done_at_start is None:
@@ -191,10 +204,13 @@ class Progress:
         self.stream.write(message + "\n")
         self.stream.flush()
 
-    def close(self, trials: Iterable[Any] | None = None) -> None:
-        """The final line, printed once whatever the throttling, then a newline on a terminal."""
+    def close(self, trials: Iterable[Any] | None = None, counts: dict[str, int] | None = None) -> None:
+        """The final line, printed once whatever the throttling, then a newline on a terminal; `counts` (from the
+        records) replace Tune's view, which calls a trial stopped by Ctrl-C terminated."""
         if trials is not None:
             self.count(trials)
+        if counts is not None:
+            self.counts = {**self.counts, **counts}
         if self.tty:
             text = self.line(self._width())
             self.stream.write("\r\033[K" + text + "\n")

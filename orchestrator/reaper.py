@@ -60,6 +60,11 @@ def descendants(pids: list[int]) -> list[int]:
     return seen
 
 
+def roots(pids: list[int]) -> dict[int, int]:
+    """The live processes among `pids` with their start times (what `reap` takes)."""
+    return {pid: stat[1] for pid in pids if (stat := _stat(pid)) is not None}
+
+
 def start(pids: list[int]) -> subprocess.Popen | None:
     """A watcher for these processes (with their start times), or None where /proc is missing or no pid is
     given."""

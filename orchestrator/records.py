@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.schema import (  # noqa: F401  (PLAN_FILE, read_plan, write_plan: re-exported for callers)
+    ACTIVE,
     BEST_STEP,
     BEST_VAL_ACC,
     PLAN_FILE,
@@ -38,8 +39,9 @@ TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "t
               "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag",
               "config"}
 # Ray's fields kept in the live records.jsonl (a worker's pid helps to debug it) but left out of the exported
-# tables and of MLflow: our node_id, hostname and wall_s say more; `failures` is the trial's, in trials.csv
-RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures"}
+# tables and of MLflow: our node_id, hostname and wall_s say more; `failures` is the trial's, in trials.csv;
+# `checkpoint` is where --resume continues a trial
+RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures", "checkpoint"}
 # columns of a record row that describe it rather than measure it (never logged as metrics)
 NOT_METRICS = frozenset({*ID_COLUMNS, *RAY_FIELDS, "main_task", "node_id", "hostname", "recorded_at", "rank",
                          "workers", "retry_from_step"})
@@ -70,6 +72,11 @@ def _write_json(path: str, payload: Any) -> None:
     os.replace(path + ".tmp", path)
 
 
+def write_states(run_dir: str, states: dict[str, dict[str, Any]]) -> None:
+    """trials.json, replaced atomically."""
+    _write_json(os.path.join(run_dir, STATES_FILE), states)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -83,10 +90,8 @@ class RecordBook:
         self.run_dir = run_dir
         self.meta = {m.trial_id: m for m in as_meta(plan_meta)}
         self.states: dict[str, dict[str, Any]] = {tid: {"status": TrialStatus.PENDING} for tid in self.meta}
-        old = os.path.join(run_dir, STATES_FILE)
-        if os.path.exists(old):  # a resumed study keeps what it knew
-            with open(old) as f:
-                self.states.update({k: v for k, v in json.load(f).items() if k in self.meta})
+        # a resumed study keeps what it knew, settled by its records (a trial whose rows reached its last step)
+        self.states.update({k: v for k, v in load_states(run_dir).items() if k in self.meta})
         self._rows = open(os.path.join(run_dir, ROWS_FILE), "a")
 
     def row(self, trial_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -131,12 +136,50 @@ def load_rows(run_dir: str) -> pd.DataFrame:
     return frame.drop_duplicates(["trial_id", "step"], keep="last").sort_values(["trial_id", "step"], kind="stable")
 
 
-def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
-    path = os.path.join(run_dir, STATES_FILE)
+def last_rows(run_dir: str) -> dict[str, dict[str, Any]]:
+    """Each trial's last recorded evaluation row (the highest step; the last report of that step), read line
+    by line from records.jsonl without pandas."""
+    path = os.path.join(run_dir, ROWS_FILE)
+    out: dict[str, dict[str, Any]] = {}
     if not os.path.exists(path):
-        return {}
+        return out
     with open(path) as f:
-        return json.load(f)
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash
+                continue
+            tid, step = row.get("trial_id"), row.get(STEP)
+            if tid is None or not isinstance(step, (int, float)):
+                continue
+            if tid not in out or step >= out[tid].get(STEP, -1):
+                out[tid] = row
+    return out
+
+
+def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
+    """Each trial's state as recorded: trials.json, settled by the records themselves. A trial whose rows reach
+    its last step finished training even if the driver died before it wrote so (kill -9, SIGTERM between the
+    last report and the completion): it is finished, never run again, and counted in the report."""
+    path = os.path.join(run_dir, STATES_FILE)
+    states: dict[str, dict[str, Any]] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            states = json.load(f)
+    try:
+        plan = read_plan(run_dir)
+    except FileNotFoundError:
+        return states
+    last = last_rows(run_dir)
+    for meta in plan.trials:
+        state = states.get(meta.trial_id, {"status": TrialStatus.PENDING})
+        row = last.get(meta.trial_id)
+        if row is None or state.get("status") not in ACTIVE or row.get("fatal_error"):
+            continue
+        if row[STEP] >= int(meta.config.get("steps", 0) or 0) > 0:
+            states[meta.trial_id] = {**state, "status": TrialStatus.FINISHED,
+                                     **{k: row[k] for k in COST_COLUMNS if isinstance(row.get(k), (int, float))}}
+    return states
 
 
 def trials_table(run_dir: str) -> pd.DataFrame:

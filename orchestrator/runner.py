@@ -13,17 +13,18 @@ import socket
 import time
 from typing import Any
 
-from orchestrator import reaper
+from orchestrator import reaper, resume
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.progress import quiet_ray
-from orchestrator.records import export_tables
-from orchestrator.schema import ACTIVE, DONE, PLAN_FILE, TrialStatus, read_plan, write_plan
+from orchestrator.records import export_tables, load_states, trials_table, write_states
+from orchestrator.schema import ACTIVE, PLAN_FILE, TrialStatus, read_plan, write_plan
+from orchestrator.signals import Interrupts
 from orchestrator.tracking import redact, resolve_uri
-from orchestrator.trainable import check_cluster_fits, trial_resources
+from orchestrator.trainable import check_cluster_fits, run_trial, trial_resources
 
 STUDY_COPY = "study.toml"
-WAVES_FILE = "waves.json"          # the Tune experiments of a study: its planned seeds, then added waves
+WAVES_FILE = "waves.json"          # a study's waves of trials (its planned seeds, then added ones) and launches
 LOCK_FILE = ".arml.lock"           # held while a run is going on (see _lock)
 DEFAULT_MAX_SEEDS = 20
 
@@ -91,11 +92,22 @@ def _start_ray(address: str | None) -> bool:
         print(f"Ray: joined the cluster at {address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
         return False
     before = set(reaper.children(os.getpid()))
-    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
+    print(f"Ray: starting a local Ray with {os.cpu_count() or 1} CPUs ...", flush=True)
+    try:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever Ray raises when its processes do not come up
+        ray.shutdown()
+        reaper.reap(reaper.roots([p for p in reaper.children(os.getpid()) if p not in before]))
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunFault(f"Ray could not start on this machine ({first}); Ray's own logs are under "
+                       "/tmp/ray/session_latest/logs. Try again (a busy machine can time out), or join a running "
+                       "cluster with --address") from None
     # if this process dies, its watcher ends this Ray at once (None without /proc)
     _WATCHER["process"] = reaper.start([p for p in reaper.children(os.getpid()) if p not in before])
-    print(f"Ray: started a local Ray with {os.cpu_count() or 1} CPUs (pass --address to use a cluster)")
+    print("Ray: started (pass --address to use a cluster)", flush=True)
     return True
 
 
@@ -107,9 +119,12 @@ def _stop_ray() -> None:
     reaper.release(_WATCHER.pop("process", None))
 
 
-def _trial_table(plan: Plan, storage: str) -> dict[str, dict[str, Any]]:
+def _trial_table(plan: Plan, resume_from: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """What each trial's Tune actor is handed: its config, resources, where a data-parallel trial's workers
+    keep their checkpoints, and the checkpoint an earlier launch left (`resume_from`)."""
     return {t.trial_id: {"trial_id": t.trial_id, "config": t.config.to_dict(),
-                         "resources": dataclasses.asdict(t.resources), "storage": storage} for t in plan.trials}
+                         "resources": dataclasses.asdict(t.resources), "storage": plan.tune_home,
+                         "resume_from": resume_from.get(t.trial_id)} for t in plan.trials}
 
 
 def _resources(plan: Plan) -> dict[str, float]:
@@ -154,102 +169,87 @@ def _lock(run_dir: str) -> Any:
     return handle
 
 
-def _check_trusted(path: str) -> None:
-    """Resuming unpickles Ray Tune's experiment state (tuner.pkl), which can run code: refuse a run folder that
-    another user owns or may write to."""
-    for root in (path, os.path.join(path, "tuner.pkl")):
-        if not os.path.exists(root):
-            continue
-        info = os.stat(root)
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            raise UsageError(f"refusing to resume from {root}: it is owned by another user or writable by others, "
-                             "and resuming loads Ray Tune's pickled state from it; resume only run folders only "
-                             f"you can write (chmod go-w {root}), or start a fresh run with another --storage")
-
-
-def _forget_tune_state(experiment: str) -> None:
-    """Removes Ray Tune's experiment state (tuner.pkl, experiment_state-*.json) so the next Tuner starts afresh;
-    the folder itself is the run folder (records, plan, MLflow store) and stays."""
-    if "://" in experiment or not os.path.isdir(experiment):
-        return
-    for name in os.listdir(experiment):
-        if name == "tuner.pkl" or (name.startswith("experiment_state") and name.endswith(".json")) \
-                or name.startswith("search_gen_state") or name.startswith("basic-variant-state"):
-            os.remove(os.path.join(experiment, name))
-
-
 def _started(run_dir: str) -> bool:
     """Whether any trial of this run folder ever started (a run killed in its first seconds has none)."""
-    from orchestrator.records import load_states
-
     return any(state.get("status") != TrialStatus.PENDING for state in load_states(run_dir).values())
 
 
-def _check_resume(plan: Plan, run_dir: str, experiment: str, resume: bool) -> None:
-    from ray import tune
+def _check_trusted(path: str) -> None:
+    """A resumed study continues from the checkpoints and records in its run folder and reports them as its
+    results: refuse a folder that another user owns or may write to (they could have changed them)."""
+    if not os.path.exists(path):
+        return
+    info = os.stat(path)
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise UsageError(f"refusing to resume from {path}: it is owned by another user or writable by others, and "
+                         "a resumed study continues from the checkpoints and records in it; resume only run "
+                         f"folders only you can write (chmod go-w {path}), or start a fresh run with another "
+                         "--storage")
 
-    exists = tune.Tuner.can_restore(experiment)
-    if exists and not resume and not _started(run_dir):   # killed before any trial started: start afresh
-        _forget_tune_state(experiment)
-        exists = False
-    if exists and not resume:
+
+def _check_resume(plan: Plan, run_dir: str, resume: bool) -> None:
+    saved = os.path.exists(os.path.join(run_dir, PLAN_FILE))
+    if saved and not resume and _started(run_dir):
         raise UsageError(f"{run_dir} already holds a run of study {plan.study.name!r}: add --resume to finish "
                          "its unfinished trials, or remove the folder, or pass another --storage")
-    if resume and not tune.Tuner.can_restore(experiment) and not os.path.exists(os.path.join(run_dir, PLAN_FILE)):
-        raise UsageError(f"nothing to resume at {experiment}: run the study without --resume first")
-    if resume and "://" not in experiment:
-        _check_trusted(experiment)
-    if resume and os.path.exists(os.path.join(run_dir, PLAN_FILE)):
-        saved = {t.trial_id for t in read_plan(run_dir).trials}
-        if saved != {t.trial_id for t in plan.trials}:
+    if resume and not saved:
+        raise UsageError(f"nothing to resume at {run_dir}: run the study without --resume first")
+    if resume:
+        _check_trusted(run_dir)
+        if {t.trial_id for t in read_plan(run_dir).trials} != {t.trial_id for t in plan.trials}:
             raise UsageError(f"the study file changed since {run_dir} was started (different trials); "
                              "--resume needs the same study: run it into another --storage instead")
 
 
 def run_study(plan: Plan, options: RunOptions) -> int:
-    """Runs every trial of `plan`; returns 0 when all finished, 1 when some failed. With `until_decided`, adds
-    seeds in waves (each wave a Tune experiment in the same run folder, records and MLflow shared) while a
-    paired comparison is not decided and fewer than `max_seeds` seeds have run."""
+    """Runs every trial of `plan`; returns 0 when all finished, 1 when some failed or did not run, 130 after
+    Ctrl-C and 143 after SIGTERM (what was recorded is exported first). With `until_decided`, adds seeds in
+    waves (records and MLflow shared) while a paired comparison is not decided and fewer than `max_seeds` seeds
+    have run."""
     if options.address:
         _use_cluster_token()  # before Ray is imported: it reads its authentication mode once
     storage, run_dir = storage_paths(plan, options.storage)
-    plan = _absolute_data_root(plan)
+    plan = dataclasses.replace(_absolute_data_root(plan), tune_home=f"{storage}/{plan.study.name}")
     _prepare_folder(run_dir)
     lock = _lock(run_dir)
+    interrupts = Interrupts()
+    interrupts.install()
     try:
-        return _run_locked(plan, options, storage, run_dir)
+        return _run_locked(plan, options, run_dir, interrupts)
     except OSError as error:   # a full disk, storage gone read-only: say it once, keep what was recorded
         raise RunFault(f"the run stopped on a storage error in {run_dir}: {error.strerror or error} "
                        f"({getattr(error, 'filename', '') or 'writing records'}); records written so far are "
                        "intact: free space or fix the folder, then run again with --resume") from None
     finally:
         lock.close()
+        interrupts.uninstall()
 
 
-def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> int:
+def _run_locked(plan: Plan, options: RunOptions, run_dir: str, interrupts: Interrupts) -> int:
+    start = time.time()
     if options.resume:
         plan = _with_saved_seeds(plan, run_dir)
-    _check_resume(plan, run_dir, f"{storage}/{plan.study.name}", options.resume)
+    _check_resume(plan, run_dir, options.resume)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
-    started_ray = _start_ray(options.address)
-    start = time.time()
+    started_ray = False
     try:
+        started_ray = _start_ray(options.address)
+        interrupts.reclaim()
         check_cluster_fits(dataclasses.asdict(plan.study.resources), study=str(plan.study.path))
         write_plan(run_dir, plan)
         _keep_study_file(plan, run_dir)
         print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
-        from orchestrator.callback import CURRENT, MLFLOW
-
-        MLFLOW["uri"] = uri
-        CURRENT["run_dir"] = run_dir     # a restored callback writes here, wherever the folder was before
         waves = _load_waves(run_dir) if options.resume else []
         if not waves:
-            waves = [{"name": plan.study.name, "trials": [t.trial_id for t in plan.trials]}]
+            waves = [{"name": "seeds", "trials": [t.trial_id for t in plan.trials]}]
             _save_waves(run_dir, waves)
         for wave in waves:
-            _run_wave(plan, wave, storage, run_dir, options.resume)
-        while options.until_decided and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
+            _run_wave(plan, wave, waves, run_dir, uri, interrupts)
+            if interrupts.received:
+                break
+        while options.until_decided and not interrupts.received \
+                and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
             extra = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS)
             if not extra:
                 break
@@ -262,72 +262,61 @@ def _run_locked(plan: Plan, options: RunOptions, storage: str, run_dir: str) -> 
             _save_waves(run_dir, waves)
             print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))} "
                   f"({len(wave['trials'])} trials)", flush=True)
-            _run_wave(plan, wave, storage, run_dir, False)
-            if _not_run(run_dir, wave["trials"]):   # interrupted: decide nothing on half a wave
-                break
+            _run_wave(plan, wave, waves, run_dir, uri, interrupts)
+    except KeyboardInterrupt:   # a second Ctrl-C, or one outside Tune: stop now, keep what was recorded
+        interrupts.received = interrupts.received or "SIGINT"
     finally:
         if started_ray:
             _stop_ray()
-    return _finish(plan, run_dir, uri, time.time() - start)
+    return _finish(plan, run_dir, uri, start, interrupts)
 
 
-def _run_wave(plan: Plan, wave: dict[str, Any], storage: str, run_dir: str, resume: bool) -> None:
-    """One Tune experiment over the wave's trials (restored when resuming and Tune saved its state)."""
+def _run_wave(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_dir: str, uri: str,
+              interrupts: Interrupts) -> None:
+    """One launch of the wave's trials that have not finished: a new Tune experiment (RUN_DIR/<wave>-<launch>)
+    built from the records, each interrupted trial continuing from the last checkpoint they name."""
     from ray import tune
 
     from orchestrator.callback import StudyCallback
-    from orchestrator.records import load_states
-    from orchestrator.trainable import run_trial
 
-    ids = set(wave["trials"])
     states = load_states(run_dir)
-    if resume and all(states.get(tid, {}).get("status") in DONE for tid in ids):
+    ids = resume.to_run(wave["trials"], states)
+    if not ids:
         return
-    # the planned seeds' experiment is the run folder itself; an added wave's lives inside it (RUN_DIR/waveN)
-    home = storage if wave["name"] == plan.study.name else f"{storage}/{plan.study.name}"
-    experiment = f"{home}/{wave['name']}"
-    restorable = resume and tune.Tuner.can_restore(experiment) and _started(run_dir)
-    if resume and not restorable:   # Tune's state is gone (or never held a trial): run what has not finished
-        ids = {tid for tid in ids if states.get(tid, {}).get("status") not in DONE}
-    sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in ids))
-    callback = StudyCallback(run_dir, plan.study.name, read_plan(run_dir).trials)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=_trial_table(sub, storage)),
-                                    _resources(sub))
-    setup = _search_setup(sub)
-    if restorable:
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True,
-                                   param_space=setup.get("param_space"))
-    else:
-        if tune.Tuner.can_restore(experiment):     # Tune's state of a wave that never started a trial
-            _forget_tune_state(experiment)
-        r = plan.study.resources
-        tuner = tune.Tuner(
-            trainable,
-            **setup,
-            tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
-                                        **_tune_search(sub)),
-            run_config=tune.RunConfig(
-                name=wave["name"], storage_path=home, callbacks=[callback], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=r.max_failures),
-                # Tune deletes older checkpoints as new ones arrive but snapshots its state less often under load:
-                # a driver killed then can resume a trial from a deleted checkpoint; keeping 4 leaves more slack
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
-        )
-    from orchestrator.callback import FAULTS
-
-    FAULTS.clear()
+    wave["launches"] = wave.get("launches", 0) + 1
+    _save_waves(run_dir, waves)
+    rows = resume.read_rows(run_dir) if any(states.get(t, {}).get("status", "pending") != "pending" for t in ids) \
+        else []
+    chosen = set(ids)
+    sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in chosen))
+    saved = read_plan(run_dir)
+    callback = StudyCallback(run_dir, plan.study.name, saved.trials, uri, interrupts)
+    table = _trial_table(sub, resume.checkpoints(rows, ids, plan.tune_home, run_dir))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, trials=table), _resources(sub))
+    r = plan.study.resources
+    tuner = tune.Tuner(
+        trainable,
+        **_search_setup(sub),
+        tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
+                                    **_tune_search(sub, plan, saved, states, rows)),
+        run_config=tune.RunConfig(
+            name=f"{wave['name']}-{wave['launches']}", storage_path=plan.tune_home, callbacks=[callback],
+            verbose=0, failure_config=tune.FailureConfig(max_failures=r.max_failures),
+            # Tune deletes older checkpoints as new ones arrive; the records name the last one reported
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
+    )
     try:
         tuner.fit()
     except Exception:
-        if FAULTS:   # recording failed (disk full, read-only storage): one line from run_study, not Tune's traceback
-            raise FAULTS[-1] from None
+        if callback.faults:   # recording failed (disk full, read-only storage): one line, not Tune's traceback
+            raise callback.faults[-1] from None
         raise
+    finally:
+        interrupts.after_tune()
 
 
 def _not_run(run_dir: str, ids: list[str]) -> list[str]:
-    """The trials among `ids` that have not ended (pending, running, retrying): an interrupted run has some."""
-    from orchestrator.records import load_states
-
+    """The trials among `ids` that have not ended (pending, running, interrupted): an interrupted run has some."""
     states = load_states(run_dir)
     return [tid for tid in ids if states.get(tid, {}).get("status", TrialStatus.PENDING) in ACTIVE]
 
@@ -356,7 +345,8 @@ def _with_seeds(plan: Plan, seeds: list[int]) -> Plan:
     if plan.smoke:
         bigger = smoke(bigger)
     root = plan.trials[0].config.data_root if plan.trials else ""
-    return map_configs(bigger, lambda c: c.replace(data_root=root)) if root else bigger
+    bigger = map_configs(bigger, lambda c: c.replace(data_root=root)) if root else bigger
+    return dataclasses.replace(bigger, tune_home=plan.tune_home)
 
 
 def _with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
@@ -410,7 +400,7 @@ def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def _search_setup(plan: Plan) -> dict[str, Any]:
-    """Tuner arguments: every planned trial by id (a grid over ids), unless a search draws some weights."""
+    """Tuner arguments: every trial of the launch by id (a grid over ids), unless a search draws some weights."""
     from ray import tune
 
     if any(t.search for t in plan.trials):
@@ -418,30 +408,46 @@ def _search_setup(plan: Plan) -> dict[str, Any]:
     return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in plan.trials])}}
 
 
-def _tune_search(plan: Plan) -> dict[str, Any]:
-    """TuneConfig arguments: the study's scheduler (FIFO, with ASHA for the groups that ask for it) and,
-    when the study has a search, the searcher that hands out planned trials and draws their weights."""
+def _tune_search(sub: Plan, plan: Plan, saved: Any, states: dict[str, dict[str, Any]],
+                 rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """TuneConfig arguments for a launch of `sub` (trials of `plan`): the study's scheduler (FIFO, with
+    successive halving for the groups that ask for it, fed the results already recorded) and, when the launch
+    has a search, the searcher that hands out its trials and draws their weights, told what the records hold."""
     from orchestrator.search import StudyScheduler, StudySearcher
 
     meta = _search_meta(plan)
     out: dict[str, Any] = {}
-    if any(t.scheduler for t in plan.trials):
-        out["scheduler"] = StudyScheduler(meta)
-    if any(t.search for t in plan.trials):
-        out["search_alg"] = StudySearcher([t.trial_id for t in plan.trials], meta, len(plan.aux_names))
-        out["num_samples"] = len(plan.trials)
+    if any(t.scheduler for t in sub.trials):
+        scheduler = StudyScheduler(meta)
+        scheduler.replay(rows)
+        out["scheduler"] = scheduler
+    if any(t.search for t in sub.trials):
+        last = resume.last_of(rows)
+        history, preset = resume.search_state(saved.trials, states, last, {t.trial_id: t.group for t in plan.trials})
+        out["search_alg"] = StudySearcher([t.trial_id for t in sub.trials], meta, len(plan.aux_names), history,
+                                          preset)
+        out["num_samples"] = len(sub.trials)
     return out
 
 
-def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
-    from orchestrator.records import trials_table
-
+def _finish(plan: Plan, run_dir: str, uri: str, start: float, interrupts: Interrupts) -> int:
+    """Exports what was recorded, writes the report (skipped by a Ctrl-C), closes the MLflow runs and prints the
+    summary; the exit code says how the study ended."""
+    if interrupts.received:
+        _mark_interrupted(run_dir, uri, plan.study.name)
     paths = export_tables(run_dir)
+    report_dir = None
+    try:
+        report_dir = _report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
+    except KeyboardInterrupt:
+        interrupts.received = interrupts.received or "SIGINT"
+        print("report: interrupted; write it later with: arml report " + run_dir, flush=True)
+        _close_parent(run_dir, uri, plan.study.name)
     table = trials_table(run_dir)
     failed = table[table["status"] == TrialStatus.FAILED]
     not_run = int(table["status"].isin(ACTIVE).sum())
-    report_dir = _report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
-    print(f"\n{'interrupted' if not_run else 'finished'} after {seconds:.0f} s: "
+    how = f"stopped by {interrupts.received}" if interrupts.received else "interrupted" if not_run else "finished"
+    print(f"\n{how} after {time.time() - start:.0f} s: "
           f"{int((table['status'] == 'finished').sum())} finished, "
           f"{int((table['status'] == 'stopped').sum())} stopped early, {len(failed)} failed, {not_run} not run")
     print(f"records: {paths['records.parquet']} (and .csv), trials: {paths['trials.csv']}")
@@ -455,9 +461,36 @@ def _finish(plan: Plan, run_dir: str, uri: str, seconds: float) -> int:
         first = failed.iloc[0]
         print(f"{len(failed)} trial(s) failed, e.g. {first['trial_id']} ({first['method']}): {first['error']}")
     if not_run:
-        print(f"{not_run} trial(s) did not run: the study was interrupted; run the same command with --resume "
-              "to finish them (nothing is recorded twice)")
+        print(f"{not_run} trial(s) did not run to the end; run the same command with --resume to finish them "
+              "(finished trials are kept, interrupted ones continue from their last checkpoint)")
+    if interrupts.received:
+        return interrupts.exit_code
     return 1 if len(failed) or not_run else 0
+
+
+def _mark_interrupted(run_dir: str, uri: str, study: str) -> None:
+    """Trials recorded as running when the study was stopped become interrupted, in trials.json and in MLflow
+    (their child runs KILLED); the callback does this itself when Tune stops gracefully."""
+    states = load_states(run_dir)
+    running = [tid for tid, s in states.items() if s.get("status") in (TrialStatus.RUNNING, TrialStatus.RETRYING)]
+    if not running:
+        return
+    for tid in running:
+        states[tid]["status"] = TrialStatus.INTERRUPTED
+    write_states(run_dir, states)
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker(uri, study, run_dir, read_plan(run_dir).trials)
+    for tid in running:
+        tracker.finish(tid, TrialStatus.INTERRUPTED)
+
+
+def _close_parent(run_dir: str, uri: str, study: str) -> None:
+    """The study's MLflow run marked KILLED (the report that would have closed it was interrupted)."""
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker(uri, study, run_dir, read_plan(run_dir).trials)
+    tracker.close("interrupted")
 
 
 def _report(run_dir: str, uri: str, artifacts: tuple[str, ...]) -> str | None:

@@ -22,11 +22,13 @@ class TrialStatus(StrEnum):
     FINISHED = "finished"
     STOPPED = "stopped"       # ended early by a scheduler (ASHA): its results count
     FAILED = "failed"
+    INTERRUPTED = "interrupted"   # was running when the study was stopped (Ctrl-C, SIGTERM): --resume continues it
 
 
 DONE = frozenset({TrialStatus.FINISHED, TrialStatus.STOPPED})        # results that count
 ENDED = DONE | {TrialStatus.FAILED}                                    # will not run again
-ACTIVE = frozenset({TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.RETRYING})   # not ended yet
+ACTIVE = frozenset({TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.RETRYING,
+                    TrialStatus.INTERRUPTED})                          # not ended yet
 
 # What a trial reports at each evaluation (trainables.loop) and what the orchestrator adds
 STEP = "step"
@@ -37,6 +39,7 @@ TEST_AT_BEST_VAL = "test_acc_at_best_val"   # test accuracy at the best validati
 BEST_STEP = "best_step"
 COST_COLUMNS = ("wall_s", "cpu_s", "gpu_s")
 WEIGHT_PREFIX = "weight/"                   # weight/<aux task>: the auxiliary weights
+CHECKPOINT = "checkpoint"                   # a record's checkpoint, relative to the run's Tune storage (resume)
 
 
 @dataclass(frozen=True)
@@ -140,5 +143,5 @@ def read_plan(run_dir: str) -> PlanFile:
         return PlanFile.from_dict(json.load(f))
 
 
-__all__ = ["ACTIVE", "BEST_VAL_ACC", "COST_COLUMNS", "DONE", "ENDED", "PLAN_FILE", "PlanFile", "TEST_AT_BEST_VAL",
-           "TrialMeta", "TrialStatus", "as_meta", "read_plan", "write_plan"]
+__all__ = ["ACTIVE", "BEST_VAL_ACC", "CHECKPOINT", "COST_COLUMNS", "DONE", "ENDED", "PLAN_FILE", "PlanFile",
+           "TEST_AT_BEST_VAL", "TrialMeta", "TrialStatus", "as_meta", "read_plan", "write_plan"]

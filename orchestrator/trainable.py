@@ -120,7 +120,8 @@ def _threads(cpus: float) -> None:
 
 
 def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None:
-    """Tune entry point: `config["trial_id"]` names the trial in `trials` (its TrainConfig and resources)."""
+    """Tune entry point: `config["trial_id"]` names the trial in `trials` (its TrainConfig, resources and, when an
+    earlier launch of the study left one, the checkpoint to continue from: `resume_from`)."""
     from ray import tune
 
     DETERMINISTIC = _deterministic()  # noqa: N806 - read once per trial
@@ -134,7 +135,10 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     startup = _warm_up()
     from trainables import fit
 
-    with _restored(tune.get_checkpoint()) as resume_from:
+    checkpoint = tune.get_checkpoint()   # this launch's own, when Tune retries the trial
+    if checkpoint is None and trial.get("resume_from"):   # the last one an earlier launch recorded (--resume)
+        checkpoint = tune.Checkpoint(trial["resume_from"])
+    with _restored(checkpoint) as resume_from:
         meter = CostMeter(resources["gpus_per_trial"], _previous_cost(resume_from))
         where = _where()
 

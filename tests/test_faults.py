@@ -243,3 +243,41 @@ def test_ctrl_c_ends_with_a_non_zero_code_and_a_killed_parent_run(tmp_path):
     assert process.returncode != 0, out
     parents, _ = mlflow_runs(tmp_path / "runs" / "sigint", "sigint")
     assert parents[0].info.status != "FINISHED"
+
+
+def test_ctrl_c_during_the_report_stops_it_and_marks_the_study(tmp_path, monkeypatch, capsys):
+    """Tune leaves its own SIGINT handler installed after a study: a Ctrl-C during the report must still stop
+    it (exit 130), with the tables exported and the MLflow run of the study KILLED, not FINISHED."""
+    import signal
+
+    study = study_file(tmp_path, "late")
+
+    def ctrl_c_in_report(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)            # swallowed by a stale handler: the report would then go on
+        raise AssertionError("the Ctrl-C was ignored")
+
+    monkeypatch.setattr(runner, "_report", ctrl_c_in_report)
+    assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 130
+    out = capsys.readouterr().out
+    assert "report: interrupted" in out and "stopped by SIGINT" in out
+    run_dir = tmp_path / "runs" / "late"
+    assert (run_dir / "trials.csv").exists() and (run_dir / "records.parquet").exists()
+    parents, children = mlflow_runs(run_dir, "late")
+    assert parents[0].info.status == "KILLED" and {c.info.status for c in children} == {"FINISHED"}
+
+
+def test_a_full_disk_under_ray_log_prints_no_logging_traceback(tmp_path, capsys):
+    import logging
+
+    from orchestrator.progress import quiet_ray
+
+    quiet_ray(str(tmp_path))
+    handler = next(h for h in logging.getLogger("ray.tune").handlers if getattr(h, "arml_run_log", False))
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    handler.stream.write = full
+    logging.getLogger("ray.tune").warning("a message Tune logs while the disk is full")
+    assert "Logging error" not in capsys.readouterr().err

@@ -127,7 +127,8 @@ def test_resume_continues_exactly(tmp_path, preset: str, extra: dict) -> None:
 # --- every other weighting ---------------------------------------------------------------------------------
 
 
-OTHER_WEIGHTINGS = {"adaloss": {}, "gradnorm": {}, "cosinesim": {}, "olaux": {"horizon": 5}, "fixed": "weights"}
+OTHER_WEIGHTINGS = {"adaloss": {}, "gradnorm": {}, "cosinesim": {}, "olaux": {"horizon": 5}, "fixed": "weights",
+                    "autolambda": {}}
 
 
 def test_every_weighting_is_covered() -> None:
@@ -146,6 +147,8 @@ def test_other_weightings_run_in_mlc(weighting: str) -> None:
     weights = [metrics[f"weight/{n}"] for n in names]
     if weighting == "fixed":
         assert weights == pytest.approx(options["weights"]) and metrics["weight_updates"] == 0
+    elif weighting == "autolambda":   # Auto-Lambda's weights are not clamped (as in the authors' code)
+        assert metrics["weight_updates"] >= 1 and all(math.isfinite(w) for w in weights)
     else:
         assert metrics["weight_updates"] >= 1 and min(weights) >= 0
 
@@ -188,7 +191,7 @@ BAD = {
     "aux_task": ("digits_ssl", {"aux_tasks": ["jigsaw"]}, UnknownNameError,
                  r"'jigsaw'.*valid names: attributes, exemplar_mt, rotation, source_domains"),
     "weighting": ("digits_mlc", {"weighting": "magic"}, UnknownNameError,
-                  r"'magic'.*valid names: adaloss, arml, cosinesim, fixed, gradnorm, olaux, uniform"),
+                  r"'magic'.*valid names: adaloss, arml, autolambda, cosinesim, fixed, gradnorm, olaux, uniform"),
     "label_budget": ("digits_ssl", {"label_budget": 100000}, ConfigError, r"label_budget 100000"),
     "main_attribute": ("digits_mlc", {"main_attribute": "stripes"}, ConfigError, r"'stripes'.*valid names: odd"),
     "wrong_setting": ("digits_mlc", {"aux_tasks": ["rotation"]}, ConfigError, r"'rotation'.*ssl.*'mlc'"),

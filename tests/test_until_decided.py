@@ -108,4 +108,4 @@ def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkey
     assert main(args + ["--resume"]) == 0      # nothing left: resuming again records nothing twice
     check_once(run_dir, expected_trials=2 * 5)
     assert [p.name for p in storage.iterdir()] == ["undecided"]          # the waves live inside the run folder
-    assert (run_dir / "wave1").is_dir() and (run_dir / "wave2").is_dir()
+    assert (run_dir / "wave1-1").is_dir() and (run_dir / "wave2-1").is_dir()

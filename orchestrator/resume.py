@@ -1,0 +1,97 @@
+"""What a resumed study continues from, read from its records alone (never from Tune's pickled state): which
+trials still have to run, the checkpoint each one continues from, the weights a search already drew, what the
+searchers and schedulers had seen. Every launch of a study's trials is a new Tune experiment built from these,
+so a trial whose rows are recorded as finished never trains again, whatever Tune's last snapshot said.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from typing import Any
+
+from orchestrator.records import ROWS_FILE
+from orchestrator.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, TrialMeta
+
+STATE_FILE = "state.pt"   # trainables.checkpoint.FILE: a checkpoint folder without it is incomplete
+
+
+def to_run(trial_ids: list[str], states: dict[str, dict[str, Any]]) -> list[str]:
+    """The trials among `trial_ids` whose results do not count yet (pending, interrupted, failed), in order."""
+    return [tid for tid in trial_ids if states.get(tid, {}).get("status") not in DONE]
+
+
+def read_rows(run_dir: str) -> list[dict[str, Any]]:
+    """Every row of records.jsonl in the order it was written (a line cut by a crash is skipped)."""
+    path = os.path.join(run_dir, ROWS_FILE)
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def last_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each trial's row of its highest recorded step."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        tid, step = row.get("trial_id"), row.get(STEP)
+        if tid is not None and isinstance(step, (int, float)) and step >= out.get(tid, {}).get(STEP, -1):
+            out[tid] = row
+    return out
+
+
+def checkpoints(rows: list[dict[str, Any]], trial_ids: list[str], tune_home: str, run_dir: str) -> dict[str, str]:
+    """Per trial, the latest checkpoint an earlier launch recorded (`tune_home`/its recorded relative path); for a
+    run folder written before records named their checkpoints, the newest complete `checkpoint_*` folder of the
+    trial found in the run folder (local storage only)."""
+    wanted = set(trial_ids)
+    best: dict[str, tuple[float, str]] = {}
+    for row in rows:
+        tid, where = row.get("trial_id"), row.get(CHECKPOINT)
+        if tid in wanted and where and isinstance(row.get(STEP), (int, float)):
+            if tid not in best or row[STEP] >= best[tid][0]:
+                best[tid] = (row[STEP], f"{tune_home.rstrip('/')}/{where}")
+    out = {tid: path for tid, (_, path) in best.items() if "://" in path or os.path.isdir(path)}
+    for tid in wanted - set(out):
+        legacy = _legacy_checkpoint(run_dir, tid)
+        if legacy:
+            out[tid] = legacy
+    return out
+
+
+def _legacy_checkpoint(run_dir: str, trial_id: str) -> str | None:
+    """The newest complete checkpoint of a trial in Tune's trial folders named `..._trial_id=<id>_...`."""
+    found = []
+    for pattern in (f"*trial_id={trial_id}*/checkpoint_*", f"*/*trial_id={trial_id}*/checkpoint_*"):
+        for path in glob.glob(os.path.join(glob.escape(run_dir), pattern)):
+            number = re.search(r"checkpoint_(\d+)$", path)
+            if number and os.path.exists(os.path.join(path, STATE_FILE)):
+                found.append((os.path.getmtime(path), int(number.group(1)), path))
+    return max(found)[2] if found else None
+
+
+def search_state(plan_trials: list[TrialMeta], states: dict[str, dict[str, Any]],
+                 last: dict[str, dict[str, Any]], group_of: dict[str, str]
+                 ) -> tuple[dict[str, list[tuple[list[float], float]]], dict[str, list[float]]]:
+    """(history, preset) for the searchers: per group, the weights and best validation accuracy of its finished
+    search trials; per started but unfinished search trial, the weights it was given (it runs again with them)."""
+    history: dict[str, list[tuple[list[float], float]]] = {}
+    preset: dict[str, list[float]] = {}
+    for meta in plan_trials:
+        weights = states.get(meta.trial_id, {}).get("weights")
+        if not meta.search or not weights:
+            continue
+        if states[meta.trial_id].get("status") in DONE:
+            value = last.get(meta.trial_id, {}).get(BEST_VAL_ACC)
+            if isinstance(value, (int, float)) and value == value:
+                history.setdefault(group_of[meta.trial_id], []).append((list(weights), float(value)))
+        else:
+            preset[meta.trial_id] = list(weights)
+    return history, preset
