@@ -16,7 +16,7 @@ from orchestrator.spec import MethodSpec, Resources, Study
 from trainables.config import TrainConfig
 
 # TrainConfig fields that say where or how fast a trial runs, not what it computes: left out of ids.
-NOT_IN_ID = ("data_root", "device", "num_workers")
+NOT_IN_ID = ("data_root", "device", "num_workers", "channels_last", "compile")
 # TrainConfig fields added after run folders already existed: left out of ids while at their default, so every
 # trial planned before they existed keeps its id (finished trials are found again on --resume, published tables
 # stay reproducible from the same ids).
