@@ -118,7 +118,9 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., int]:
         except Exception as error:
             if not _is_usage_error(error):
                 raise
-            _say(f"arml: error: {one_line(error)}")
+            lines = getattr(error, "lines", None)   # several problems found at once (orchestrator.preflight)
+            _say("\n".join(f"arml: error: {line}" if i == 0 else line for i, line in enumerate(lines()))
+                 if callable(lines) else f"arml: error: {one_line(error)}")
             return 2
 
     return wrapper
@@ -183,8 +185,10 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     if dry_run:
         from orchestrator.dryrun import plan_data, plan_text
+        from orchestrator.preflight import check
 
         print(json.dumps(plan_data(plan, options), indent=1) if as_json else plan_text(plan, options))
+        check(plan, address, data_root or plan.study.config.data_root or None)   # what would stop the run
         return 0
     try:
         from orchestrator.runner import run_study

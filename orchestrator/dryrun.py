@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from pathlib import Path
 from typing import Any
 
 from orchestrator.plan import DEFAULT_STORAGE, describe_resources, run_dir
+
+STEP_COSTS = Path(__file__).with_name("step_costs.json")   # written by benchmarks/step_costs.py
+ORCHESTRATION_S = (12.0, 0.09)   # a study's fixed and per-trial cost beyond training (orchestration_overhead.py)
 
 
 def local_run_dir(plan: Any, storage: str | None) -> str:
@@ -13,6 +19,73 @@ def local_run_dir(plan: Any, storage: str | None) -> str:
     if storage and "://" in storage:
         return os.path.join(DEFAULT_STORAGE, plan.study.name)
     return run_dir(plan, storage)
+
+
+def in_use(folder: str) -> str | None:
+    """Who runs this folder right now ('arml run (pid N, host H)'), or None: the run's lock is held."""
+    import fcntl
+
+    path = os.path.join(folder, ".arml.lock")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def estimate(plan: Any) -> dict[str, Any] | None:
+    """The time the plan would take on this machine, from the per-step costs of its preset (measured on the
+    machine step_costs.json names; a study's other batch sizes scale them, other weightings by their measured
+    factor): training and evaluation seconds summed over trials, then spread over the trials that run at once.
+    None when the preset was not measured. Rough: within about 2x."""
+    if not STEP_COSTS.exists():
+        return None
+    costs = json.loads(STEP_COSTS.read_text())
+    preset = plan.study.preset
+    base = costs["presets"].get(preset)
+    if not base:
+        return None
+    from trainables.config import PRESETS, TrainConfig
+
+    reference = {**TrainConfig().to_dict(), **PRESETS[preset]}
+    ref_batch = reference["batch_size"] + (reference["aux_batch_size"] or reference["batch_size"])
+    factors = costs["weighting_factors"]
+    total = 0.0
+    for trial in plan.trials:
+        c = trial.config
+        scale = (c.batch_size + (c.aux_batch_size or c.batch_size)) / ref_batch
+        name = trial.weighting
+        if name == "arml" and int(trial.weighting_options.get("amortize", 1) or 1) > 1:
+            name = "arml_amortized"
+        evals = math.ceil(c.steps / c.eval_every)
+        per_eval = base["eval_s"] * (min(1.0, 2 * c.max_eval_items / base["eval_images"]) if c.max_eval_items
+                                     else 1.0)
+        total += (base.get("setup_s") or 0.0) + c.steps * base["step_s"] * scale * factors.get(name, 1.5) \
+            + evals * per_eval
+    resources = plan.study.resources
+    cpus = os.cpu_count() or 1
+    at_once = max(1, int(cpus // max(resources.cpus_per_trial, 1e-9)))
+    if resources.max_concurrent:
+        at_once = min(at_once, resources.max_concurrent)
+    at_once = min(at_once, max(1, len(plan.trials)))
+    fixed, per_trial = ORCHESTRATION_S
+    return {"trial_s": total, "wall_s": total / at_once + fixed + per_trial * len(plan.trials),
+            "at_once": at_once, "measured_on": costs["machine"], "gpu": resources.gpus_per_trial > 0}
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.5 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def holds_run(folder: str) -> bool:
@@ -52,7 +125,8 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
         "total_trials": len(plan.trials),
         "resources": {"per_trial": describe_resources(resources), "max_concurrent": resources.max_concurrent,
                       "max_failures": resources.max_failures},
-        "output_folder": folder, "holds_run": exists, "resume": bool(options.resume), "smoke": bool(plan.smoke),
+        "output_folder": folder, "holds_run": exists, "in_use_by": in_use(local_run_dir(plan, options.storage)),
+        "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan),
         "until_decided": bool(getattr(options, "until_decided", False)),
         "max_seeds": getattr(options, "max_seeds", None),
     }
@@ -80,7 +154,24 @@ def plan_text(plan: Any, options: Any) -> str:
         f"retries: {d['resources']['max_failures']}",
         f"output folder: {d['output_folder']}",
     ]
-    if d["holds_run"] and d["resume"]:
+    guess = d["estimate"]
+    if guess and guess["gpu"]:
+        lines.append("time: the trials ask for GPUs; per-step costs on a GPU are in docs/performance.md (this "
+                     "machine's CPU figures do not apply)")
+    elif guess:
+        lines.append(f"time on this machine: about {duration(guess['wall_s'])} ({duration(guess['trial_s'])} of "
+                     f"training and evaluation, {guess['at_once']} trial{'s' if guess['at_once'] > 1 else ''} at a "
+                     f"time; per-step costs of preset {d['preset']} measured on a {guess['measured_on']}; rough, "
+                     "within about 2x)")
+        if guess["wall_s"] > 86400:
+            lines.append(f"  that is {duration(guess['wall_s'])}: check the plan (trials, steps) before you start")
+    else:
+        lines.append(f"time: no per-step cost is measured for preset {d['preset']} "
+                     "(benchmarks/step_costs.py measures them)")
+    if d["in_use_by"]:
+        lines.append(f"  it is in use right now: {d['in_use_by']} is running it; wait for it to end (or stop it) "
+                     "before running it again")
+    elif d["holds_run"] and d["resume"]:
         lines.append("  it holds a run of this study: --resume runs its unfinished trials, finished ones are kept")
     elif d["holds_run"]:
         lines.append("  it already holds a run of this study: add --resume to finish its unfinished trials, "

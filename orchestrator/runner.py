@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-from orchestrator import reaper, resume
+from orchestrator import preflight, reaper, resume
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.plan import DEFAULT_STORAGE, Plan, RunOptions, map_configs
 from orchestrator.progress import quiet_ray
@@ -230,6 +230,7 @@ def _run_locked(plan: Plan, options: RunOptions, run_dir: str, interrupts: Inter
     if options.resume:
         plan = _with_saved_seeds(plan, run_dir)
     _check_resume(plan, run_dir, options.resume)
+    preflight.check(plan, options.address, options.data_root or plan.study.config.data_root or None)
     uri = resolve_uri(options.mlflow_uri, run_dir)
     quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
     started_ray = False

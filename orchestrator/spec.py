@@ -155,9 +155,39 @@ def load_study(path: str | Path, overrides: dict | None = None) -> Study:
     except (OSError, UnicodeDecodeError) as error:
         raise StudyError(f"{path}: cannot read the file ({error}); save it as UTF-8 text") from None
     doc = _toml(text, path)
-    if overrides:
-        doc = merge(doc, overrides)
-    return parse_study_doc(doc, path)
+    if not overrides:
+        return parse_study_doc(doc, path)
+    try:
+        return parse_study_doc(merge(doc, overrides), path)
+    except StudyError as error:
+        raise _blame_override(error, doc, overrides, path) from None
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _blame_override(error: StudyError, doc: dict, overrides: dict, path: Path) -> StudyError:
+    """The error names the `--set` that caused it when the study file is fine without that override."""
+    from orchestrator.studies import nest
+
+    flat = _flat(overrides)
+    for key, value in flat.items():
+        others = {k: v for k, v in flat.items() if k != key}
+        try:
+            parse_study_doc(merge(doc, nest(others)) if others else doc, path)
+        except StudyError:
+            continue
+        message = str(error).removeprefix(f"{path}:").strip()
+        return StudyError(f"--set {key}={show(value)}: {message}")
+    return error
 
 
 def merge(doc: dict, overrides: dict) -> dict:

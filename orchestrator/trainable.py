@@ -57,33 +57,49 @@ def check_cluster_fits(resources: dict[str, Any], nodes: list[dict[str, float]] 
         import ray
 
         nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    _check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
+    check_fits(resources, nodes, f"{study}: [resources]" if study else "[resources]")
 
 
-def _check_fits(resources: dict[str, Any], nodes: list[dict[str, float]], where: str) -> None:
+def check_fits(resources: dict[str, Any], nodes: list[dict[str, float]], where: str, has: str | None = None) -> None:
+    """UsageError when no node of `nodes` (each {"CPU": n, "GPU": n}) could ever run one trial (the first
+    problem of `fit_problems`)."""
     from orchestrator.errors import UsageError
 
+    found = fit_problems(resources, nodes, where, has)
+    if found:
+        raise UsageError(found[0])
+
+
+def fit_problems(resources: dict[str, Any], nodes: list[dict[str, float]], where: str,
+                 has: str | None = None) -> list[str]:
+    """Every reason why no node of `nodes` could run one trial of `resources` ([resources] as a dict); `has`
+    describes the nodes in the messages (default: the cluster's)."""
     cpus = [n.get("CPU", 0.0) for n in nodes] or [0.0]
     gpus = [n.get("GPU", 0.0) for n in nodes] or [0.0]
-    has = (f"the cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest with "
-           f"{max(cpus):g} CPUs and {max(gpus):g} GPUs ({sum(cpus):g} CPUs, {sum(gpus):g} GPUs in all)")
+    has = has or (f"the cluster has {len(nodes)} node{'s' if len(nodes) != 1 else ''}, the largest with "
+                  f"{max(cpus):g} CPUs and {max(gpus):g} GPUs ({sum(cpus):g} CPUs, {sum(gpus):g} GPUs in all)")
     workers = resources["workers_per_trial"]
+    found = []
     if workers > 1:
         if workers > sum(cpus):
-            raise UsageError(f"{where} workers_per_trial = {workers} but {has}; each worker is a process "
-                             f"training on at least one CPU: use at most {sum(cpus):g} workers")
+            return [f"{where} workers_per_trial = {workers} but {has}; each worker is a process training on at "
+                    f"least one CPU: use at most {sum(cpus):g} workers"]
         need = worker_resources(resources)
         what = f"each of the {workers} workers of a trial needs"
         for key, per_node in (("CPU", cpus), ("GPU", gpus)):
             if need.get(key, 0.0) > max(per_node) or need.get(key, 0.0) * workers > sum(per_node) + 1e-9:
-                raise UsageError(f"{where} {what} {need[key]:g} {key}s but {has}; lower cpus_per_trial, "
-                                 f"gpus_per_trial or workers_per_trial, or add nodes")
-        return
+                found.append(f"{where} {what} {need[key]:g} {key}s but {has}; lower cpus_per_trial, "
+                             f"gpus_per_trial or workers_per_trial, or add nodes")
+        return found
     for key, want, per_node in (("cpus_per_trial", resources["cpus_per_trial"], cpus),
                                 ("gpus_per_trial", resources["gpus_per_trial"], gpus)):
-        if want > max(per_node) + 1e-9:
-            raise UsageError(f"{where} {key} = {want:g} but {has}: no node can run a trial; use at most "
-                             f"{max(per_node):g} or add a larger node")
+        if want > max(per_node) + 1e-9 and max(per_node) == 0 and key == "gpus_per_trial":
+            found.append(f"{where} gpus_per_trial = {want:g} but {has}: set gpus_per_trial = 0 to train on CPUs, "
+                         "or run where there are GPUs")
+        elif want > max(per_node) + 1e-9:
+            found.append(f"{where} {key} = {want:g} but {has}: no node can run a trial; use at most "
+                         f"{max(per_node):g} or add a larger node")
+    return found
 
 
 class CostMeter:

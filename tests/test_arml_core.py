@@ -218,7 +218,8 @@ def test_bad_input_is_named():
         w.backward(main, bad, net.shared())
     with pytest.raises(arml.NonFiniteLossError, match="main"):
         w.backward(main * float("inf"), aux, net.shared())
-    with pytest.raises(arml.UnknownNameError, match="valid names: adaloss, arml, cosinesim, fixed, gradnorm"):
+    with pytest.raises(arml.UnknownNameError,
+                       match="valid names: adaloss, arml, autolambda, cosinesim, fixed, gradnorm"):
         arml.make_weighting("armll", num_aux=2)
     with pytest.raises(ValueError, match="needs 4 weights"):
         arml.make_weighting("fixed", num_aux=4, weights=[1, 2])

@@ -72,7 +72,8 @@ BAD = [
     (("study.seeds", [-1]), ["[study] seeds must be"]),
     (("study.seeds", 3), ["[study] seeds must be a list, got 3"]),
     (("methods.armll", {}), ['[methods.armll] "armll" is not a weighting name', "did you mean arml?",
-                             "valid names: adaloss, arml, cosinesim, fixed, gradnorm, olaux, uniform, grid"]),
+                             "valid names: adaloss, arml, autolambda, cosinesim, fixed, gradnorm, olaux, uniform, "
+                             "grid"]),
     (("methods.x.weighting", "gradnrom"), ['[methods.x] weighting "gradnrom" is unknown',
                                            "did you mean gradnorm?", "valid names:"]),
     (("methods.x.weighting", 5), ["[methods.x] weighting must be a string, got 5"]),
@@ -174,3 +175,15 @@ def test_dataset_checked_against_trainables_data() -> None:
 def test_option_values_the_weighting_refuses_are_study_errors(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match=r"\[methods.arml\] weighting arml refuses these options: lr"):
         load_study(write(tmp_path, changed("methods.arml.lr", -1.0)))
+
+
+def test_a_bad_set_is_blamed_on_the_set_not_the_study_file():
+    from orchestrator.spec import load_study
+
+    with pytest.raises(StudyError) as caught:
+        load_study("studies/quickstart.toml", {"train": {"step": 100, "lr": 0.01}})
+    message = str(caught.value)
+    assert message.startswith("--set train.step=100: [train] unknown key step (did you mean steps?)")
+    with pytest.raises(StudyError) as caught:
+        load_study("studies/quickstart.toml", {"methods": {"arml": {"lr": -1.0}}})
+    assert str(caught.value).startswith("--set methods.arml.lr=-1.0:")

@@ -31,7 +31,8 @@ def study(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_every_study_passes_a_dry_run(path, capsys):
-    assert main(["run", str(path), "--dry-run"]) == 0
+    # as a cluster run (data and GPUs are the cluster's): this machine lacks the paper's data sets and GPUs
+    assert main(["run", str(path), "--dry-run", "--address", "127.0.0.1:1"]) == 0
     out = capsys.readouterr().out
     assert "dry run: nothing was started" in out
 

@@ -1,0 +1,50 @@
+"""Everything checkable is checked before Ray starts, all at once: missing data, a data root that does not exist,
+resources larger than this machine, device = "cuda" without CUDA; on a cluster (--address) only what does not
+depend on this machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.cli import main
+
+TOO_BIG = ["--set", "resources.cpus_per_trial=64", "--set", "resources.gpus_per_trial=0.5",
+           "--set", 'train.device="cuda"', "--data-root", "/nonexistent/arml-data"]
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def never(*args, **kwargs):
+        raise AssertionError("Ray was started although the plan cannot run")
+
+    monkeypatch.setattr(ray, "init", never)
+
+
+def test_every_problem_at_once_in_the_dry_run_and_before_ray(tmp_path, capsys, no_ray):
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), *TOO_BIG]) == 2
+    out, err = capsys.readouterr()
+    assert "total: 40 trials" in out                      # the plan is still shown
+    lines = err.splitlines()
+    assert lines[0].startswith("arml: error: ") and "4 problems before anything starts" in lines[0]
+    assert any("cpus_per_trial = 64" in line and "this machine has" in line for line in lines)
+    assert any("gpus_per_trial = 0.5" in line and "gpus_per_trial = 0" in line for line in lines)
+    assert any('device = "cuda"' in line for line in lines)
+    assert any("--data-root /nonexistent/arml-data does not exist" in line for line in lines)
+    assert "Traceback" not in err
+    assert main(["run", "quickstart", "--storage", str(tmp_path), *TOO_BIG]) == 2
+    assert "4 problems before anything starts" in capsys.readouterr().err
+    assert not (tmp_path / "quickstart" / "ray.log").exists()
+
+
+def test_missing_data_is_named_with_where_to_get_it(tmp_path, capsys, no_ray):
+    assert main(["run", "paper_table1_cifar10", "--dry-run", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10: no data at" in err and "cifar-10-python.tar.gz" in err
+
+
+def test_a_cluster_run_leaves_data_and_resources_to_the_cluster(tmp_path, capsys):
+    assert main(["run", "quickstart", "--dry-run", "--address", "10.0.0.1:6379", "--storage", str(tmp_path),
+                 *TOO_BIG]) == 0
+    assert "problems" not in capsys.readouterr().err
