@@ -10,7 +10,6 @@ import os
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from trainables.data.base import DataInfo
 from trainables.errors import ConfigError, DataNotFoundError
@@ -21,6 +20,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 3, small_input: bool = False) -> None:
         super().__init__()
+        from torchvision.models import resnet18   # here, not at import: torchvision.models takes 1-2 s to import
+
         self.net = resnet18(weights=None)
         self.net.fc = nn.Identity()
         if small_input:
