@@ -20,7 +20,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 3, small_input: bool = False) -> None:
         super().__init__()
-        from torchvision.models import resnet18   # here, not at import: torchvision.models takes 1-2 s to import
+        from torchvision.models import resnet18  # here, not at import: torchvision.models takes 1-2 s to import
 
         self.net = resnet18(weights=None)
         self.net.fc = nn.Identity()
