@@ -6,27 +6,36 @@ group `arml.weightings` (read on the first lookup of a name)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from arml.adaloss import AdaLoss
-from arml.arml_method import ARML
-from arml.autolambda import AutoLambda
-from arml.base import NonFiniteLossError, Weighting
-from arml.closure import stateless
-from arml.cosinesim import CosineSim
-from arml.fixed import Fixed
-from arml.gradnorm import GradNorm
-from arml.olaux import OLAux
-from arml.projection import project_simplex
 from arml.registry import PluginError, Registry, UnknownNameError
-from arml.uniform import Uniform
 
 __version__ = "0.1.0"
 
 ENTRY_POINT_GROUP = "arml.weightings"
+# what `import arml` offers, each imported on first use (torch is imported then, not by `import arml`)
+_LAZY = {
+    "AdaLoss": "arml.adaloss", "ARML": "arml.arml_method", "AutoLambda": "arml.autolambda",
+    "NonFiniteLossError": "arml.base", "Weighting": "arml.base", "stateless": "arml.closure",
+    "CosineSim": "arml.cosinesim", "Fixed": "arml.fixed", "GradNorm": "arml.gradnorm", "OLAux": "arml.olaux",
+    "project_simplex": "arml.projection", "Uniform": "arml.uniform",
+}
+_BUILT_IN = {"uniform": "Uniform", "fixed": "Fixed", "adaloss": "AdaLoss", "gradnorm": "GradNorm",
+             "cosinesim": "CosineSim", "olaux": "OLAux", "arml": "ARML", "autolambda": "AutoLambda"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'arml' has no attribute {name!r}")
 
 
 def _check_weighting(name: str, cls: Any) -> None:
+    from arml.base import Weighting
+
     if not (isinstance(cls, type) and issubclass(cls, Weighting)):
         raise TypeError(f"weighting method {name!r} must be a subclass of arml.Weighting, got {cls!r}")
     if cls.name != name:
@@ -37,18 +46,17 @@ def _check_weighting(name: str, cls: Any) -> None:
         raise ValueError(f"weighting method {name!r}: declare fixed_weights = True or False in {cls.__name__}")
 
 
-WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting method", entry_points=ENTRY_POINT_GROUP,
-                                                 check=_check_weighting)
-for _cls in (Uniform, Fixed, AdaLoss, GradNorm, CosineSim, OLAux, ARML, AutoLambda):
-    WEIGHTINGS.register(_cls.name)(_cls)
+WEIGHTINGS: Registry[Any] = Registry("weighting method", entry_points=ENTRY_POINT_GROUP, check=_check_weighting)
+for _name, _cls in _BUILT_IN.items():
+    WEIGHTINGS.register_lazy(_name, f"{_LAZY[_cls]}:{_cls}")
 
 
-def register_weighting(cls: type[Weighting]) -> type[Weighting]:
+def register_weighting(cls: Any) -> Any:
     """Class decorator: `@arml.register_weighting` adds a `Weighting` subclass under its `name`."""
     return WEIGHTINGS.register(getattr(cls, "name", ""))(cls)
 
 
-def make_weighting(name: str, num_aux: int, **options: Any) -> Weighting:
+def make_weighting(name: str, num_aux: int, **options: Any) -> Any:
     """`make_weighting("arml", num_aux=K, lr=0.05)` is `ARML(num_aux=K, lr=0.05)`."""
     return WEIGHTINGS.get(name)(num_aux, **options)
 

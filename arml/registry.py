@@ -6,6 +6,7 @@ packages are loaded the first time a name is looked up, and one that fails to lo
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
@@ -37,13 +38,26 @@ class Registry(Generic[T]):
         self.group = entry_points
         self._check = check
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}        # name -> "module:attribute", imported on first use
         self._plugins_loaded = entry_points is None
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """`name` for the object at `target` ("package.module:attribute"), imported on the first `get(name)`:
+        listing and checking names never imports what they name (a registry of torch classes stays cheap)."""
+        if name in self._items or name in self._lazy:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._lazy[name] = target
+
+    def _resolve(self, name: str) -> None:
+        target = self._lazy.pop(name)
+        module_name, _, attribute = target.partition(":")
+        self.register(name)(getattr(importlib.import_module(module_name), attribute))
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
             if self._items.get(name) is obj:
                 return obj   # a plug-in module that registers itself and is also an entry point
-            if name in self._items:
+            if name in self._items or name in self._lazy:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             if self._check is not None:
                 self._check(name, obj)
@@ -70,22 +84,24 @@ class Registry(Generic[T]):
                 raise PluginError(f"{self.kind} plug-in {where}: {error}") from error
 
     def get(self, name: str) -> T:
+        if name in self._lazy:
+            self._resolve(name)
         if name not in self._items:
             self.load_plugins()
         try:
             return self._items[name]
         except KeyError:
-            valid = ", ".join(sorted(self._items))
+            valid = ", ".join(self.names())
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
 
     def names(self) -> list[str]:
         self.load_plugins()
-        return sorted(self._items)
+        return sorted({*self._items, *self._lazy})
 
     def __contains__(self, name: object) -> bool:
-        if name not in self._items:
+        if name not in self._items and name not in self._lazy:
             self.load_plugins()
-        return name in self._items
+        return name in self._items or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

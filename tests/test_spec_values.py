@@ -129,7 +129,8 @@ def test_overrides_are_merged_and_validated(tmp_path: Path) -> None:
     assert study.config.steps == 100 and study.budget.values == (20,)
     assert study.config.aux_attributes == ("is_0", "is_6", "random_0")     # the rest of [train] is kept
     assert load_study(path).config.steps == 30                              # the file is unchanged
-    with pytest.raises(StudyError, match=r"x\.toml: \[train\] eval_every must be greater than or equal to 1"):
+    with pytest.raises(StudyError, match=r"--set train\.eval_every=0: \[train\] eval_every must be greater than or "
+                                         r"equal to 1"):   # the --set is to blame, not the file
         load_study(path, {"train": {"eval_every": 0}})
     with pytest.raises(StudyError, match=r"\[train\] unknown key stepz \(did you mean steps\?\)"):
         load_study(path, {"train": {"stepz": 1}})
