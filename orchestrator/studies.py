@@ -4,6 +4,9 @@ Imports nothing heavy (the CLI's completion uses it)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -88,23 +91,85 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def list_entries(files: Iterable[Path]) -> list[dict[str, Any]]:
-    """What `arml list` shows of each study file; a broken file gets its error instead of failing the list."""
-    from orchestrator.plan import count_trials
-    from orchestrator.spec import load_study
-
-    entries = []
+def list_entries(files: Iterable[Path], cache: Path | None = None) -> list[dict[str, Any]]:
+    """What `arml list` shows of each study file; a broken file gets its error instead of failing the list.
+    Every file is validated in full; the result is kept in `cache` (default: LIST_CACHE) under the file's
+    content and the code's fingerprint, so the next `arml list` answers without importing torch."""
+    cache = LIST_CACHE if cache is None else cache
+    code = _code_fingerprint()
+    known = _read_cache(cache)
+    entries, changed = [], False
     for path in files:
         entry: dict[str, Any] = {"file": _shown(path), "name": path.stem}
         try:
-            study = load_study(path)
-            entry.update(study=study.name, setting=study.setting, dataset=study.dataset,
-                         trials=count_trials(study), description=study.description, error=None)
-        except Exception as error:  # noqa: BLE001 - a broken file is listed, not fatal
-            message = " ".join(str(error).split()) or type(error).__name__
-            entry.update(study=None, setting=None, dataset=None, trials=None, description=None, error=message)
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            content = ""
+        key = str(path.resolve())
+        hit = known.get(key)
+        if content and hit and hit.get("content") == content and hit.get("code") == code:
+            entry.update(hit["entry"])
+        else:
+            entry.update(_validated(path))
+            known[key] = {"content": content, "code": code, "entry": {k: v for k, v in entry.items()
+                                                                      if k not in ("file", "name")}}
+            changed = True
         entries.append(entry)
+    if changed:
+        _write_cache(cache, known)
     return entries
+
+
+def _validated(path: Path) -> dict[str, Any]:
+    from orchestrator.plan import count_trials
+    from orchestrator.spec import load_study
+
+    try:
+        study = load_study(path)
+        return dict(study=study.name, setting=study.setting, dataset=study.dataset, trials=count_trials(study),
+                    description=study.description, error=None)
+    except Exception as error:  # noqa: BLE001 - a broken file is listed, not fatal
+        message = " ".join(str(error).split()) or type(error).__name__
+        return dict(study=None, setting=None, dataset=None, trials=None, description=None, error=message)
+
+
+LIST_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "arml" / "list-cache.json"
+PACKAGES = ("arml", "trainables", "orchestrator")
+PLUGIN_GROUPS = ("arml.weightings", "trainables.datasets")
+
+
+def _code_fingerprint() -> str:
+    """What a study's validation depends on besides the file: every source file of the three packages (path,
+    size, modification time) and the plug-ins installed in the two entry-point groups."""
+    from importlib import metadata
+
+    top = Path(__file__).resolve().parents[1]
+    parts = []
+    for package in PACKAGES:
+        for source in sorted((top / package).rglob("*.py")):
+            info = source.stat()
+            parts.append(f"{source.relative_to(top)}:{info.st_size}:{info.st_mtime_ns}")
+    for group in PLUGIN_GROUPS:
+        parts += sorted(f"{group}:{e.name}={e.value}" for e in metadata.entry_points(group=group))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, known: dict[str, Any]) -> None:
+    """Best effort: a cache that cannot be written only makes the next listing slower."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def list_text(entries: list[dict[str, Any]]) -> str:

@@ -290,3 +290,19 @@ def test_shell_completion(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     with pytest.raises(SystemExit):
         main([])
     assert "status" in capsys.readouterr().out
+
+
+def test_list_is_answered_from_its_cache_without_torch(tmp_path: Path) -> None:
+    """The second `arml list` of unchanged files validates nothing again (no torch import: under a second)."""
+    write(tmp_path, BASE, "a.toml")
+    code = ("import sys; from orchestrator.cli import main; main(['list', '--dir', sys.argv[1]]); "
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                           cwd=ROOT) for _ in range(2)]
+    assert [r.stdout.splitlines()[-1] for r in runs] == ["torch imported", "no torch"]
+    assert runs[0].stdout.splitlines()[:-1] == runs[1].stdout.splitlines()[:-1]
+    (tmp_path / "a.toml").write_text((tmp_path / "a.toml").read_text() + "\n# changed\n")
+    again = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                           cwd=ROOT)
+    assert again.stdout.splitlines()[-1] == "torch imported"      # a changed file is validated again
