@@ -22,13 +22,13 @@ ARML = [sys.executable, "-m", "orchestrator.cli"]
 GOALS = {"--help": 1.0, "list": 1.0, "status": 1.0, "dry-run": 3.0, "report": 5.0}
 
 
-def timed(args: list[str], repeat: int) -> float:
+def timed(args: list[str], repeat: int, ok: tuple[int, ...] = (0, 1)) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         done = subprocess.run([*ARML, *args], cwd=ROOT, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
-        if done.returncode not in (0, 1):
+        if done.returncode not in ok:
             raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
     return statistics.median(times)
 
@@ -52,7 +52,8 @@ def main() -> int:
     for kind, command in rows:
         seconds = timed(command, args.repeat)
         print(f"  {kind:8s} {seconds:6.2f}   (goal < {GOALS[kind]:g})")
-    dry = {name: timed(["run", name, "--dry-run"], 1) for name in studies}
+    # exit 2 is expected for the paper's studies on a machine without their data sets or GPUs (listed problems)
+    dry = {name: timed(["run", name, "--dry-run"], 1, ok=(0, 2)) for name in studies}
     slowest = max(dry, key=dry.get)
     print(f"  dry-run  {statistics.median(dry.values()):6.2f}   median over {len(dry)} shipped studies; slowest "
           f"{slowest} {dry[slowest]:.2f} (goal < {GOALS['dry-run']:g} each)")

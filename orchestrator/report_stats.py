@@ -84,15 +84,13 @@ class RunData:
         return next((m for m in self.methods if self.weighting[m] == weighting), None)
 
 
-def has_fixed_weights(weighting: str) -> bool:
-    """Whether a weighting method's weights never move (its class says so: `Weighting.fixed_weights`), so it
-    has no trajectory to plot; a name the registry does not know (a plug-in not installed here) is plotted."""
-    import arml
-
-    try:
-        return bool(arml.WEIGHTINGS.get(weighting).fixed_weights)
-    except Exception:  # noqa: BLE001 - unknown or broken plug-in: plot what was recorded
+def weights_move(rows: pd.DataFrame, names: list[str]) -> bool:
+    """Whether any trial's recorded auxiliary weights ever changed during it: Uniform, fixed weights and a grid's
+    points have no trajectory to plot (told from the records, so the report needs no weighting's code)."""
+    columns = [f"weight/{name}" for name in names if f"weight/{name}" in rows]
+    if not columns or rows.empty:
         return False
+    return bool((rows.groupby("trial_id")[columns].nunique(dropna=True) > 1).any().any())
 
 
 def _budget_of(meta: TrialMeta) -> tuple[str | None, Any]:
@@ -225,7 +223,8 @@ def weight_trajectories(data: RunData) -> pd.DataFrame:
     out = []
     done = data.done
     for method in data.methods:
-        if has_fixed_weights(data.weighting[method]) or data.rows.empty:
+        if data.rows.empty or not weights_move(data.rows[data.rows["trial_id"].isin(
+                done.loc[done["method"] == method, "trial_id"])], names):
             continue
         for budget in data.budgets or [math.nan]:
             ids = _budget_rows(done[done["method"] == method], budget)["trial_id"]
