@@ -24,6 +24,7 @@ from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, res
 from trainables.errors import ConfigError, TrainablesError, UnknownNameError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+MAX_DESCRIPTION = 300   # characters
 SECTIONS = ("study", "train", "methods", "budget", "resources", "report")
 STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
 # [train] keys that other sections set, and where to set them instead
@@ -242,6 +243,9 @@ def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
     description = r.get(head, "study", "description", "str", "")
     if "\n" in description or "\r" in description:
         r.fail("study", "description must be one line (`arml list` shows it); put more in a # comment")
+    if len(description) > MAX_DESCRIPTION:
+        r.fail("study", f"description has {len(description):,} characters; keep it under {MAX_DESCRIPTION} "
+                        "(`arml list` shows it on one line) and put more in a # comment")
     max_trials = r.get(head, "study", "max_trials", "int", 256)
     if max_trials < 1:
         r.fail("study", f"max_trials must be at least 1, got {max_trials}")

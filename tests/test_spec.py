@@ -187,3 +187,12 @@ def test_a_bad_set_is_blamed_on_the_set_not_the_study_file():
     with pytest.raises(StudyError) as caught:
         load_study("studies/quickstart.toml", {"methods": {"arml": {"lr": -1.0}}})
     assert str(caught.value).startswith("--set methods.arml.lr=-1.0:")
+
+
+def test_a_huge_description_is_refused_not_echoed():
+    from orchestrator.spec import load_study
+
+    with pytest.raises(StudyError) as caught:
+        load_study("studies/quickstart.toml", {"study": {"description": "x" * 100_000}})
+    message = str(caught.value)
+    assert "description has 100,000 characters; keep it under 300" in message and len(message) < 400
