@@ -1,0 +1,37 @@
+"""A run folder written before the orchestrator moved into its rooms (Ray Tune's pickled state naming modules
+that no longer exist, no checkpoints in the records) still resumes: finished trials are kept, the interrupted
+one continues from its last checkpoint, the pending one runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.cli import main
+
+LEGACY = Path(__file__).parent / "data" / "legacy_run"
+pytestmark = pytest.mark.integration
+
+
+def test_a_run_folder_from_before_the_move_resumes(tmp_path):
+    storage = tmp_path / "runs"
+    shutil.copytree(LEGACY / "legacy", storage / "legacy")
+    (storage / "legacy").chmod(0o755)
+    before = [json.loads(line) for line in (storage / "legacy" / "records.jsonl").read_text().splitlines()]
+    assert main(["run", str(LEGACY / "legacy.toml"), "--storage", str(storage), "--resume"]) == 0
+    rows = pd.read_parquet(storage / "legacy" / "records.parquet")
+    assert not rows.duplicated(["trial_id", "step"]).any()
+    assert rows.groupby("trial_id")["step"].max().eq(400).all() and rows["trial_id"].nunique() == 4
+    trials = pd.read_csv(storage / "legacy" / "trials.csv")
+    assert set(trials["status"]) == {"finished"}
+    finished_before = {r["trial_id"] for r in before if r["step"] == 400}
+    assert len(finished_before) == 2
+    lines = [json.loads(line) for line in (storage / "legacy" / "records.jsonl").read_text().splitlines()]
+    new = lines[len(before):]
+    assert not {r["trial_id"] for r in new} & finished_before          # finished trials never trained again
+    resumed = [r for r in new if r["trial_id"] == "266fd2ae223a"]
+    assert resumed and min(r["step"] for r in resumed) == 160 and {r["retry_from_step"] for r in resumed} == {120}
