@@ -75,6 +75,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"                      # "auto", "cpu", "cuda", "cuda:1"
     amp: bool = False                         # mixed precision on CUDA
+    channels_last: bool = False               # model and batches in NHWC memory order (faster convolutions on a
+    #   GPU, above all with amp); how fast a trial runs, not what it computes: trial ids leave it out
+    compile: bool = False                     # torch.compile the backbone in place (the first steps pay the
+    #   compile time); how fast, not what: trial ids leave it out
     num_workers: int = 0                      # data loader worker processes for file-based data sets
     max_eval_items: int = 0                   # 0 -> whole splits; >0 caps val/test size (smoke runs)
     diagnostics: bool = False                 # at each evaluation also report grad_norm_ratio/<task> and

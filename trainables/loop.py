@@ -4,6 +4,10 @@ Builds data, backbone, heads, auxiliary tasks and the weighting from the config 
 trains; every `eval_every` steps evaluates the main task on validation and test, reports metrics and
 the auxiliary weights (with `diagnostics`, also each auxiliary gradient's size and alignment relative to
 the main task's), and hands a checkpoint to `report`. Test accuracy is selected on validation.
+
+Nothing in this loop makes the host wait for a GPU during a training step (running losses stay on the
+device until an evaluation reads them); docs/performance.md has the measured figures and lists the waits
+left in the weighting methods and one auxiliary task.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,6 +45,10 @@ from trainables.tasks import AUX_TASKS, Context
 
 Report = Callable[[dict[str, Any], str | None], None]
 log = logging.getLogger("trainables")
+Losses = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+CUDNN_BENCHMARK = True        # on CUDA: cuDNN picks the fastest convolution algorithms for the run's shapes
+COMPILE_OPTIONS: dict[str, Any] = {}   # extra arguments of torch.compile for `compile` (tests: backend="eager")
 
 
 def _weighting(config: TrainConfig, names: list[str]) -> arml.Weighting:
@@ -54,16 +63,28 @@ def _lr(config: TrainConfig, step: int) -> float:
     return config.lr * config.lr_gamma ** sum(step > m for m in config.lr_milestones)
 
 
-def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, resume_from: str | None = None
-        ) -> dict[str, Any]:
-    """Trains one model as `config` says and returns the final metrics (also passed to `report`)."""
-    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    rank, world = rank_and_world()
-    device = pick_device(config.device)
-    state = checkpoint.load(resume_from) if resume_from else None
-    torch.manual_seed(config.seed)
+@dataclass
+class Built:
+    """What `fit` trains, built from a config: also the building blocks benchmarks/gpu_throughput.py times."""
 
-    # ---- build: data, model, tasks, weighting, optimiser ----------------------------------------
+    config: TrainConfig
+    device: torch.device
+    setting: Any
+    model: MultiTaskModel
+    tasks: list
+    names: list[str]
+    weighting: arml.Weighting
+    shared: list[torch.Tensor]
+    params: list[torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    teacher: EMA | None
+    augment: Callable
+    amp: bool
+
+
+def build(config: TrainConfig, device: torch.device, state: dict[str, Any] | None = None, rank: int = 0,
+          world: int = 1) -> Built:
+    """Data, model, heads, tasks, weighting and optimiser as `config` says (restored from `state` if given)."""
     data = build_data(config.dataset, data_request(config))
     if config.dg_variant not in DG_VARIANTS:
         raise ConfigError(f"dg_variant must be one of {', '.join(DG_VARIANTS.names())}, got {config.dg_variant!r}")
@@ -77,6 +98,8 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
     for task in tasks:
         heads.update(task.heads())
     model = MultiTaskModel(backbone, heads, data.info.mean, data.info.std).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     broadcast_parameters(model)
     names = [n for task in tasks for n in task.names]
     if not names:
@@ -93,22 +116,60 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {config.optimizer!r}")
     weighting.bind(model=model, optimizer=optimizer, num_train=setting.num_train_images(), total_steps=config.steps)
     teacher = EMA(model, config.ema_decay) if any(t.needs_teacher for t in tasks) else None
-    augment = AUGMENTATIONS.get(data.info.augment)
-    main_weight = setting.main_weight
-    amp = config.amp and device.type == "cuda"
-
-    best = {"val_acc": -1.0, "test_acc": 0.0, "step": 0}
-    start = 0
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         weighting.load_state_dict(state["weighting"])
         if teacher is not None:
             teacher.model.load_state_dict(state["teacher"])
+    if config.compile:  # in place (state_dict keys unchanged), after the EMA teacher's copy, which stays eager
+        model.backbone.compile(**COMPILE_OPTIONS)
+    if device.type == "cuda" and CUDNN_BENCHMARK:
+        torch.backends.cudnn.benchmark = True
+    return Built(config, device, setting, model, tasks, names, weighting, shared, params, optimizer, teacher,
+                 AUGMENTATIONS.get(data.info.augment), config.amp and device.type == "cuda")
+
+
+def step_batches(built: Built, step: int, rank: int = 0
+                 ) -> tuple[Losses, tuple[torch.Tensor, torch.Tensor], Any]:
+    """The step's losses as a function of the parameters (batches drawn, augmented and prepared once), and
+    the main and auxiliary batches (for a setting's own extra losses)."""
+    (x_main, y_main), aux_batch = built.setting.next_batches()
+    teacher = built.teacher.model if built.teacher else None
+    context = Context(step_generator(built.config.seed, step, f"augment/{rank}"), teacher)
+    x_main = built.augment(x_main, context.generator)
+    aux_batch = built.setting.augment_aux(aux_batch, built.augment, context.generator)
+    with torch.autocast(built.device.type, dtype=torch.bfloat16, enabled=built.amp):  # e.g. the EMA teacher's pass
+        prepared = [task.prepare(aux_batch, context) for task in built.tasks]
+    groups = [x_main] + [x for inputs, _ in prepared for x in inputs]
+    losses = _step_losses(built.model, built.setting, built.tasks, groups, y_main, prepared, built.config.aux_scale,
+                          built.config.channels_last)
+    return losses, (x_main, y_main), aux_batch
+
+
+def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, resume_from: str | None = None
+        ) -> dict[str, Any]:
+    """Trains one model as `config` says and returns the final metrics (also passed to `report`)."""
+    config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    rank, world = rank_and_world()
+    device = pick_device(config.device)
+    state = checkpoint.load(resume_from) if resume_from else None
+    torch.manual_seed(config.seed)
+
+    # ---- build: data, model, tasks, weighting, optimiser ----------------------------------------
+    built = build(config, device, state, rank, world)
+    setting, model, weighting, optimizer = built.setting, built.model, built.weighting, built.optimizer
+    names, shared, params, teacher, amp = built.names, built.shared, built.params, built.teacher, built.amp
+    main_weight = setting.main_weight
+    best = {"val_acc": -1.0, "test_acc": 0.0, "step": 0}
+    start = 0
+    if state:
         best, start = state["best"], state["step"]
 
     # ---- train ------------------------------------------------------------------------------------
-    running = torch.zeros(1 + len(names), dtype=torch.float64)
+    # running loss sums stay on the device: reading them each step would make the host wait for the GPU
+    running = torch.zeros(1 + len(names), dtype=torch.float32 if device.type == "mps" else torch.float64,
+                          device=device)
     count, train_seconds, steps_done, metrics = 0, 0.0, 0, {}
     model.train()
     if start >= config.steps:  # resumed from the final checkpoint: nothing to train, report where it ended
@@ -123,19 +184,13 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
         probe_seconds = 0.0
         for group in optimizer.param_groups:
             group["lr"] = _lr(config, step)
-        (x_main, y_main), aux_batch = setting.next_batches()
-        context = Context(step_generator(config.seed, step, f"augment/{rank}"), teacher.model if teacher else None)
-        x_main = augment(x_main, context.generator)
-        aux_batch = setting.augment_aux(aux_batch, augment, context.generator)
-        prepared = [task.prepare(aux_batch, context) for task in tasks]
-        losses = _step_losses(model, setting, tasks, [x_main] + [x for inputs, _ in prepared for x in inputs],
-                              y_main, prepared, config.aux_scale)
+        losses, (x_main, y_main), aux_batch = step_batches(built, step, rank)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             main_loss, aux_losses = losses()
         optimizer.zero_grad(set_to_none=True)
         try:
-            weighting.backward(main_loss, aux_losses, shared, closure=arml.stateless(losses, model),
-                               main_weight=main_weight)
+            closure = arml.stateless(closure_losses(losses, device, amp), model)
+            weighting.backward(main_loss, aux_losses, shared, closure=closure, main_weight=main_weight)
         except arml.NonFiniteLossError as error:
             raise DivergenceError(f"training diverged at step {step}: {error}") from None
         if config.diagnostics and evaluating:
@@ -152,7 +207,7 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
             optimizer.step()
         if teacher is not None:
             teacher.update(model)
-        running += torch.cat([main_loss.detach().reshape(1), aux_losses.detach()]).double().cpu()
+        running += torch.cat([main_loss.detach().reshape(1), aux_losses.detach()]).to(running.dtype)
         count += 1
         steps_done += 1
         train_seconds += time.perf_counter() - tick - probe_seconds
@@ -176,14 +231,17 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
     return metrics
 
 
-def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale
-                 ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale, channels_last: bool = False
+                 ) -> Losses:
     """The step's losses as a function of the model's current parameters (inputs fixed): one backbone pass
     over all groups of inputs, the main loss, then each task's losses in weight order."""
     sizes = [g.shape[0] for g in groups]
+    batch = torch.cat(groups)  # once per step, not once per evaluation of the losses
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
 
     def losses() -> tuple[torch.Tensor, torch.Tensor]:
-        features = model.features(torch.cat(groups)).split(sizes)
+        features = model.features(batch).split(sizes)
         main = setting.main_loss(model.heads, features[0], y_main)
         aux, at = [], 1
         for task, (inputs, task_state) in zip(tasks, prepared):
@@ -194,8 +252,16 @@ def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale
     return losses
 
 
-def _autocast(losses: Callable[[], tuple[torch.Tensor, torch.Tensor]], device: torch.device, amp: bool
-              ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+def closure_losses(losses: Losses, device: torch.device, amp: bool) -> Losses:
+    """What the weighting's closure re-evaluates (its extra forward passes): the step's losses in float32
+    even when the step runs in bfloat16. A central difference that moves the parameters by 3e-5 of their
+    norm drowns in bfloat16 rounding: on an H200, ARML's alpha gradient with the closure under the step's
+    autocast was 10-22% off the float32 one in the three paper settings, against the 2% its tests allow
+    (docs/performance.md)."""
+    return losses
+
+
+def _autocast(losses: Losses, device: torch.device, amp: bool) -> Losses:
     """`losses` evaluated under the step's autocast (bfloat16 on CUDA with `amp`), itself when off."""
     if not amp:
         return losses

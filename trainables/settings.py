@@ -18,6 +18,11 @@ from trainables.dg_variants import DG_VARIANTS
 from trainables.errors import ConfigError
 from trainables.streams import BatchStream, iterate_once
 
+# File-based training sets (CelebA, PACS) are decoded once and kept on a GPU (uint8) when all of a run's
+# streams together take at most this share of its memory: the CPU loader then decodes each image once
+# instead of once per epoch (it cannot keep up with a GPU). 0 turns this off.
+CACHE_FRACTION = 0.1
+
 
 class Setting:
     """Batches for one step, the main loss, and evaluation of the main task."""
@@ -31,11 +36,20 @@ class Setting:
         self.rank, self.world = rank, world
         self.streams: dict[str, BatchStream] = {}
         self.start = start
+        self._cache_bytes = 0
 
     def _stream(self, name: str, images: ImageSet, batch_size: int, seed_offset: int) -> None:
         self.streams[name] = BatchStream(
             images, batch_size * self.world, self.config.seed * 1000 + seed_offset, self.device,
-            self.config.num_workers, self.start.get(name, 0), self.rank, self.world)
+            self.config.num_workers, self.start.get(name, 0), self.rank, self.world, self._cache(images))
+
+    def _cache(self, images: ImageSet) -> bool:
+        """Whether to keep this file-based set's decoded images on the GPU (see CACHE_FRACTION)."""
+        if images.in_memory or self.device.type != "cuda" or CACHE_FRACTION <= 0:
+            return False
+        c, h, w = self.data.info.image_shape
+        self._cache_bytes += len(images) * c * h * w
+        return self._cache_bytes <= CACHE_FRACTION * torch.cuda.get_device_properties(self.device).total_memory
 
     def stream_state(self) -> dict[str, int]:
         return {name: s.given for name, s in self.streams.items()}
@@ -84,13 +98,15 @@ class Setting:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> tuple[int, int]:
         """(correct, total) of the main task on `split`, this worker's shard."""
-        correct, total = 0, 0
+        correct, total = torch.zeros((), dtype=torch.long, device=self.device), 0
         for images in self.eval_sets()[split]:
             for x, y in iterate_once(images, self.config.eval_batch_size, self.device, self.config.num_workers,
                                      self.config.max_eval_items, self.rank, self.world):
-                correct += int(self.correct(model.heads, model.features(x), y).sum())
+                if self.config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                correct += self.correct(model.heads, model.features(x), y).sum()
                 total += int(y.shape[0])
-        return correct, total
+        return int(correct), total
 
 
 SETTINGS: Registry[type[Setting]] = Registry("setting")
