@@ -45,8 +45,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from orchestrator.plan import Plan, RunOptions, make_plan
-from orchestrator.spec import parse_study
+from orchestrator.run.options import RunOptions
+from orchestrator.study.plan import Plan, make_plan
+from orchestrator.study.spec import parse_study
 
 CPUS = 2
 PER_SEED = 4   # trials per seed: the four methods below
@@ -134,13 +135,15 @@ def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
     finished and has its records."""
     import ray
 
-    from orchestrator.records import trials_table
-    from orchestrator.runner import run_study, storage_paths
-    from orchestrator.tracking import default_uri
+    from orchestrator.report.build import run_hooks
+    from orchestrator.run.runner import run_study
+    from orchestrator.store.folder import locate
+    from orchestrator.store.records import trials_table
+    from orchestrator.store.tracking import default_uri
 
     storage = os.path.join(root, plan.study.name)
-    run_dir = storage_paths(plan, storage)[1]
-    # what orchestrator.runner._start_ray sets and does (with num_cpus fixed), timed on its own
+    run_dir = locate(plan.study.name, storage).run_dir
+    # what orchestrator.run.session.RaySession.start sets and does (with num_cpus fixed), timed on its own
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     start = time.perf_counter()
@@ -150,7 +153,7 @@ def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
     init_s = time.perf_counter() - start
     try:
         with contextlib.redirect_stdout(log):
-            code = run_study(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
+            code = run_study(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir), **run_hooks()))
     finally:
         ray.shutdown()
     wall = time.perf_counter() - start

@@ -21,10 +21,10 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from orchestrator.report import margin_of  # noqa: E402
-from orchestrator.report_compare import compare, comparisons, per_seed, verdict_text  # noqa: E402
-from orchestrator.report_stats import final_weights, load_run, method_points  # noqa: E402
-from orchestrator.report_tables import budget_text, md_table, pct  # noqa: E402
+from orchestrator.report.build import margin_of  # noqa: E402
+from orchestrator.report.data import final_weights, load_run, method_points  # noqa: E402
+from orchestrator.report.tables import budget_text, md_table, pct  # noqa: E402
+from orchestrator.report.verdicts import compare, comparisons, per_seed, verdict_text  # noqa: E402
 
 TWINS = ["digits_table1_ssl", "digits_fig2_ssl_labels", "digits_table2_mlc", "digits_table4_dg",
          "digits_table4_dg_baseline", "digits_table4_dg_fada", "digits_fig3_dg_shots", "digits_fig3_dg_shots_fada",
@@ -236,9 +236,9 @@ def variants_vs_arml(data, trials) -> list[str]:
 
 
 def k_scaling(runs: str, studies: list[str], note: str) -> list[str]:
-    """The K-scaling section: the report of orchestrator.report_kscaling over the K-scaling run folders (written
+    """The K-scaling section: the report of orchestrator.report.kscaling over the K-scaling run folders (written
     to results/k_scaling/), its headline and budgeted tables and a condensed view of its verdicts."""
-    from orchestrator.report_kscaling import MULTIPLE, k_scaling_report
+    from orchestrator.report.kscaling import MULTIPLE, k_scaling_report
 
     out = os.path.join(HERE, "results", "k_scaling")
     paths = k_scaling_report([os.path.join(runs, s) for s in studies], out)
@@ -258,7 +258,7 @@ def k_scaling(runs: str, studies: list[str], note: str) -> list[str]:
             f"`bash docs/k_scaling.sh` ({', '.join(f'`studies/{s}.toml`' for s in studies)}: "
             f"{sum(len(t) for t in trials)} trials, {sum(t['cpu_s'].sum() for t in trials):.0f} CPU-seconds of "
             f"training; {sum(spans) / 60:.0f} minutes of trials on 2 CPUs ({timing}); the report: "
-            "`python -m orchestrator.report_kscaling runs/digits_k_scaling_k{2,4,8,16,32} --out DIR`).", "",
+            "`python -m orchestrator.report.kscaling runs/digits_k_scaling_k{2,4,8,16,32} --out DIR`).", "",
             note, "", headline, "", "![k_scaling](results/k_scaling/k_scaling.png)", "",
             "Each method against per-step ARML (paired over seeds, margin 1 point; mean difference in points in "
             "brackets; a search after its first 4, 16 and 64 trials per seed, in the order it ran them, each time "

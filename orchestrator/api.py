@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.spec import merge
-from orchestrator.studies import find_study, nest
+from orchestrator.study.catalogue import find_study, nest
+from orchestrator.study.spec import merge
 
 STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
 
@@ -45,7 +45,7 @@ class StudyResult:
 
 def _table(run_dir: Path, parquet: str, fallback) -> pd.DataFrame:
     """The exported Parquet table, else (a run still going) the live one with the same column types."""
-    from orchestrator.records import as_lists
+    from orchestrator.store.records import as_lists
 
     path = run_dir / parquet
     return pd.read_parquet(path) if path.exists() else as_lists(fallback(str(run_dir)))
@@ -53,13 +53,12 @@ def _table(run_dir: Path, parquet: str, fallback) -> pd.DataFrame:
 
 def load(run_dir: str | os.PathLike, exit_code: int | None = None) -> StudyResult:
     """The tables of a run folder (finished, or still running: then from its live records)."""
-    from orchestrator.errors import UsageError
-    from orchestrator.records import PLAN_FILE, load_rows, trials_table
+    from orchestrator.store.folder import REPORT_DIR, RunFolder
+    from orchestrator.store.records import load_rows, trials_table
 
     folder = Path(run_dir).resolve()
-    if not (folder / PLAN_FILE).is_file():
-        raise UsageError(f"{run_dir} is not a study's run folder (no {PLAN_FILE})")
-    comparisons = folder / "report" / "comparisons.csv"
+    RunFolder(folder).require_plan()
+    comparisons = folder / REPORT_DIR / "comparisons.csv"
     return StudyResult(run_dir=folder, exit_code=exit_code,
                        trials=_table(folder, "trials.parquet", trials_table),
                        records=_table(folder, "records.parquet", load_rows),
@@ -78,7 +77,7 @@ def study_overrides(overrides: dict[str, Any] | None, settings: dict[str, Any]) 
 
 
 def _load(study: str | os.PathLike | dict, overrides: dict[str, Any]) -> Any:
-    from orchestrator.spec import load_study
+    from orchestrator.study.spec import load_study
 
     if not isinstance(study, dict):
         return load_study(find_study(study), overrides or None)
@@ -97,12 +96,15 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
     """Runs a study and returns its tables. `study`: a study file, a shipped study's name ("quickstart") or
     a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
     seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
-    from orchestrator.plan import RunOptions, build_plan
-    from orchestrator.runner import run_study, storage_paths
+    from orchestrator.report.build import run_hooks
+    from orchestrator.run.options import RunOptions
+    from orchestrator.run.runner import run_study
+    from orchestrator.store.folder import locate
+    from orchestrator.study.plan import build_plan
 
     plan = build_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large,
                       data_root=data_root, smoke_run=smoke)
     options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
-                         data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
+                         data_root=data_root, until_decided=until_decided, max_seeds=max_seeds, **run_hooks())
     code = run_study(plan, options)
-    return load(storage_paths(plan, storage)[1], exit_code=code if isinstance(code, int) else None)
+    return load(locate(plan.study.name, storage).run_dir, exit_code=code if isinstance(code, int) else None)

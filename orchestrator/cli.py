@@ -4,9 +4,8 @@ exit code 2. Shell completion: `eval "$(_ARML_COMPLETE=bash_source arml)"` (zsh:
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import functools
-import importlib
 import json
 import re
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import click
 
 from orchestrator.errors import MissingComponentError, RunFault, UsageError
-from orchestrator.studies import find_study, list_entries, list_text, overrides_from, study_files, study_folders
+from orchestrator.study.catalogue import find_study, list_entries, list_text, overrides_from, study_files, study_folders
 
 DESCRIPTION = """\
 arml runs studies of auxiliary-task weighting (ARML, NeurIPS 2020): a study file (TOML) names a data set,
@@ -118,7 +117,7 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., int]:
         except Exception as error:
             if not _is_usage_error(error):
                 raise
-            lines = getattr(error, "lines", None)   # several problems found at once (orchestrator.preflight)
+            lines = getattr(error, "lines", None)   # several problems found at once (orchestrator.run.preflight)
             _say("\n".join(f"arml: error: {line}" if i == 0 else line for i, line in enumerate(lines()))
                  if callable(lines) else f"arml: error: {one_line(error)}")
             return 2
@@ -174,8 +173,9 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
                 until_decided: bool, max_seeds: int | None, smoke: bool, data_root: str | None) -> int:
     """Plan a study's trials and run them on Ray (local or a cluster). STUDY.toml is a study file or the
     name of a shipped one (`arml list`)."""
-    from orchestrator.plan import RunOptions, build_plan
-    from orchestrator.spec import load_study
+    from orchestrator.run.options import RunOptions
+    from orchestrator.study.plan import build_plan
+    from orchestrator.study.spec import load_study
 
     if as_json and not dry_run:
         raise UsageError("--json goes with --dry-run (a run prints its progress as text)")
@@ -184,20 +184,16 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
     options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     if dry_run:
-        from orchestrator.dryrun import plan_data, plan_text
-        from orchestrator.preflight import check
+        from orchestrator.run.dryrun import plan_data, plan_text
+        from orchestrator.run.preflight import check
 
         print(json.dumps(plan_data(plan, options), indent=1) if as_json else plan_text(plan, options))
         check(plan, address, data_root or plan.study.config.data_root or None)   # what would stop the run
         return 0
-    try:
-        from orchestrator.runner import run_study
-    except ImportError as error:
-        if error.name != "orchestrator.runner":  # a missing dependency inside runner.py: show it
-            raise
-        raise MissingComponentError("orchestrator/runner.py (run_study) is not available yet, so studies "
-                                    "cannot run; `arml run STUDY --dry-run` shows the plan") from None
-    return run_study(plan, options)
+    from orchestrator.report.build import run_hooks
+    from orchestrator.run.runner import run_study
+
+    return run_study(plan, dataclasses.replace(options, **run_hooks()))
 
 
 # ---- list --------------------------------------------------------------------------------------
@@ -241,10 +237,8 @@ def data_check(data_root: str | None) -> int:
     import os
 
     root = data_root or os.environ.get("ARML_DATA", "") or "./data"
-    try:
-        from trainables.data import status_table
-    except ImportError:
-        raise MissingComponentError("trainables.data.status_table is not available yet") from None
+    from trainables.data import status_table
+
     print(status_table(root))
     return 0
 
@@ -264,51 +258,56 @@ def _complete_run_dir(_ctx: click.Context, _param: click.Parameter, incomplete: 
 def status_command(run_dir: str, as_json: bool) -> int:
     """Show the progress of a study's trials: done, running, failed, pending, and each method's best
     validation accuracy so far. RUN_DIR is STORAGE/STUDY_NAME, e.g. runs/quickstart."""
-    return _delegate("orchestrator.status", argparse.Namespace(run_dir=run_dir, json=as_json))
+    from orchestrator.report.status import status_data, status_text
+
+    print(json.dumps(status_data(run_dir), indent=1) if as_json else status_text(run_dir))
+    return 0
 
 
-REPORT_HELP = ("Write data-requirement curves, labels-needed and cost tables, and weight trajectories from a "
-               "study's results.")
-
-
-@cli.command("report", context_settings={**SETTINGS, "ignore_unknown_options": True, "help_option_names": []},
-             add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@cli.command("report", context_settings=SETTINGS, epilog=_examples(
+    "arml report runs/quickstart",
+    "arml report runs/big --log-mlflow --mlflow-uri http://mlflow:5000",
+    "arml report runs/k2 runs/k4 runs/k8 --k-scaling --out runs/k_scaling"))
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, shell_complete=_complete_run_dir)
+@click.option("--log-mlflow", is_flag=True,
+              help="also log the report on the study's MLflow parent run, and every trial's records to MLflow "
+                   "child runs where they are missing (a study whose tracking server was unreachable)")
+@click.option("--mlflow-uri", metavar="URI",
+              help="MLflow tracking URI to log the report to (default with --log-mlflow: the run folder's "
+                   "mlflow.db if there is one, else $MLFLOW_TRACKING_URI)")
+@click.option("--k-scaling", is_flag=True,
+              help="the RUN_DIRs are studies that differ only in the number K of auxiliary tasks: write the "
+                   "K-scaling report (each search's cost to match ARML, its verdicts, and each ARML run against "
+                   "the searches given --multiple times its cost) to --out")
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=False), help="with --k-scaling: its folder")
+@click.option("--margin", type=click.FloatRange(min=0, min_open=True), metavar="POINTS",
+              help="with --k-scaling: the verdicts' margin in accuracy points (default: each study's)")
+@click.option("--multiple", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
+              metavar="X", help="with --k-scaling: a search's allowance in one ARML run's device-seconds")
 @_handled
-def report_command(args: tuple[str, ...]) -> int:
-    """Write data-requirement curves, labels-needed and cost tables, and weight trajectories from a study's
-    results (`arml report --help` for its options)."""
-    parser = argparse.ArgumentParser(
-        prog="arml report", description=REPORT_HELP,
-        epilog="example:\n  arml report runs/quickstart", formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="the study's run folder (STORAGE/STUDY_NAME, e.g. runs/quickstart)")
-    _extend(parser, "orchestrator.report")
-    try:
-        namespace = parser.parse_args(list(args))
-    except SystemExit as exit_:  # --help (code 0) or a usage error argparse explained (code 2)
-        return exit_.code if isinstance(exit_.code, int) else 2
-    return _delegate("orchestrator.report", namespace)
+def report_command(run_dirs: tuple[str, ...], log_mlflow: bool, mlflow_uri: str | None, k_scaling: bool,
+                   out: str | None, margin: float | None, multiple: float) -> int:
+    """Write a study's report into RUN_DIR/report: the paper-style results table, paired comparisons with
+    verdicts, data-requirement curves, labels needed to reach each target, compute cost, cost against accuracy
+    for searches, weight trajectories and, for the multi-label setting, task relationships."""
+    from orchestrator.store.folder import RunFolder
 
+    for run_dir in run_dirs:
+        RunFolder(run_dir).require_plan()
+    if k_scaling:
+        if not out:
+            raise UsageError("--k-scaling needs --out DIR, the folder for its files")
+        from orchestrator.report.kscaling import k_scaling_report
 
-def _extend(parser: argparse.ArgumentParser, module_name: str) -> None:
-    """Lets orchestrator.report add its options with `add_arguments(parser)`."""
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return
-    if hasattr(module, "add_arguments"):
-        module.add_arguments(parser)
+        print("\n".join(k_scaling_report(list(run_dirs), out, margin, multiple).values()))
+        return 0
+    if len(run_dirs) > 1:
+        raise UsageError("give one RUN_DIR (several only with --k-scaling)")
+    if out or margin is not None:
+        raise UsageError("--out and --margin go with --k-scaling")
+    from orchestrator.report.build import report_folder
 
-
-def _delegate(module_name: str, args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        raise MissingComponentError(f"{module_name.replace('.', '/')}.py is not written yet") from None
-    return _exit_code(module.main(args))
+    return report_folder(run_dirs[0], log_mlflow, mlflow_uri)
 
 
 # ---- entry point -------------------------------------------------------------------------------

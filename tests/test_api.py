@@ -66,14 +66,15 @@ def test_run_a_tiny_study_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixtur
 def test_load_a_running_folder_gives_the_same_column_types(tmp_path: Path) -> None:
     import json
 
-    from orchestrator.records import RecordBook
+    from orchestrator.store.records import RecordBook
+    from orchestrator.store.schema import Trial
 
     meta = [{"trial_id": "g", "method": "grid", "weighting": "fixed", "budget_key": None, "budget": None, "seed": 0,
              "grid_point": [0.0, 2.0], "weighting_options": {}, "sample": None, "scheduler": None, "search": None,
              "config": {"setting": "mlc", "main_attribute": "has_loop", "steps": 4}}]
     (tmp_path / "plan.json").write_text(json.dumps({"study": "s", "setting": "mlc", "dataset": "digits",
                                                     "trials": meta}))
-    book = RecordBook(str(tmp_path), meta)
+    book = RecordBook(str(tmp_path), [Trial.from_dict(m) for m in meta])
     book.row("g", {"step": 2, "val_acc": 0.5})
     book.close()
     result = load(tmp_path)      # nothing exported yet: the live records

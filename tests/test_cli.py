@@ -63,7 +63,7 @@ def test_run_dry_run_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_hands_plan_and_options_to_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.runner",
+    fake_module(monkeypatch, "orchestrator.run.runner",
                 run_study=lambda plan, options: calls.append((plan, options)))
     argv = ["run", str(QUICKSTART), "--smoke", "--resume", "--address", "auto", "--storage", "s3://b/runs",
             "--mlflow-uri", "http://mlflow:5000", "--data-root", "/data"]
@@ -73,20 +73,15 @@ def test_run_hands_plan_and_options_to_the_runner(monkeypatch: pytest.MonkeyPatc
     assert plan.trials[0].config.data_root == "/data"
     assert (options.address, options.storage, options.mlflow_uri, options.resume, options.smoke,
             options.data_root) == ("auto", "s3://b/runs", "http://mlflow:5000", True, True, "/data")
-    fake_module(monkeypatch, "orchestrator.runner", run_study=lambda plan, options: 3)
+    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: 3)
     assert main(["run", str(QUICKSTART)]) == 3
 
 
-def test_run_without_runner_or_interrupted(monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "orchestrator.runner", None)  # import fails: "not written yet"
-    assert main(["run", str(QUICKSTART)]) == 1
-    assert "runner.py (run_study) is not available yet" in capsys.readouterr().err
-
+def test_run_interrupted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     def interrupted(plan: object, options: object) -> None:
         raise KeyboardInterrupt
 
-    fake_module(monkeypatch, "orchestrator.runner", run_study=interrupted)
+    fake_module(monkeypatch, "orchestrator.run.runner", run_study=interrupted)
     assert main(["run", str(QUICKSTART)]) == 130
     assert capsys.readouterr().err == "arml: interrupted\n"
 
@@ -138,17 +133,22 @@ def test_data_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     assert main(["data"]) == 2  # no data command: its help on stderr
 
 
-def test_status_and_report_are_delegated(monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    seen = []
-    fake_module(monkeypatch, "orchestrator.status", main=lambda args: seen.append(args.run_dir))
-    fake_module(monkeypatch, "orchestrator.report",
-                main=lambda args: seen.append((args.run_dir, args.out)) or 0,
-                add_arguments=lambda parser: parser.add_argument("--out", default="x"))
-    assert main(["status", "runs/q"]) == 0 and main(["report", "runs/q", "--out", "o"]) == 0
-    assert seen == ["runs/q", ("runs/q", "o")]
-    monkeypatch.setitem(sys.modules, "orchestrator.status", None)
-    assert main(["status", "runs/q"]) == 1 and "not written yet" in capsys.readouterr().err
+def test_status_and_report_of_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["status", str(tmp_path)], ["report", str(tmp_path)],
+                    ["report", str(tmp_path), str(tmp_path), "--k-scaling", "--out", str(tmp_path / "k")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a study's run folder (no plan.json)" in err, command
+    (tmp_path / "plan.json").write_text('{"study": "x", "trials": []}')
+    assert main(["report", str(tmp_path), str(tmp_path)]) == 2
+    assert "several only with --k-scaling" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--k-scaling"]) == 2 and "--out" in capsys.readouterr().err
+
+
+def test_report_help_covers_the_k_scaling_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--k-scaling" in out and "--multiple" in out and "--log-mlflow" in out
 
 
 def test_user_errors_from_trainables_are_one_line(monkeypatch: pytest.MonkeyPatch,
@@ -158,7 +158,7 @@ def test_user_errors_from_trainables_are_one_line(monkeypatch: pytest.MonkeyPatc
     def missing(plan: object, options: object) -> None:
         raise DataNotFoundError("digits: no data at /x")
 
-    fake_module(monkeypatch, "orchestrator.runner", run_study=missing)
+    fake_module(monkeypatch, "orchestrator.run.runner", run_study=missing)
     assert main(["run", str(QUICKSTART)]) == 2
     assert capsys.readouterr().err == "arml: error: digits: no data at /x\n"
     assert main(["run", "--bogus-option", str(QUICKSTART)]) == 2  # argparse's own message
@@ -209,7 +209,7 @@ def test_help_imports_nothing_heavy() -> None:
 def test_run_passes_until_decided_and_max_seeds(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.runner", run_study=lambda plan, options: calls.append(options))
+    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: calls.append(options))
     assert main(["run", str(QUICKSTART), "--until-decided", "--max-seeds", "6"]) == 0
     assert (calls[0].until_decided, calls[0].max_seeds) == (True, 6)
     assert main(["run", str(QUICKSTART)]) == 0 and (calls[1].until_decided, calls[1].max_seeds) == (False, None)
@@ -221,7 +221,7 @@ def test_run_passes_until_decided_and_max_seeds(monkeypatch: pytest.MonkeyPatch,
 def test_set_overrides_values_of_the_study_file(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.runner", run_study=lambda plan, options: calls.append(plan))
+    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: calls.append(plan))
     argv = ["run", str(QUICKSTART), "--set", "train.steps=100", "--set", "budget.labels=[20]",
             "--set", "study.seeds=[3]"]
     assert main(argv) == 0

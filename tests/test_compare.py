@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.report import make_report
-from orchestrator.report_compare import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
+from orchestrator.report.build import make_report
+from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
 
 
 def write_run(folder: Path, accuracy: dict[str, list[float]], margin: float = 1.0, budget: int = 20,

@@ -17,10 +17,10 @@ import time
 import pandas as pd
 import pytest
 
-import orchestrator.callback as callback
-import orchestrator.records as records
-import orchestrator.runner as runner
+import orchestrator.run.callback as callback
+import orchestrator.store.records as records
 from orchestrator.cli import main
+from orchestrator.store.folder import RunFolder
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.integration
@@ -148,7 +148,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_one_runs(tmp_path, cap
     study = study_file(tmp_path, "locked")
     folder = tmp_path / "runs" / "locked"
     folder.mkdir(parents=True)
-    held = runner._lock(str(folder))
+    held = RunFolder(str(folder)).lock()
     try:
         assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 2
         err = capsys.readouterr().err
@@ -257,7 +257,9 @@ def test_ctrl_c_during_the_report_stops_it_and_marks_the_study(tmp_path, monkeyp
         time.sleep(5)            # swallowed by a stale handler: the report would then go on
         raise AssertionError("the Ctrl-C was ignored")
 
-    monkeypatch.setattr(runner, "_report", ctrl_c_in_report)
+    import orchestrator.report.build as build
+
+    monkeypatch.setattr(build, "make_report", ctrl_c_in_report)
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 130
     out = capsys.readouterr().out
     assert "report: interrupted" in out and "stopped by SIGINT" in out
@@ -270,7 +272,7 @@ def test_ctrl_c_during_the_report_stops_it_and_marks_the_study(tmp_path, monkeyp
 def test_a_full_disk_under_ray_log_prints_no_logging_traceback(tmp_path, capsys):
     import logging
 
-    from orchestrator.progress import quiet_ray
+    from orchestrator.run.progress import quiet_ray
 
     quiet_ray(str(tmp_path))
     handler = next(h for h in logging.getLogger("ray.tune").handlers if getattr(h, "arml_run_log", False))

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
-from orchestrator.spec import parse_study
+from orchestrator.study.spec import parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (2, 4, 8, 16, 32)
@@ -41,7 +41,7 @@ def without_amortize(text: str) -> str:
 
 def draws(sampler: str, groups: tuple[str, ...], samples: int = 4, k: int = 3) -> dict[str, list[list[float]]]:
     """Weights a StudySearcher hands out for `samples` trials per group (no Ray cluster needed)."""
-    from orchestrator.search import StudySearcher
+    from orchestrator.run.search import StudySearcher
 
     search = {"sampler": sampler, "num_samples": samples, "space": "box", "w_max": 2.0}
     order = [f"{g}-{i}" for g in groups for i in range(samples)]
@@ -58,7 +58,7 @@ def draws(sampler: str, groups: tuple[str, ...], samples: int = 4, k: int = 3) -
 def test_random_sampler_draws_new_weights_per_sample_and_seed_and_reproduces():
     from optuna.samplers import RandomSampler, TPESampler
 
-    from orchestrator.search import make_sampler
+    from orchestrator.run.search import make_sampler
 
     search = {"sampler": "random", "num_samples": 4, "space": "box", "w_max": 2.0}
     assert isinstance(make_sampler(search, "g"), RandomSampler)
@@ -73,7 +73,8 @@ def test_random_sampler_draws_new_weights_per_sample_and_seed_and_reproduces():
 
 
 def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
-    from orchestrator import search, spec_checks
+    from orchestrator.run import search
+    from orchestrator.study import reader as spec_checks
 
     assert set(spec_checks.SAMPLERS) == set(search.SAMPLERS)
     head = ('[study]\nname = "s"\npreset = "digits_mlc"\n[train]\naux_attributes = ["is_0", "random_0"]\n'
@@ -160,7 +161,7 @@ def hand_made(folder: Path, k: int) -> Path:
 
 
 def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
-    from orchestrator.report_kscaling import main as report_main
+    from orchestrator.report.kscaling import main as report_main
 
     runs = [hand_made(tmp_path / "k4", 4), hand_made(tmp_path / "k2", 2)]
     out = tmp_path / "out"
@@ -201,7 +202,7 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
 
 
 def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
-    from orchestrator.report_kscaling import main as report_main
+    from orchestrator.report.kscaling import main as report_main
 
     run = hand_made(tmp_path / "k2", 2)
     assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
@@ -215,7 +216,7 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
 
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
-    from orchestrator.report_kscaling import k_scaling_tables
+    from orchestrator.report.kscaling import k_scaling_tables
 
     run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
                                           "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})
@@ -237,7 +238,7 @@ def local_ray():
 
 @pytest.mark.integration
 def test_a_small_k_scaling_study_runs_and_gets_its_k_scaling_report(local_ray, tmp_path):
-    from orchestrator.report_kscaling import k_scaling_report
+    from orchestrator.report.kscaling import k_scaling_report
 
     text = without_amortize(study_file(2).read_text())
     text = text.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [0, 1]").replace("num_samples = 64", "num_samples = 4")

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from orchestrator_fakes import BASE, changed, write
 
-import orchestrator.plan as plan_module
+import orchestrator.study.plan as plan_module
 from orchestrator.errors import StudyError
-from orchestrator.plan import count_trials, make_plan, run_dir, smoke, with_data_root
-from orchestrator.spec import load_study, parse_study
+from orchestrator.store.folder import locate
+from orchestrator.study.plan import count_trials, make_plan, smoke, with_data_root
+from orchestrator.study.spec import load_study, parse_study
 from trainables.config import aux_names, resolve_config
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
@@ -33,7 +34,7 @@ def test_counts_and_complete_configs(tmp_path: Path) -> None:
     c = t.config
     assert (c.seed, c.weighting, c.label_budget, c.label_fraction) == (1, "arml", 50, 0)
     assert t.config.weighting_options == {"lr": 0.005, "update_every": 2} and t.config.steps == 30
-    assert t.resources == study.resources
+    assert plan.study.resources == study.resources           # one [resources] for every trial
     grid = [t for t in plan.trials if t.method == "grid"]
     assert {t.grid_point for t in grid} == set(itertools.product((0.0, 1.0), repeat=3))
     assert all(t.weighting == "fixed" and t.config.weighting_options == {"weights": list(t.grid_point)}
@@ -129,10 +130,17 @@ def test_aux_names() -> None:
     assert len(aux_names(resolve_config("digits_mlc"))) == 17   # every attribute but the main one
 
 
-def test_run_dir(tmp_path: Path) -> None:
+def test_run_dir(tmp_path: Path, monkeypatch) -> None:
+    """One function says where a run goes; a file:// URI and ../ are the same folder as the plain path."""
+    monkeypatch.chdir(tmp_path)
     plan = make_plan(load_study(write(tmp_path, BASE)))
-    assert run_dir(plan) == "runs/t"
-    assert run_dir(plan, "s3://bucket/studies/") == "s3://bucket/studies/t"
+    assert locate(plan.study.name, None).run_dir == str(tmp_path / "runs" / "t")
+    assert locate(plan.study.name, None).shown() == "runs/t"
+    remote = locate(plan.study.name, "s3://bucket/studies/")
+    assert remote.tune_home == "s3://bucket/studies/t" and remote.run_dir == str(tmp_path / "runs" / "t")
+    for spelling in (f"file://{tmp_path}/x", f"{tmp_path}/x", f"{tmp_path}/x/../x", "x", "./x/"):
+        assert locate("t", spelling) == locate("t", str(tmp_path / "x")), spelling
+    assert locate("t", f"file://{tmp_path}/x").tune_home == str(tmp_path / "x" / "t")
 
 
 def test_quickstart() -> None:
@@ -145,7 +153,7 @@ def test_quickstart() -> None:
 def test_ids_of_shipped_studies_never_change():
     """Finished trials are found again by id (--resume, published tables): a new TrainConfig field must not
     change the ids of trials planned before it existed (plan.ADDED_LATER)."""
-    from orchestrator.spec import load_study
+    from orchestrator.study.spec import load_study
 
     quick = plan_module.make_plan(load_study("studies/quickstart.toml"))
     assert [t.trial_id for t in quick.trials[:3]] == ["e08ececc7a3a", "0395e2182e49", "ae15968c0c12"]

@@ -48,3 +48,38 @@ def test_a_cluster_run_leaves_data_and_resources_to_the_cluster(tmp_path, capsys
     assert main(["run", "quickstart", "--dry-run", "--address", "10.0.0.1:6379", "--storage", str(tmp_path),
                  *TOO_BIG]) == 0
     assert "problems" not in capsys.readouterr().err
+
+
+def test_the_dry_run_of_a_folder_in_use_names_who_runs_it(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "quickstart"
+    folder.mkdir()
+    (folder / "plan.json").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; h = open(sys.argv[1], 'a+'); fcntl.flock(h, fcntl.LOCK_EX); "
+        "h.write('arml run (pid 4242, host elsewhere)\\n'); h.flush(); print('held', flush=True); time.sleep(60)"),
+        str(folder / ".arml.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "in use right now: arml run (pid 4242, host elsewhere) is running it" in out
+        assert "--resume" not in out
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0
+    assert "add --resume" in capsys.readouterr().out
+
+
+def test_the_dry_run_says_how_long(tmp_path, capsys):
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "time on this machine: about" in out and "preset digits_mlc" in out
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--set", "train.steps=10000000",
+                 "--set", "train.lr_milestones=[]", "--allow-large"]) == 0
+    assert "check the plan (trials, steps) before you start" in capsys.readouterr().out

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.progress import RAY_LOGGERS, Progress, quiet_ray
-from orchestrator.records import RecordBook
+from orchestrator.run.progress import RAY_LOGGERS, Progress, quiet_ray
+from orchestrator.store.records import RecordBook
+from orchestrator.store.schema import Trial
 
 
 class Clock:
@@ -178,7 +179,7 @@ def test_status_is_validation_only_and_names_the_step_of_running_trials(
             for tid, m in (("a", "arml"), ("b", "arml"), ("c", "uniform"), ("d", "uniform"))]
     (tmp_path / "plan.json").write_text(json.dumps({"study": "s", "setting": "mlc", "dataset": "digits",
                                                     "trials": meta}))
-    book = RecordBook(str(tmp_path), meta)
+    book = RecordBook(str(tmp_path), [Trial.from_dict(m) for m in meta])
     # a: the better validation, the worse test; a max over test would pick b's 0.99
     book.row("a", {"step": 8, "best_val_acc": 0.9, "test_acc_at_best_val": 0.5})
     book.set_state("a", "finished")

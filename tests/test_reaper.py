@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import reaper
+from orchestrator.run import reaper
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="the watcher reads /proc (Linux)")
 

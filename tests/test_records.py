@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.records import RecordBook, export_tables, main_task, metric_values, trials_table
+from orchestrator.store.records import RecordBook, export_tables, main_task, metric_values, trials_table
+from orchestrator.store.schema import Trial, read_plan
 
 AUX = ["is_0", "random_0"]
 
@@ -28,7 +29,7 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "plan.json").write_text(json.dumps({
         "study": "t", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
         "aux_names": AUX, "targets": [], "smoke": False, "trials": trials}))
-    book = RecordBook(str(tmp_path), trials)
+    book = RecordBook(str(tmp_path), [Trial.from_dict(t) for t in trials])
     for tid in ("a", "g1", "g2"):
         book.set_state(tid, "running", failures=0)
         for step in (2, 4):
@@ -79,7 +80,7 @@ def test_in_memory_tables_keep_grid_points_as_json_text(run_dir: Path) -> None:
 
 
 def test_failed_trial_errors_stay_in_trials_csv(run_dir: Path) -> None:
-    book = RecordBook(str(run_dir), json.loads((run_dir / "plan.json").read_text())["trials"])
+    book = RecordBook(str(run_dir), read_plan(str(run_dir)).trials)
     book.set_state("a", "failed", error="ConfigError: label budget too large")
     book.close()
     trials = pd.read_csv(export_tables(str(run_dir))["trials.csv"])
@@ -100,4 +101,6 @@ def test_metric_values_is_the_one_list_of_metrics() -> None:
     ({"setting": "ssl", "dataset": "cifar10"}, "cifar10 classes"),
 ])
 def test_main_task_names_the_settings_main_task(config: dict, name: str) -> None:
-    assert main_task(config) == name
+    from trainables.config import TrainConfig
+
+    assert main_task(TrainConfig.from_dict(config)) == name

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.report import make_report
-from orchestrator.report_stats import labels_needed, mean_ci
+from orchestrator.report.build import make_report
+from orchestrator.report.data import labels_needed, mean_ci
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUTS = ("plan.json", "trials.json", "records.jsonl")
@@ -155,7 +155,7 @@ def test_log_mlflow_exits_non_zero_while_the_server_is_unreachable(tmp_path, mon
 @pytest.fixture
 def figures(monkeypatch):
     """The report's matplotlib figures, kept for inspection: {'data_requirement': fig, ...}."""
-    from orchestrator import report_plots
+    from orchestrator.report import figures as report_plots
 
     made: dict[str, object] = {}
     make = report_plots._figure

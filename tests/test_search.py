@@ -12,8 +12,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
-from orchestrator.plan import make_plan
-from orchestrator.spec import parse_study
+from orchestrator.study.plan import make_plan
+from orchestrator.study.spec import parse_study
 
 HEAD = """
 [study]
@@ -139,7 +139,7 @@ def test_asha_stops_grid_points_early_and_tpe_samples_inside_the_space(local_ray
 
 
 def test_sampled_weights_on_the_simplex_sum_to_k_and_the_box_is_kept():
-    from orchestrator.search import grace_period, weights_from
+    from orchestrator.run.search import grace_period, weights_from
 
     simplex = weights_from({"w0": 0.2, "w1": 0.6, "w2": 0.2}, {"space": "simplex"}, 3)
     assert sum(simplex) == pytest.approx(3.0) and simplex == pytest.approx([0.6, 1.8, 0.6])

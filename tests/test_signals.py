@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.signals import Interrupts
+from orchestrator.run.signals import Interrupts
 
 
 def test_sigterm_outside_tune_stops_like_ctrl_c_with_its_own_exit_code():

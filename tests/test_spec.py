@@ -11,7 +11,7 @@ import pytest
 from orchestrator_fakes import BASE, changed, write
 
 from orchestrator.errors import StudyError, UsageError
-from orchestrator.spec import BudgetSpec, MethodSpec, Resources, load_study, parse_study
+from orchestrator.study.spec import BudgetSpec, MethodSpec, Resources, load_study, parse_study
 
 
 def test_valid_study_parses(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_option_values_the_weighting_refuses_are_study_errors(tmp_path: Path) ->
 
 
 def test_a_bad_set_is_blamed_on_the_set_not_the_study_file():
-    from orchestrator.spec import load_study
+    from orchestrator.study.spec import load_study
 
     with pytest.raises(StudyError) as caught:
         load_study("studies/quickstart.toml", {"train": {"step": 100, "lr": 0.01}})
@@ -190,7 +190,7 @@ def test_a_bad_set_is_blamed_on_the_set_not_the_study_file():
 
 
 def test_a_huge_description_is_refused_not_echoed():
-    from orchestrator.spec import load_study
+    from orchestrator.study.spec import load_study
 
     with pytest.raises(StudyError) as caught:
         load_study("studies/quickstart.toml", {"study": {"description": "x" * 100_000}})

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from orchestrator_fakes import BASE, to_toml
 
 from orchestrator.errors import StudyError
-from orchestrator.plan import count_trials, make_plan, smoke
-from orchestrator.spec import BUDGET_KEYS, SECTIONS, STUDY_KEYS, Study, parse_study
+from orchestrator.study.plan import count_trials, make_plan, smoke
+from orchestrator.study.spec import BUDGET_KEYS, SECTIONS, STUDY_KEYS, Study, parse_study
 from trainables.config import PRESETS, TrainConfig, check_values
 from trainables.data.digits import ATTRIBUTES as DIGITS_ATTRIBUTES
 

@@ -14,7 +14,7 @@ from orchestrator_fakes import BASE, changed, to_toml, write
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
-from orchestrator.spec import load_study, parse_study, parse_study_doc
+from orchestrator.study.spec import load_study, parse_study, parse_study_doc
 
 
 def small(preset: str, **sections: Any) -> dict:

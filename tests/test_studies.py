@@ -107,7 +107,7 @@ def small(plan):
     loader processes, 1 CPU and no GPU per trial, 2 at a time. The same trials, files and report otherwise."""
     import dataclasses
 
-    from orchestrator.plan import map_configs
+    from orchestrator.study.plan import map_configs
 
     resources = dataclasses.replace(plan.study.resources, cpus_per_trial=1.0, gpus_per_trial=0.0, max_concurrent=2)
     plan = dataclasses.replace(plan, study=dataclasses.replace(plan.study, resources=resources))
@@ -120,12 +120,16 @@ def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = F
     CLI with `small` applied to the plan before it runs (PACS at 224 px takes ~25 s a step on a CPU)."""
     args = ["run", str(path), "--smoke", "--data-root", str(data_root), "--storage", str(storage)]
     if small_images:
-        from orchestrator.plan import RunOptions, make_plan, smoke, with_data_root
-        from orchestrator.runner import run_study
-        from orchestrator.spec import load_study
+        from orchestrator.run.options import RunOptions
+        from orchestrator.run.runner import run_study
+        from orchestrator.study.plan import make_plan, smoke, with_data_root
+        from orchestrator.study.spec import load_study
 
         plan = small(smoke(with_data_root(make_plan(load_study(path)), str(data_root))))
-        code = run_study(plan, RunOptions(storage=str(storage), smoke=True, data_root=str(data_root)))
+        from orchestrator.report.build import run_hooks
+
+        code = run_study(plan, RunOptions(storage=str(storage), smoke=True, data_root=str(data_root),
+                                          **run_hooks()))
     else:
         code = main(args)
     name = study(path)["study"]["name"]

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from orchestrator import tracking
-from orchestrator.tracking import Tracker, redact, resolve_uri, take_credentials
+from orchestrator.store import tracking
+from orchestrator.store.tracking import Tracker, redact, resolve_uri, take_credentials
 
 ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI")
 

@@ -10,7 +10,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-import orchestrator.runner as runner
+import orchestrator.run.runner as runner
 from orchestrator.cli import main
 
 ray = pytest.importorskip("ray")
@@ -77,7 +77,7 @@ def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkey
     storage = tmp_path / "runs"
     run_dir = storage / "undecided"
     calls = {"n": 0}
-    real = runner._run_wave
+    real = runner.launch
 
     def killed_in_second_wave(plan, wave, *args):
         calls["n"] += 1
@@ -85,12 +85,12 @@ def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkey
             raise KeyboardInterrupt
         return real(plan, wave, *args)
 
-    monkeypatch.setattr(runner, "_run_wave", killed_in_second_wave)
+    monkeypatch.setattr(runner, "launch", killed_in_second_wave)
     args = ["run", str(study), "--storage", str(storage), "--until-decided", "--max-seeds", "5"]
     assert main(args) == 130
     waves = json.loads((run_dir / "waves.json").read_text())
     assert [w["seeds"] for w in waves[1:]] == [[3]]           # 3 seeds, then one more (at most double)
-    monkeypatch.setattr(runner, "_run_wave", real)
+    monkeypatch.setattr(runner, "launch", real)
 
     assert main(args + ["--resume"]) == 0
     out = capsys.readouterr().out

@@ -14,12 +14,12 @@ from typing import Any
 
 from ray import tune
 
-from orchestrator.progress import Progress
-from orchestrator.records import RecordBook
-from orchestrator.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, STEP, TrialMeta, TrialStatus
-from orchestrator.signals import Interrupts
-from orchestrator.tracking import Tracker
-from orchestrator.trainable import FATAL
+from orchestrator.run.progress import Progress
+from orchestrator.run.signals import Interrupts
+from orchestrator.run.trainable import FATAL
+from orchestrator.store.records import RecordBook
+from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, STEP, Trial, TrialStatus
+from orchestrator.store.tracking import Tracker
 
 
 def _error_line(trial: Any) -> str:
@@ -62,7 +62,7 @@ class StudyCallback(tune.Callback):
     needs comes through the constructor: the run folder, the plan's trials, the MLflow URI (it may hold
     credentials: never pickled into Tune's experiment state) and the run's interrupt handlers."""
 
-    def __init__(self, run_dir: str, study: str, plan_meta: list[TrialMeta], mlflow_uri: str,
+    def __init__(self, run_dir: str, study: str, plan_meta: list[Trial], mlflow_uri: str,
                  interrupts: Interrupts | None = None, progress_every_s: float = 30.0) -> None:
         self.run_dir, self.study, self.plan_meta = run_dir, study, plan_meta
         self.mlflow_uri, self.interrupts = mlflow_uri, interrupts
@@ -133,7 +133,7 @@ class StudyCallback(tune.Callback):
         if trial.last_result.get(FATAL):
             self._failed(trial, tid, str(trial.last_result[FATAL]).splitlines()[0][:500], trials)
             return
-        steps = self.book.meta[tid].config["steps"]
+        steps = self.book.meta[tid].config.steps
         status = TrialStatus.STOPPED if trial.last_result.get(STEP, steps) < steps else TrialStatus.FINISHED  # ASHA
         self.book.set_state(tid, status, failures=trial.num_failures)
         self.tracker.finish(tid, status)

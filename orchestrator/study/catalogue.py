@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.errors import UsageError
 
-SHIPPED = Path(__file__).resolve().parents[1] / "studies"
+SHIPPED = Path(__file__).resolve().parents[2] / "studies"
 
 
 def study_folders() -> list[Path]:
@@ -121,8 +121,8 @@ def list_entries(files: Iterable[Path], cache: Path | None = None) -> list[dict[
 
 
 def _validated(path: Path) -> dict[str, Any]:
-    from orchestrator.plan import count_trials
-    from orchestrator.spec import load_study
+    from orchestrator.study.plan import count_trials
+    from orchestrator.study.spec import load_study
 
     try:
         study = load_study(path)
@@ -143,7 +143,7 @@ def _code_fingerprint() -> str:
     size, modification time) and the plug-ins installed in the two entry-point groups."""
     from importlib import metadata
 
-    top = Path(__file__).resolve().parents[1]
+    top = Path(__file__).resolve().parents[2]
     parts = []
     for package in PACKAGES:
         for source in sorted((top / package).rglob("*.py")):

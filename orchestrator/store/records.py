@@ -15,23 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.schema import (  # noqa: F401  (PLAN_FILE, read_plan, write_plan: re-exported for callers)
+from orchestrator.store.folder import ROWS_FILE, STATES_FILE, RunFolder
+from orchestrator.store.schema import (
     ACTIVE,
     BEST_STEP,
     BEST_VAL_ACC,
-    PLAN_FILE,
     STEP,
     TEST_ACC,
     TEST_AT_BEST_VAL,
     VAL_ACC,
-    TrialMeta,
+    Trial,
     TrialStatus,
-    as_meta,
     read_plan,
-    write_plan,
 )
 
-STATES_FILE, ROWS_FILE = "trials.json", "records.jsonl"
 ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed", "grid_point"]
 COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
 # Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
@@ -55,26 +52,19 @@ def metric_values(row: dict[str, Any]) -> dict[str, float]:
             and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def main_task(config: dict[str, Any]) -> str:
-    """The main task a trial trains for, named from its config: the main attribute (multi-label), the
+def main_task(config: Any) -> str:
+    """The main task a trial trains for, named from its TrainConfig: the main attribute (multi-label), the
     classes of the held-out domain (domain generalization) or the data set's classes (semi-supervised)."""
-    setting = config.get("setting", "")
-    if setting == "mlc":
-        return str(config.get("main_attribute") or "main attribute")
-    if setting == "dg":
-        return f"classes on {config.get('target_domain') or 'the target domain'}"
-    return f"{config.get('dataset', '')} classes".strip()
-
-
-def _write_json(path: str, payload: Any) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+    if config.setting == "mlc":
+        return str(config.main_attribute or "main attribute")
+    if config.setting == "dg":
+        return f"classes on {config.target_domain or 'the target domain'}"
+    return f"{config.dataset} classes".strip()
 
 
 def write_states(run_dir: str, states: dict[str, dict[str, Any]]) -> None:
     """trials.json, replaced atomically."""
-    _write_json(os.path.join(run_dir, STATES_FILE), states)
+    RunFolder(run_dir).write_json(STATES_FILE, states)
 
 
 def _clean(value: Any) -> Any:
@@ -86,9 +76,9 @@ def _clean(value: Any) -> Any:
 class RecordBook:
     """Appends evaluation rows and keeps trial states for one run folder (driver process only)."""
 
-    def __init__(self, run_dir: str, plan_meta: list[TrialMeta | dict[str, Any]]) -> None:
+    def __init__(self, run_dir: str, plan_trials: list[Trial]) -> None:
         self.run_dir = run_dir
-        self.meta = {m.trial_id: m for m in as_meta(plan_meta)}
+        self.meta = {t.trial_id: t for t in plan_trials}
         self.states: dict[str, dict[str, Any]] = {tid: {"status": TrialStatus.PENDING} for tid in self.meta}
         # a resumed study keeps what it knew, settled by its records (a trial whose rows reached its last step)
         self.states.update({k: v for k, v in load_states(run_dir).items() if k in self.meta})
@@ -111,11 +101,11 @@ class RecordBook:
 
     def set_state(self, trial_id: str, status: TrialStatus, **extra: Any) -> None:
         self.states[trial_id].update(status=status, **extra)
-        _write_json(os.path.join(self.run_dir, STATES_FILE), self.states)
+        write_states(self.run_dir, self.states)
 
     def close(self) -> None:
         self._rows.close()
-        _write_json(os.path.join(self.run_dir, STATES_FILE), self.states)
+        write_states(self.run_dir, self.states)
 
 
 def load_rows(run_dir: str) -> pd.DataFrame:
@@ -166,17 +156,16 @@ def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
     if os.path.exists(path):
         with open(path) as f:
             states = json.load(f)
-    try:
-        plan = read_plan(run_dir)
-    except FileNotFoundError:
+    if not RunFolder(run_dir).has_plan():
         return states
+    plan = read_plan(run_dir)
     last = last_rows(run_dir)
     for meta in plan.trials:
         state = states.get(meta.trial_id, {"status": TrialStatus.PENDING})
         row = last.get(meta.trial_id)
         if row is None or state.get("status") not in ACTIVE or row.get("fatal_error"):
             continue
-        if row[STEP] >= int(meta.config.get("steps", 0) or 0) > 0:
+        if row[STEP] >= meta.config.steps > 0:
             states[meta.trial_id] = {**state, "status": TrialStatus.FINISHED,
                                      **{k: row[k] for k in COST_COLUMNS if isinstance(row.get(k), (int, float))}}
     return states

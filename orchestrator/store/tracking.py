@@ -12,18 +12,18 @@ import subprocess
 import time
 from typing import Any
 
-from orchestrator.schema import TrialMeta, TrialStatus, as_meta
+from orchestrator.store.folder import MLFLOW_DB, PARENT_FILE, RunFolder
+from orchestrator.store.schema import Trial, TrialStatus
 
 FINISHED = {TrialStatus.FINISHED: "FINISHED", TrialStatus.FAILED: "FAILED", TrialStatus.STOPPED: "KILLED",
             "interrupted": "KILLED"}   # our trial or study status -> MLflow's run status
-PARENT_FILE = "mlflow_run.json"      # the study's parent run id, so a moved or copied run folder finds it
 # MLflow's HTTP client retries for minutes by default; a study must not freeze on a dead server
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def default_uri(run_dir: str) -> str:
-    return "sqlite:///" + os.path.abspath(os.path.join(run_dir, "mlflow.db"))
+    return "sqlite:///" + os.path.abspath(os.path.join(run_dir, MLFLOW_DB))
 
 
 def resolve_uri(flag: str | None, run_dir: str) -> str:
@@ -95,7 +95,7 @@ def redact(text: str) -> str:
     return text
 
 
-def trial_run_name(meta: TrialMeta) -> str:
+def trial_run_name(meta: Trial) -> str:
     """'arml 20 s1', 'grid 20 s0 w=[0,1,0]', 'tpe 20 s2 #5': unique within a study (method, budget, seed and
     grid point or search sample), readable in the MLflow UI."""
     budget = "" if meta.budget is None else f" {meta.budget:g}" if isinstance(meta.budget, float) \
@@ -141,13 +141,13 @@ def _local_store(uri: str) -> bool:
 class Tracker:
     """MLflow parent/child runs for one run folder; every call is safe to make when MLflow is down."""
 
-    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[TrialMeta | dict[str, Any]],
+    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[Trial],
                  say=print) -> None:
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
         uri = take_credentials(uri)
         self.uri, self.study, self.run_dir, self.say = uri, study, os.path.abspath(run_dir), say
-        self.meta = {m.trial_id: m for m in as_meta(plan_meta)}
+        self.meta = {m.trial_id: m for m in plan_meta}
         self.enabled, self.error = True, ""
         self.children: dict[str, str] = {}
         self.logged_step: dict[str, float] = {}   # a resumed trial re-reports steps MLflow already has
@@ -221,11 +221,8 @@ class Tracker:
         return found[0].info.run_id if found else ""
 
     def _save_parent(self) -> None:
-        path = os.path.join(self.run_dir, PARENT_FILE)
-        os.makedirs(self.run_dir, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump({"parent_run_id": self.parent, "experiment_id": self.experiment_id}, f)
-        os.replace(path + ".tmp", path)
+        RunFolder(self.run_dir).write_json(PARENT_FILE, {"parent_run_id": self.parent,
+                                                         "experiment_id": self.experiment_id})
 
     def child(self, trial_id: str) -> str | None:
         return self._guard(self._child, trial_id)
@@ -243,9 +240,9 @@ class Tracker:
                                            "study": self.study, "trial_id": trial_id, "method": meta.method,
                                            "weighting": meta.weighting, "budget": budget,
                                            "seed": str(meta.seed), "git_revision": git_revision()})
-        params = {f"config.{k}": v for k, v in meta.config.items()}
+        params = {f"config.{k}": v for k, v in meta.config.to_dict().items()}
         params.update(method=meta.method, weighting=meta.weighting, budget=budget, seed=meta.seed,
-                      grid_point=meta.grid_point or "")
+                      grid_point=list(meta.grid_point) if meta.grid_point else "")
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start:start + 100])
@@ -263,7 +260,7 @@ class Tracker:
         if step <= self.logged_step.get(trial_id, -1.0):
             return
         self.logged_step[trial_id] = step
-        from orchestrator.records import metric_values
+        from orchestrator.store.records import metric_values
 
         stamp = int(float(row.get("recorded_at") or time.time()) * 1000)
         metrics = [Metric(k, v, stamp, step) for k, v in metric_values(row).items()]

@@ -16,12 +16,13 @@ non-inferiority margin of `margin` accuracy points:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from orchestrator.report_stats import RunData, _budget_rows, chosen_grid_point
+from orchestrator.report.data import RunData, _budget_rows, chosen_grid_point, load_run
 
 MIN_PAIRS = 3
 MAX_SEEDS_ESTIMATE = 1000
@@ -202,6 +203,24 @@ def undecided(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["verdict"] == NOT_DECIDED]
 
 
+@dataclass(frozen=True)
+class OpenQuestions:
+    """What `--until-decided` needs to know of a run folder's paired comparisons."""
+
+    compared: int                 # comparisons made (0: no reference with finished trials)
+    undecided: int                # of them, not decided
+    seeds_to_decide: list[float]  # per undecided one, the seeds that would likely decide it (inf: none)
+    min_pairs: int = MIN_PAIRS
+
+
+def open_questions(run_dir: str) -> OpenQuestions:
+    """The paired comparisons of a run folder that are still open (the narrow question running asks)."""
+    data = load_run(run_dir)
+    frame = comparisons(data, float(data.plan.margin))
+    still = undecided(frame)
+    return OpenQuestions(len(frame), len(still), [float(n) for n in still["seeds_to_decide"]])
+
+
 def verdict_text(row: Any) -> str:
     """'as good (+0.40, 95% CI -0.35 to +1.15, 5 seeds)' in accuracy points; not decided adds the seeds
     likely needed."""
@@ -226,7 +245,7 @@ def verdict_text(row: Any) -> str:
 def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: float) -> str:
     """comparisons.md: one table per budget, every method against every reference (each pair once), with its
     verdict; only decided verdicts are bold."""
-    from orchestrator.report_tables import budget_text, md_table
+    from orchestrator.report.tables import budget_text, md_table
 
     study = data.plan.study
     lines = [f"# {study}: paired comparisons", "",

@@ -9,16 +9,14 @@ Files: results.md (paper Tables 1/2/4 style, with the trials that did not finish
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
+from typing import Any
 
 import pandas as pd
 
-from orchestrator.errors import UsageError
-from orchestrator.report_compare import comparisons, comparisons_markdown, decided_winner, points_text, seeds_text
-from orchestrator.report_stats import RunData, load_run, not_done, search_progress, weight_trajectories
-from orchestrator.report_tables import (
+from orchestrator.report.data import RunData, load_run, not_done, search_progress, weight_trajectories
+from orchestrator.report.tables import (
     budget_text,
     compute_cost,
     cost_markdown,
@@ -28,60 +26,51 @@ from orchestrator.report_tables import (
     pct,
     relationships_markdown,
 )
-from orchestrator.schema import ACTIVE, ENDED, TrialStatus
+from orchestrator.report.verdicts import comparisons, comparisons_markdown, decided_winner, points_text, seeds_text
+from orchestrator.store.folder import MLFLOW_DB, REPORT_DIR, RunFolder
+from orchestrator.store.schema import ACTIVE, ENDED, TrialStatus
 
-REPORT_DIR = "report"
 FLOAT_FORMAT = "%.6g"
 DEFAULT_MARGIN = 1.0
-LAST_MLFLOW_STATE: dict[str, bool] = {}   # whether the last log_to_mlflow reached the tracking store
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `arml report` (called by orchestrator.cli)."""
-    parser.add_argument("--log-mlflow", action="store_true",
-                        help="also log the report on the study's MLflow parent run, and log every trial's "
-                             "records to MLflow child runs where they are missing (a study whose tracking "
-                             "server was unreachable)")
-    parser.add_argument("--mlflow-uri", metavar="URI",
-                        help="MLflow tracking URI to log the report to (default with --log-mlflow: the run "
-                             "folder's mlflow.db if there is one, else $MLFLOW_TRACKING_URI)")
+def run_hooks() -> dict[str, Any]:
+    """What `arml run` hands the runner so that it can ask the verdicts and write the report without importing
+    reporting: `RunOptions(..., **run_hooks())`."""
+    from orchestrator.report.verdicts import open_questions
+
+    def write_report(run_dir: str, uri: str, artifacts: tuple[str, ...]) -> str:
+        return make_report(run_dir, mlflow_uri=uri, extra_artifacts=artifacts, final=True)
+
+    return {"open_questions": open_questions, "write_report": write_report}
 
 
-def cli_uri(run_dir: str, flag: str | None, log_mlflow: bool) -> str | None:
+def report_uri(run_dir: str, flag: str | None, log_mlflow: bool) -> str | None:
     """The URI `arml report` logs to: --mlflow-uri; with --log-mlflow the run folder's sqlite store if it
     exists, else $MLFLOW_TRACKING_URI, else a new sqlite store there; None: no MLflow."""
-    from orchestrator.tracking import default_uri
+    from orchestrator.store.tracking import default_uri
 
     if flag:
         return flag
     if not log_mlflow:
         return None
-    if os.path.exists(os.path.join(run_dir, "mlflow.db")):
+    if os.path.exists(RunFolder(run_dir).file(MLFLOW_DB)):
         return default_uri(run_dir)
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri(run_dir)
 
 
-def main(args: argparse.Namespace) -> int:
-    run_dir = args.run_dir
-    if not os.path.isfile(os.path.join(run_dir, "plan.json")):
-        raise UsageError(f"{run_dir} is not a study's run folder (no plan.json); give the folder `arml run` "
-                         "printed, e.g. arml report runs/quickstart")
-    log_mlflow = bool(getattr(args, "log_mlflow", False))
-    uri = cli_uri(run_dir, getattr(args, "mlflow_uri", None), log_mlflow)
-    trials_csv = os.path.join(run_dir, "trials.csv")
-    folder = make_report(run_dir, mlflow_uri=uri, log_records=log_mlflow,
-                         extra_artifacts=(trials_csv,) if log_mlflow and os.path.exists(trials_csv) else ())
+def report_folder(run_dir: str, log_mlflow: bool = False, mlflow_uri: str | None = None) -> int:
+    """`arml report RUN_DIR`: writes the report and lists its files; 1 when --log-mlflow could not reach the
+    tracking store (the user must try again), else 0."""
+    RunFolder(run_dir).require_plan()
+    uri = report_uri(run_dir, mlflow_uri, log_mlflow)
+    trials_csv = RunFolder(run_dir).file("trials.csv")
+    folder, logged = _make_report(run_dir, uri, log_mlflow,
+                                  (trials_csv,) if log_mlflow and os.path.exists(trials_csv) else (), False)
     print(f"report: {folder}")
     for name in sorted(os.listdir(folder)):
         print(f"  {name}")
-    if log_mlflow and uri and not _logged_ok(run_dir, uri):
-        return 1
-    return 0
-
-
-def _logged_ok(run_dir: str, uri: str) -> bool:
-    """After `--log-mlflow`: False when the tracking store could not be reached (the user must try again)."""
-    return LAST_MLFLOW_STATE.get("ok", True)
+    return 1 if log_mlflow and uri and not logged else 0
 
 
 def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool = False,
@@ -89,8 +78,14 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
     """Writes RUN_DIR/report/ and returns its path; with `mlflow_uri`, logs it (and `extra_artifacts`) on the
     study's parent run, closing it once when every trial has ended (and, with `log_records`, logs every trial's
     records where MLflow lacks them). MLflow failures print one line and never lose the files."""
+    return _make_report(run_dir, mlflow_uri, log_records, extra_artifacts, final)[0]
+
+
+def _make_report(run_dir: str, mlflow_uri: str | None, log_records: bool, extra_artifacts: tuple[str, ...],
+                 final: bool) -> tuple[str, bool]:
+    """(the report's folder, whether MLflow was reached: True without a URI)."""
     data = load_run(run_dir)
-    folder = os.path.join(run_dir, REPORT_DIR)
+    folder = RunFolder(run_dir).file(REPORT_DIR)
     os.makedirs(folder, exist_ok=True)
     write_files(data, folder)
     missing = not_done(data)
@@ -99,9 +94,9 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
         print(f"report: {len(missing)} of {len(data.trials)} trials did not finish "
               f"({', '.join(f'{n} {s}' for s, n in counts.items())}); they are listed in "
               f"{os.path.join(folder, 'results.md')}; the report shows what finished")
-    if mlflow_uri:
-        log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts, final)
-    return folder
+    logged = log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts, final) \
+        if mlflow_uri else True
+    return folder, logged
 
 
 def margin_of(data: RunData) -> float:
@@ -110,7 +105,7 @@ def margin_of(data: RunData) -> float:
 
 
 def write_files(data: RunData, folder: str) -> None:
-    from orchestrator.report_plots import cost_vs_accuracy_plot, data_requirement_plot, method_colors, weights_plot
+    from orchestrator.report.figures import cost_vs_accuracy_plot, data_requirement_plot, method_colors, weights_plot
 
     study, key = data.plan.study, data.budget_key
     colors = method_colors(data.methods)
@@ -237,8 +232,8 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
 
 def paired_summary(data: RunData, margin: float) -> list[str]:
     """results.md's section: each ARML method against each reference, per budget, in words."""
-    from orchestrator.report_compare import comparisons as paired
-    from orchestrator.report_compare import verdict_text
+    from orchestrator.report.verdicts import comparisons as paired
+    from orchestrator.report.verdicts import verdict_text
 
     frame = paired(data, margin)
     armls = [m for m in data.methods if data.weighting[m] == "arml"]
@@ -279,10 +274,9 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
     """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed.
     The parent run is closed when every trial has ended, or, with `final` (the end of `arml run`), as KILLED
     when some never ran (an interrupted study is never FINISHED)."""
-    from orchestrator.tracking import Tracker, redact
+    from orchestrator.store.tracking import Tracker, redact
 
     tracker = Tracker(uri, data.plan.study, run_dir, data.plan.trials)
-    LAST_MLFLOW_STATE["ok"] = tracker.enabled
     if not tracker.enabled:
         return False
     states = dict(zip(data.trials["trial_id"], data.trials["status"]))
@@ -316,5 +310,4 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
                       params=study_params(data), metrics=headline_metrics(data))
     if tracker.enabled:
         print(f"MLflow: report logged on the study's run ({redact(uri)})")
-    LAST_MLFLOW_STATE["ok"] = tracker.enabled
     return tracker.enabled

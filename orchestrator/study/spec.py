@@ -18,8 +18,8 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.spec_checks import Reader, build, check_method, scan, show
-from orchestrator.spec_trainables import check_budgets, check_model_options, check_names, check_train_values
+from orchestrator.study.checks import check_budgets, check_model_options, check_names, check_train_values
+from orchestrator.study.reader import Reader, build, check_method, scan, show
 from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, resolve_config
 from trainables.errors import ConfigError, TrainablesError, UnknownNameError
 
@@ -177,7 +177,7 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def _blame_override(error: StudyError, doc: dict, overrides: dict, path: Path) -> StudyError:
     """The error names the `--set` that caused it when the study file is fine without that override."""
-    from orchestrator.studies import nest
+    from orchestrator.study.catalogue import nest
 
     flat = _flat(overrides)
     for key, value in flat.items():

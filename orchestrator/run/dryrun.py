@@ -1,4 +1,5 @@
-"""What `arml run --dry-run` prints: the plan as text or as JSON, and whether its folder already holds a run."""
+"""What `arml run --dry-run` prints: the plan as text or as JSON, how long it would take on this machine, and
+whether its run folder already holds a run or is in use."""
 
 from __future__ import annotations
 
@@ -8,33 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.plan import DEFAULT_STORAGE, describe_resources, run_dir
+from orchestrator.store.folder import RunFolder, locate
+from orchestrator.study.plan import describe_resources
 
 STEP_COSTS = Path(__file__).with_name("step_costs.json")   # written by benchmarks/step_costs.py
 ORCHESTRATION_S = (12.0, 0.09)   # a study's fixed and per-trial cost beyond training (orchestration_overhead.py)
-
-
-def local_run_dir(plan: Any, storage: str | None) -> str:
-    """The local folder of records and reports (with a URI storage: ./runs/STUDY, as the runner does)."""
-    if storage and "://" in storage:
-        return os.path.join(DEFAULT_STORAGE, plan.study.name)
-    return run_dir(plan, storage)
-
-
-def in_use(folder: str) -> str | None:
-    """Who runs this folder right now ('arml run (pid N, host H)'), or None: the run's lock is held."""
-    import fcntl
-
-    path = os.path.join(folder, ".arml.lock")
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return handle.read().strip() or "another process"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 def estimate(plan: Any) -> dict[str, Any] | None:
@@ -88,14 +67,6 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def holds_run(folder: str) -> bool:
-    """True when `folder` already holds a run of a study (its plan or Tune's experiment state)."""
-    if not os.path.isdir(folder):
-        return False
-    names = os.listdir(folder)
-    return "plan.json" in names or "tuner.pkl" in names or any(n.startswith("experiment_state") for n in names)
-
-
 def _kind(method: Any, k: int) -> str:
     kind = method.weighting
     if method.is_grid:
@@ -113,8 +84,8 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
     """The plan as plain values (`arml run --dry-run --json`)."""
     study, resources = plan.study, plan.study.resources
     counts = plan.counts_by_method()
-    folder = run_dir(plan, options.storage)
-    exists = holds_run(local_run_dir(plan, options.storage))
+    where = locate(study.name, options.storage)
+    folder = RunFolder(where.run_dir)
     return {
         "study": study.name, "description": study.description, "file": str(study.path), "preset": study.preset,
         "setting": study.setting, "dataset": study.dataset, "aux_tasks": list(plan.aux_names),
@@ -125,7 +96,8 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
         "total_trials": len(plan.trials),
         "resources": {"per_trial": describe_resources(resources), "max_concurrent": resources.max_concurrent,
                       "max_failures": resources.max_failures},
-        "output_folder": folder, "holds_run": exists, "in_use_by": in_use(local_run_dir(plan, options.storage)),
+        "output_folder": where.shown(), "tune_storage": where.tune_home if where.remote else None,
+        "holds_run": folder.holds_run(), "in_use_by": folder.in_use(),
         "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan),
         "until_decided": bool(getattr(options, "until_decided", False)),
         "max_seeds": getattr(options, "max_seeds", None),
@@ -152,7 +124,9 @@ def plan_text(plan: Any, options: Any) -> str:
         f"total: {d['total_trials']} trials",
         f"each trial asks for: {d['resources']['per_trial']}; max concurrent: {concurrent}; "
         f"retries: {d['resources']['max_failures']}",
-        f"output folder: {d['output_folder']}",
+        f"output folder: {d['output_folder']}"
+        + (f" (records and report; Ray keeps the trials' checkpoints in {d['tune_storage']})"
+           if d["tune_storage"] else ""),
     ]
     guess = d["estimate"]
     if guess and guess["gpu"]:

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from orchestrator.report_stats import (
+from orchestrator.report.data import (
     RunData,
     _budget_rows,
     final_weights,
@@ -15,7 +15,7 @@ from orchestrator.report_stats import (
     method_points,
     weights_text,
 )
-from orchestrator.schema import DONE
+from orchestrator.store.schema import DONE
 
 BUDGET_WORDS = {"label_budget": "{:g} labels", "per_class": "{:g}/class", "label_fraction": "{:g}% labels"}
 
@@ -236,8 +236,7 @@ def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None
 def relationships_markdown(data: RunData) -> str:
     """Paper Table 3: per ARML method and budget, the auxiliary tasks with the highest and lowest final weight."""
     names = list(data.plan.aux_names)
-    config = data.plan.trials[0].config if data.plan.trials else {}
-    main = config.get("main_attribute") or "the main task"
+    main = (data.plan.trials[0].config.main_attribute if data.plan.trials else "") or "the main task"
     k = len(names)
     top_n = min(5, math.ceil(k / 2))
     bottom_n = min(5, k - top_n)

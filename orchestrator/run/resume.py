@@ -12,8 +12,8 @@ import os
 import re
 from typing import Any
 
-from orchestrator.records import ROWS_FILE
-from orchestrator.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, TrialMeta
+from orchestrator.store.folder import ROWS_FILE
+from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, Trial
 
 STATE_FILE = "state.pt"   # trainables.checkpoint.FILE: a checkpoint folder without it is incomplete
 
@@ -77,8 +77,7 @@ def _legacy_checkpoint(run_dir: str, trial_id: str) -> str | None:
     return max(found)[2] if found else None
 
 
-def search_state(plan_trials: list[TrialMeta], states: dict[str, dict[str, Any]],
-                 last: dict[str, dict[str, Any]], group_of: dict[str, str]
+def search_state(plan_trials: list[Trial], states: dict[str, dict[str, Any]], last: dict[str, dict[str, Any]]
                  ) -> tuple[dict[str, list[tuple[list[float], float]]], dict[str, list[float]]]:
     """(history, preset) for the searchers: per group, the weights and best validation accuracy of its finished
     search trials; per started but unfinished search trial, the weights it was given (it runs again with them)."""
@@ -91,7 +90,7 @@ def search_state(plan_trials: list[TrialMeta], states: dict[str, dict[str, Any]]
         if states[meta.trial_id].get("status") in DONE:
             value = last.get(meta.trial_id, {}).get(BEST_VAL_ACC)
             if isinstance(value, (int, float)) and value == value:
-                history.setdefault(group_of[meta.trial_id], []).append((list(weights), float(value)))
+                history.setdefault(meta.group, []).append((list(weights), float(value)))
         else:
             preset[meta.trial_id] = list(weights)
     return history, preset

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import StudyError
-from orchestrator.spec import MethodSpec, Resources, Study
+from orchestrator.study.spec import MethodSpec, Resources, Study
+from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import TrainConfig
 
 # TrainConfig fields that say where or how fast a trial runs, not what it computes: left out of ids.
@@ -21,13 +22,14 @@ NOT_IN_ID = ("data_root", "device", "num_workers", "channels_last", "compile")
 # trial planned before they existed keeps its id (finished trials are found again on --resume, published tables
 # stay reproducible from the same ids).
 ADDED_LATER = ("diagnostics",)
-DEFAULT_STORAGE = "runs"
 HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One training run: `config` is complete (seed, weighting, budget set)."""
+    """One training run, the one record of a trial: built by `make_plan`, written to plan.json and read back
+    (`to_dict`/`from_dict`) by the run, the records, MLflow and the report. `config` is complete (seed,
+    weighting, budget set)."""
 
     trial_id: str
     method: str                              # the method's label in the study
@@ -38,7 +40,6 @@ class Trial:
     seed: int
     grid_point: tuple[float, ...] | None
     config: TrainConfig
-    resources: Resources
     sample: int | None = None                # a search's sample number (its weights are drawn when it starts)
     scheduler: dict | None = None            # ASHA settings when the method is early-stopped
     search: dict | None = None               # the method's search settings (TPE) when its weights are drawn
@@ -47,6 +48,24 @@ class Trial:
     def group(self) -> str:
         """The trials a scheduler or searcher compares this one with: same method, budget and seed."""
         return f"{self.method}|{self.budget}|{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as plan.json holds them."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(config=self.config.to_dict(), grid_point=list(self.grid_point) if self.grid_point else None,
+                   weighting_options=dict(self.weighting_options))
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Trial:
+        """From plan.json (written by any version: keys it does not know are left out, missing ones default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in values.items() if k in known}
+        config = kept.get("config") or {}
+        kept["config"] = TrainConfig.from_dict({k: v for k, v in config.items() if k in TRAIN_FIELDS})
+        kept["grid_point"] = tuple(kept["grid_point"]) if kept.get("grid_point") else None
+        kept.setdefault("weighting_options", {})
+        return cls(**kept)
 
 
 @dataclass(frozen=True)
@@ -67,20 +86,6 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.trials)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How `arml run` was asked to run a plan (handed to `orchestrator.runner.run_study`)."""
-
-    address: str | None = None               # an existing Ray cluster; None starts a local one
-    storage: str | None = None               # path or URI shared by all nodes; None -> DEFAULT_STORAGE
-    mlflow_uri: str | None = None            # None -> $MLFLOW_TRACKING_URI, else a sqlite store in the run folder
-    resume: bool = False
-    smoke: bool = False
-    data_root: str | None = None
-    until_decided: bool = False              # add seeds in waves while a paired comparison is not decided
-    max_seeds: int = 0                       # the cap on seeds with until_decided (0: the runner's default)
 
 
 def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | None:
@@ -143,8 +148,7 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
                 changes[budget_key] = budget
             config = study.config.replace(**changes)
             trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
-                                budget_key, seed, point, config, study.resources, sample, method.scheduler,
-                                method.search))
+                                budget_key, seed, point, config, sample, method.scheduler, method.search))
     _check_unique(study, trials)
     return Plan(study=study, trials=tuple(trials), aux_names=tuple(study.aux_names))
 
@@ -199,12 +203,6 @@ def with_data_root(plan: Plan, data_root: str) -> Plan:
     return map_configs(plan, lambda config: config.replace(data_root=data_root))
 
 
-def run_dir(plan: Plan, storage: str | None = None) -> str:
-    """Where a plan's trials and records go: STORAGE/STUDY_NAME (STORAGE a path or a URI)."""
-    base = (storage or DEFAULT_STORAGE).rstrip("/")
-    return f"{base}/{plan.study.name}"
-
-
 def describe_resources(resources: Resources) -> str:
     """'1 CPU, 0.25 GPU, 1 worker' for messages."""
 
@@ -216,5 +214,5 @@ def describe_resources(resources: Resources) -> str:
             f"{n(resources.workers_per_trial, 'worker')}")
 
 
-__all__ = ["Plan", "RunOptions", "Trial", "count_trials", "make_plan", "run_dir", "smoke",
+__all__ = ["Plan", "Trial", "count_trials", "make_plan", "smoke",
            "trial_id", "with_data_root"]

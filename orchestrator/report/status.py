@@ -5,14 +5,11 @@ picked as the maximum over grid points, seeds or budgets would be chosen on test
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from typing import Any
 
-from orchestrator.errors import UsageError
-from orchestrator.records import trials_table
-from orchestrator.schema import DONE, TrialStatus, read_plan
+from orchestrator.store.records import trials_table
+from orchestrator.store.schema import DONE, TrialStatus, read_plan
 
 STATES = tuple(TrialStatus)
 
@@ -28,10 +25,7 @@ def _number(value: Any) -> float | None:
 def status_data(run_dir: str) -> dict[str, Any]:
     """Counts per state, per method (done, total, best validation accuracy so far), running trials with their
     last reported step (None: started, nothing reported yet) and failed trials with their errors."""
-    try:
-        plan = read_plan(run_dir)
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
+    plan = read_plan(run_dir)
     table = trials_table(run_dir)
     counts = table["status"].value_counts()
     methods = []
@@ -69,10 +63,3 @@ def status_text(run_dir: str) -> str:
     lines.append("  (test accuracy at each trial's best validation step: trials.csv, and the report)")
     return "\n".join(lines)
 
-
-def main(args: argparse.Namespace) -> int:
-    if getattr(args, "json", False):
-        print(json.dumps(status_data(args.run_dir), indent=1))
-    else:
-        print(status_text(args.run_dir))
-    return 0

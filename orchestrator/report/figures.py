@@ -7,8 +7,8 @@ import math
 
 import pandas as pd
 
-from orchestrator.report_compare import points_text, seeds_text
-from orchestrator.report_tables import budget_text
+from orchestrator.report.tables import budget_text
+from orchestrator.report.verdicts import points_text, seeds_text
 
 AXIS = {"label_budget": "labeled training images", "per_class": "labeled target images per class",
         "label_fraction": "fraction of training images labeled"}

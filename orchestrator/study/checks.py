@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.spec_checks import Reader, coerce, key_text, show
+from orchestrator.study.reader import Reader, coerce, key_text, show
 
 
 def registry_of(r: Reader, module_name: str, attr: str) -> Any:

@@ -23,8 +23,10 @@ class PreflightError(UsageError):
         super().__init__(f"{where}: {count} before anything starts: " + "; ".join(problems))
 
     def lines(self) -> list[str]:
-        count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
-        return [f"{self.where}: {count} before anything starts (nothing was started):",
+        """One line for one problem; else a header and a line per problem."""
+        if len(self.problems) == 1:
+            return [f"{self.where}: {self.problems[0]}"]
+        return [f"{self.where}: {len(self.problems)} problems before anything starts (nothing was started):",
                 *(f"  - {p}" for p in self.problems)]
 
 
@@ -54,7 +56,7 @@ def problems(plan: Any, address: str | None = None, explicit_root: str | None = 
     wants_gpu = resources.gpus_per_trial > 0 or any(d.startswith("cuda") for d in devices)
     gpus, why = _local_gpus() if local and wants_gpu else (0, "")
     if local:
-        from orchestrator.trainable import fit_problems
+        from orchestrator.run.trainable import fit_problems
 
         cpus = os.cpu_count() or 1
         found += fit_problems(dataclasses.asdict(resources), [{"CPU": float(cpus), "GPU": float(gpus)}],

@@ -7,11 +7,11 @@ curve: after its first i trials, the trial with the best validation accuracy so 
 best mean validation accuracy over seeds among its first i points) and that trial's test accuracy. The search
 is "as good" as ARML after i trials when the per-seed differences (search minus ARML, paired by seed) have a
 95% Student-t interval whose lower bound lies above -margin (the study's `[report] margin`, in accuracy
-points), the rule of `orchestrator.report_compare`. Its cost is the mean over seeds of the device-seconds its
+points), the rule of `orchestrator.report.verdicts`. Its cost is the mean over seeds of the device-seconds its
 first i trials took, shown relative to one ARML run's; a search that never gets there is shown at its total
 cost as "never". Selection is on validation only; each test accuracy is read once, for the selected trial.
 
-    python -m orchestrator.report_kscaling RUN_DIR... --out DIR
+    python -m orchestrator.report.kscaling RUN_DIR... --out DIR
 
 writes `k_scaling.csv`/`.md` (one row per K and method), `k_scaling_verdicts.csv` (each method against ARML,
 a search at its 4-, 16- and 64-trial prefixes and at its end), `k_scaling_budgeted.csv` (each ARML method
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator.report_compare import AS_GOOD, BETTER, decide, paired_t, per_seed
-from orchestrator.report_stats import DONE, RunData, _budget_rows, chosen_grid_point, load_run
+from orchestrator.report.data import DONE, RunData, _budget_rows, chosen_grid_point, load_run
+from orchestrator.report.verdicts import AS_GOOD, BETTER, decide, paired_t, per_seed
 
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
@@ -236,7 +236,7 @@ def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None,
 
 def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame | None = None) -> str:
     """k_scaling.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
-    from orchestrator.report_tables import md_table
+    from orchestrator.report.tables import md_table
 
     def fmt(x: float, spec: str = ".1f") -> str:
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
@@ -352,7 +352,7 @@ def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.report_kscaling", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.report.kscaling", description=__doc__.split("\n")[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders of the K-scaling studies")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for k_scaling.csv/.md/.png")
     parser.add_argument("--margin", type=float, default=None,

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.records import load_rows, trials_table
-from orchestrator.schema import DONE as SCHEMA_DONE
-from orchestrator.schema import PlanFile, TrialMeta, read_plan
+from orchestrator.store.records import load_rows, trials_table
+from orchestrator.store.schema import DONE as SCHEMA_DONE
+from orchestrator.store.schema import PlanFile, Trial, read_plan
 
 DONE = tuple(sorted(SCHEMA_DONE))      # trials whose results count (stopped: ended early by a scheduler)
 # where a study without [budget] keeps its label budget: (setting, TrainConfig field), first non-zero wins
@@ -93,19 +93,18 @@ def weights_move(rows: pd.DataFrame, names: list[str]) -> bool:
     return bool((rows.groupby("trial_id")[columns].nunique(dropna=True) > 1).any().any())
 
 
-def _budget_of(meta: TrialMeta) -> tuple[str | None, Any]:
+def _budget_of(meta: Trial) -> tuple[str | None, Any]:
     """The trial's label budget: its [budget] value, else the one its config trains with."""
     if meta.budget is not None:
         return meta.budget_key, meta.budget
-    config = meta.config or {}
-    for name in BUDGET_FIELDS.get(config.get("setting", ""), ()):
-        if config.get(name):
-            return name, config[name]
+    for name in BUDGET_FIELDS.get(meta.config.setting, ()):
+        if getattr(meta.config, name):
+            return name, getattr(meta.config, name)
     return None, None
 
 
 def load_run(run_dir: str) -> RunData:
-    """Reads a run folder (FileNotFoundError if it has no plan.json)."""
+    """Reads a run folder (a UsageError if it is not a study's run folder)."""
     plan = read_plan(run_dir)
     trials = trials_table(run_dir)
     rows = load_rows(run_dir)

@@ -1,0 +1,182 @@
+"""`arml run` from start to summary: checks before anything starts, the run folder locked, Ray started or joined,
+each wave of trials launched (and, with --until-decided, waves of new seeds while comparisons are open), then the
+records exported, the report written and a summary printed with where everything is. Ctrl-C and SIGTERM end it
+the same way at any moment, with what was recorded exported."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+from orchestrator.errors import RunFault, UsageError
+from orchestrator.run import preflight
+from orchestrator.run.launch import launch
+from orchestrator.run.options import RunOptions
+from orchestrator.run.progress import quiet_ray
+from orchestrator.run.session import RaySession, use_cluster_token
+from orchestrator.run.signals import Interrupts
+from orchestrator.run.trainable import check_cluster_fits
+from orchestrator.run.waves import DEFAULT_MAX_SEEDS, next_seeds, with_saved_seeds, with_seeds
+from orchestrator.store.folder import STUDY_COPY, RunFolder, locate
+from orchestrator.store.records import export_tables, load_states, trials_table, write_states
+from orchestrator.store.schema import ACTIVE, TrialStatus, read_plan, write_plan
+from orchestrator.store.tracking import redact, resolve_uri
+from orchestrator.study.plan import Plan, map_configs
+
+
+def run_study(plan: Plan, options: RunOptions) -> int:
+    """Runs every trial of `plan`; returns 0 when all finished, 1 when some failed or did not run, 130 after
+    Ctrl-C and 143 after SIGTERM (what was recorded is exported first). With `until_decided`, adds seeds in
+    waves (records and MLflow shared) while a paired comparison is not decided and fewer than `max_seeds` seeds
+    have run."""
+    if options.address:
+        use_cluster_token()  # before Ray is imported: it reads its authentication mode once
+    where = locate(plan.study.name, options.storage)
+    plan = map_configs(plan, lambda c: c.replace(data_root=os.path.abspath(c.resolved_data_root())))
+    plan = dataclasses.replace(plan, tune_home=where.tune_home)
+    folder = RunFolder(where.run_dir)
+    folder.prepare()
+    lock = folder.lock()
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return _run_locked(plan, options, folder, interrupts)
+    except OSError as error:   # a full disk, storage gone read-only: say it once, keep what was recorded
+        raise RunFault(f"the run stopped on a storage error in {folder.path}: {error.strerror or error} "
+                       f"({getattr(error, 'filename', '') or 'writing records'}); records written so far are "
+                       "intact: free space or fix the folder, then run again with --resume") from None
+    finally:
+        lock.close()
+        interrupts.uninstall()
+
+
+def _check_resume(plan: Plan, folder: RunFolder, resume: bool) -> None:
+    started = any(state.get("status") != TrialStatus.PENDING for state in load_states(folder.path).values())
+    if folder.has_plan() and not resume and started:
+        raise UsageError(f"{folder.path} already holds a run of study {plan.study.name!r}: add --resume to finish "
+                         "its unfinished trials, or remove the folder, or pass another --storage")
+    if resume and not folder.has_plan():
+        raise UsageError(f"nothing to resume at {folder.path}: run the study without --resume first")
+    if resume:
+        folder.check_trusted()
+        if {t.trial_id for t in read_plan(folder.path).trials} != {t.trial_id for t in plan.trials}:
+            raise UsageError(f"the study file changed since {folder.path} was started (different trials); "
+                             "--resume needs the same study: run it into another --storage instead")
+
+
+def _run_locked(plan: Plan, options: RunOptions, folder: RunFolder, interrupts: Interrupts) -> int:
+    start = time.time()
+    run_dir = folder.path
+    if options.resume:
+        plan = with_saved_seeds(plan, run_dir)
+    _check_resume(plan, folder, options.resume)
+    preflight.check(plan, options.address, options.data_root or plan.study.config.data_root or None)
+    if options.until_decided and options.open_questions is None:
+        raise UsageError("--until-decided needs the verdicts' open questions (RunOptions.open_questions)")
+    uri = resolve_uri(options.mlflow_uri, run_dir)
+    quiet_ray(run_dir)   # Ray's and Tune's own messages go to RUN_DIR/ray.log, not the terminal
+    session = RaySession(options.address)
+    try:
+        session.start()
+        interrupts.reclaim()
+        check_cluster_fits(dataclasses.asdict(plan.study.resources), study=str(plan.study.path))
+        write_plan(run_dir, plan)
+        folder.keep_study_file(str(plan.study.path))
+        print(f"study {plan.study.name}: {len(plan)} trials -> {run_dir}  (MLflow: {redact(uri)})", flush=True)
+        waves = folder.waves() if options.resume else []
+        if not waves:
+            waves = [{"name": "seeds", "trials": [t.trial_id for t in plan.trials]}]
+            folder.save_waves(waves)
+        for wave in waves:
+            launch(plan, wave, waves, run_dir, uri, interrupts)
+            if interrupts.received:
+                break
+        while options.until_decided and not interrupts.received \
+                and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
+            extra = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS, options.open_questions)
+            if not extra:
+                break
+            before = {t.trial_id for t in plan.trials}
+            plan = with_seeds(plan, [*plan.study.seeds, *extra])
+            write_plan(run_dir, plan)
+            wave = {"name": f"wave{len(waves)}", "seeds": extra,
+                    "trials": [t.trial_id for t in plan.trials if t.trial_id not in before]}
+            waves.append(wave)
+            folder.save_waves(waves)
+            print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))} "
+                  f"({len(wave['trials'])} trials)", flush=True)
+            launch(plan, wave, waves, run_dir, uri, interrupts)
+    except KeyboardInterrupt:   # a second Ctrl-C, or one outside Tune: stop now, keep what was recorded
+        interrupts.received = interrupts.received or "SIGINT"
+    finally:
+        session.stop()
+    return _finish(plan, run_dir, uri, start, interrupts, options)
+
+
+def _not_run(run_dir: str, ids: list[str]) -> list[str]:
+    """The trials among `ids` that have not ended (pending, running, interrupted): an interrupted run has some."""
+    states = load_states(run_dir)
+    return [tid for tid in ids if states.get(tid, {}).get("status", TrialStatus.PENDING) in ACTIVE]
+
+
+def _finish(plan: Plan, run_dir: str, uri: str, start: float, interrupts: Interrupts, options: RunOptions) -> int:
+    """Exports what was recorded, writes the report (`options.write_report`; skipped by a Ctrl-C), closes the
+    MLflow runs and prints the summary; the exit code says how the study ended."""
+    if interrupts.received:
+        _mark_interrupted(run_dir, uri, plan.study.name)
+    paths = export_tables(run_dir)
+    report_dir = None
+    try:
+        if options.write_report is not None:
+            report_dir = options.write_report(run_dir, uri, (paths["trials.csv"], os.path.join(run_dir, STUDY_COPY)))
+        else:
+            _tracker(run_dir, uri, plan.study.name).close(
+                TrialStatus.INTERRUPTED if interrupts.received else TrialStatus.FINISHED)
+    except KeyboardInterrupt:
+        interrupts.received = interrupts.received or "SIGINT"
+        print("report: interrupted; write it later with: arml report " + run_dir, flush=True)
+        _tracker(run_dir, uri, plan.study.name).close("interrupted")
+    table = trials_table(run_dir)
+    failed = table[table["status"] == TrialStatus.FAILED]
+    not_run = int(table["status"].isin(ACTIVE).sum())
+    how = f"stopped by {interrupts.received}" if interrupts.received else "interrupted" if not_run else "finished"
+    print(f"\n{how} after {time.time() - start:.0f} s: "
+          f"{int((table['status'] == 'finished').sum())} finished, "
+          f"{int((table['status'] == 'stopped').sum())} stopped early, {len(failed)} failed, {not_run} not run")
+    print(f"records: {paths['records.parquet']} (and .csv), trials: {paths['trials.csv']}")
+    if report_dir:
+        print(f"report:  {report_dir}")
+    print(f"MLflow:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:///") else
+          f"MLflow:  {redact(uri)}")
+    if len(failed):
+        first = failed.iloc[0]
+        print(f"{len(failed)} trial(s) failed, e.g. {first['trial_id']} ({first['method']}): {first['error']}")
+    if not_run:
+        print(f"{not_run} trial(s) did not run to the end; run the same command with --resume to finish them "
+              "(finished trials are kept, interrupted ones continue from their last checkpoint)")
+    if interrupts.received:
+        return interrupts.exit_code
+    return 1 if len(failed) or not_run else 0
+
+
+def _tracker(run_dir: str, uri: str, study: str):  # noqa: ANN202 - orchestrator.store.tracking.Tracker
+    from orchestrator.store.tracking import Tracker
+
+    return Tracker(uri, study, run_dir, read_plan(run_dir).trials)
+
+
+def _mark_interrupted(run_dir: str, uri: str, study: str) -> None:
+    """Trials recorded as running when the study was stopped become interrupted, in trials.json and in MLflow
+    (their child runs KILLED); the callback does this itself when Tune stops gracefully."""
+    states = load_states(run_dir)
+    running = [tid for tid, s in states.items() if s.get("status") in (TrialStatus.RUNNING, TrialStatus.RETRYING)]
+    if not running:
+        return
+    for tid in running:
+        states[tid]["status"] = TrialStatus.INTERRUPTED
+    write_states(run_dir, states)
+    tracker = _tracker(run_dir, uri, study)
+    for tid in running:
+        tracker.finish(tid, TrialStatus.INTERRUPTED)
+

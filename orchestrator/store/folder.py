@@ -1,0 +1,176 @@
+"""A study's run folder, the one owner of where it is and of every file in it.
+
+`locate(study, storage)` is the only place that turns `--storage` into folders: a local path or a `file://` URI
+holds everything (STORAGE/STUDY, symlinks and `..` resolved); any other URI (`s3://`, `gs://`) is where Ray keeps
+the trials' checkpoints, while records and reports stay in the local ./runs/STUDY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import UsageError
+
+DEFAULT_STORAGE = "runs"
+PLAN_FILE = "plan.json"            # the plan: every trial and what it means (store/schema.py)
+STATES_FILE = "trials.json"        # each trial's state
+ROWS_FILE = "records.jsonl"        # every evaluation of every trial, appended
+WAVES_FILE = "waves.json"          # the waves of trials (planned seeds, then added ones) and their launches
+LOCK_FILE = ".arml.lock"           # held while `arml run` works in the folder
+STUDY_COPY = "study.toml"          # the study file as it was run
+PARENT_FILE = "mlflow_run.json"    # the study's MLflow parent run id
+MLFLOW_DB = "mlflow.db"            # the default MLflow store
+REPORT_DIR = "report"
+RAY_LOG = "ray.log"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a run goes: `run_dir`, the local run folder; `tune_home`, where Ray keeps its trials (the same
+    folder for local storage, STORAGE/STUDY under a remote URI)."""
+
+    run_dir: str
+    tune_home: str
+
+    @property
+    def remote(self) -> bool:
+        return "://" in self.tune_home
+
+    def shown(self) -> str:
+        """The run folder as a user reads it: relative to the working folder when inside it."""
+        here = os.getcwd()
+        inside = os.path.commonpath([here, self.run_dir]) == here
+        return os.path.relpath(self.run_dir, here) if inside else self.run_dir
+
+
+def locate(study: str, storage: str | None) -> Location:
+    """The run folder of `study` under `storage` (a path or URI; None: ./runs), and where Ray keeps its trials."""
+    base = storage or DEFAULT_STORAGE
+    if base.startswith("file://"):          # a local folder written as a URI: everything goes there
+        base = base.removeprefix("file://")
+    if "://" in base:
+        return Location(os.path.realpath(os.path.join(DEFAULT_STORAGE, study)), f"{base.rstrip('/')}/{study}")
+    folder = os.path.join(os.path.realpath(base), study)
+    return Location(folder, folder)
+
+
+class RunFolder:
+    """The files of one run folder (`path`); reading and writing them goes through here or through the modules
+    of this package, which take their names from here."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    # ---- the plan ---------------------------------------------------------------------------------
+    def has_plan(self) -> bool:
+        return os.path.isfile(self.file(PLAN_FILE))
+
+    def require_plan(self) -> None:
+        """UsageError naming what to give when this is not a study's run folder."""
+        if not self.has_plan():
+            raise UsageError(f"{self.path} is not a study's run folder (no {PLAN_FILE}); give the folder `arml "
+                             "run` printed, e.g. runs/quickstart")
+
+    def write_json(self, name: str, payload: Any) -> None:
+        """RUN_DIR/name, replaced atomically (a crash never leaves half a file)."""
+        os.makedirs(self.path, exist_ok=True)
+        path = self.file(name)
+        with open(path + ".tmp", "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+        os.replace(path + ".tmp", path)
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        try:
+            with open(self.file(name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return default
+
+    # ---- waves, the study file --------------------------------------------------------------------
+    def waves(self) -> list[dict[str, Any]]:
+        return self.read_json(WAVES_FILE, [])
+
+    def save_waves(self, waves: list[dict[str, Any]]) -> None:
+        self.write_json(WAVES_FILE, waves)
+
+    def keep_study_file(self, source: str) -> None:
+        """A copy of the study file (logged on the MLflow parent run): what was asked for."""
+        if os.path.isfile(source):
+            shutil.copyfile(source, self.file(STUDY_COPY))
+
+    def holds_run(self) -> bool:
+        """True when the folder already holds a run of a study (its plan, or Ray Tune's state of an old one)."""
+        if not os.path.isdir(self.path):
+            return False
+        names = os.listdir(self.path)
+        return PLAN_FILE in names or "tuner.pkl" in names or any(n.startswith("experiment_state") for n in names)
+
+    # ---- the lock ---------------------------------------------------------------------------------
+    def lock(self) -> Any:
+        """Holds RUN_DIR/.arml.lock for the whole run: a second `arml run` on the folder is refused instead of
+        training every trial again. The lock dies with the process (kill -9 included), so --resume always works."""
+        import fcntl
+
+        handle = open(self.file(LOCK_FILE), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UsageError(f"{self.path} is being run right now by {holder}; wait for it to end (or stop it), "
+                             "then run again with --resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"arml run (pid {os.getpid()}, host {socket.gethostname()})\n")
+        handle.flush()
+        return handle
+
+    def in_use(self) -> str | None:
+        """Who runs this folder right now ('arml run (pid N, host H)'), or None when its lock is free."""
+        import fcntl
+
+        if not os.path.exists(self.file(LOCK_FILE)):
+            return None
+        with open(self.file(LOCK_FILE)) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+    def prepare(self) -> None:
+        """The folder exists and is writable, or a one-line usage error says why not."""
+        parent = os.path.dirname(self.path)
+        for path in (parent, self.path):
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise UsageError(f"--storage: {path} is a file, not a folder; give a folder for the run")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--storage: cannot create {self.path} ({error.strerror}); give a folder you can "
+                             "write to") from None
+        if not os.access(self.path, os.W_OK):
+            raise UsageError(f"--storage: {self.path} is not writable (read-only or another user's); give a "
+                             "folder you can write to")
+
+    def check_trusted(self) -> None:
+        """A resumed study continues from the checkpoints and records in its folder and reports them as its
+        results: refuse a folder another user owns or may write to (they could have changed them)."""
+        if not os.path.exists(self.path):
+            return
+        info = os.stat(self.path)
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise UsageError(f"refusing to resume from {self.path}: it is owned by another user or writable by "
+                             "others, and a resumed study continues from the checkpoints and records in it; resume "
+                             f"only run folders only you can write (chmod go-w {self.path}), or start a fresh run "
+                             "with another --storage")
