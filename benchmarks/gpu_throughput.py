@@ -456,7 +456,7 @@ def time_loader(config: TrainConfig, seconds: float) -> dict[str, Any]:
     settings_module.CACHE_FRACTION = 0.0
     try:
         data = build_data(config.dataset, data_request(config))
-        setting = settings_module.SETTINGS.get(config.setting)(data, config, device, {}, 0, 1)
+        setting = settings_module.SETTING_CLASSES.get(config.setting)(data, config, device, {}, 0, 1)
         augment = AUGMENTATIONS.get(data.info.augment)
         per_step = sum(s.batch_size for s in setting.streams.values())
         gen = torch.Generator().manual_seed(0)

@@ -36,7 +36,7 @@ from trainables.config import TrainConfig, resolve_config  # noqa: E402
 from trainables.data import build_data  # noqa: E402
 from trainables.distributed import pick_device  # noqa: E402
 from trainables.loop import data_request  # noqa: E402
-from trainables.settings import SETTINGS  # noqa: E402
+from trainables.settings import SETTING_CLASSES  # noqa: E402
 
 
 @dataclass
@@ -110,7 +110,7 @@ def time_loader(config: TrainConfig, seconds: float) -> tuple[int, float, float,
     the setting's streams."""
     device = pick_device(config.device)
     data = build_data(config.dataset, data_request(config))
-    setting = SETTINGS.get(config.setting)(data, config, device, {}, 0, 1)
+    setting = SETTING_CLASSES.get(config.setting)(data, config, device, {}, 0, 1)
     augment = AUGMENTATIONS.get(data.info.augment)
     per_step = count_images(setting.next_batches())
 

@@ -219,5 +219,5 @@ def test_fit_with_diagnostics_trains_bit_identically_and_adds_the_metrics(preset
 
 def test_the_config_field() -> None:
     assert resolve_config("digits_mlc", diagnostics=True).diagnostics is True
-    with pytest.raises(ConfigError, match="diagnostics must be bool"):
+    with pytest.raises(ConfigError, match="diagnostics must be true or false"):
         resolve_config("digits_mlc", diagnostics="yes")

@@ -49,7 +49,7 @@ def test_switches_default_off_and_are_type_checked() -> None:
     assert config.channels_last is False and config.compile is False
     assert resolve_config("digits_ssl", channels_last=True, compile=True).to_dict()["channels_last"] is True
     for key in ("channels_last", "compile"):
-        with pytest.raises(ConfigError, match=f"{key} must be bool"):
+        with pytest.raises(ConfigError, match=f"{key} must be true or false"):
             TrainConfig.from_dict({key: 1})
 
 

@@ -8,7 +8,7 @@ import torch
 
 import trainables.loop as loop
 from trainables.config import resolve_config
-from trainables.settings import SETTINGS
+from trainables.settings import SETTING_CLASSES
 
 METHODS = (("uniform", {}), ("arml", {}), ("fixed", {"weights": [0.0, 2.0]}))
 PRESETS = {
@@ -62,7 +62,7 @@ def observe(monkeypatch, preset: str, weighting: str, options: dict, seed: int) 
 
     monkeypatch.setattr(loop, "build_data", spy_build)
     monkeypatch.setattr(loop, "broadcast_parameters", spy_broadcast)
-    cls = SETTINGS.get(resolve_config(preset).setting)
+    cls = SETTING_CLASSES.get(resolve_config(preset).setting)
     original = cls.next_batches
 
     def spy_next(self):

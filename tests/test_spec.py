@@ -49,7 +49,7 @@ BAD = [
     (("train.stpes", 10), ["[train] unknown key stpes", "did you mean steps?"]),
     (("train.seed", 3), ["[train] seed cannot be set in [train]", "[study] seeds"]),
     (("train.label_budget", 3), ["[train] label_budget cannot be set", "[budget] labels"]),
-    (("train.steps", "many"), ["[train] steps must be int", "'many'"]),
+    (("train.steps", "many"), ["[train] steps must be an integer", "'many'"]),
     (("train.aux_attributes", [1, 2]), ["[train] aux_attributes must be a list of names"]),
     (("train.aux_attributes", ["is_11"]), ["[train] cannot tell the auxiliary tasks", "is_11"]),
     (("train.lr_milestones", [1.5]), ["[train] lr_milestones must be a list of step numbers"]),

@@ -16,7 +16,7 @@ from orchestrator_fakes import BASE, to_toml
 from orchestrator.errors import StudyError
 from orchestrator.study.plan import count_trials, make_plan, smoke
 from orchestrator.study.spec import BUDGET_KEYS, SECTIONS, STUDY_KEYS, Study, parse_study
-from trainables.config import PRESETS, TrainConfig, check_values
+from trainables.config import PRESETS, TrainConfig
 from trainables.data.digits import ATTRIBUTES as DIGITS_ATTRIBUTES
 
 WEIGHTINGS = ["uniform", "fixed", "adaloss", "gradnorm", "cosinesim", "olaux", "arml", "grid", "search"]
@@ -81,7 +81,7 @@ def check(text_of_study: str) -> None:
         return
     assert len(plan) == count_trials(study) == len({t.trial_id for t in plan.trials})
     for trial in plan.trials:  # what passes the study's checks is a configuration a trial can use
-        check_values(trial.config)
+        assert TrainConfig.from_dict(trial.config.to_dict()) == trial.config
     assert len(smoke(plan)) == len(plan)
 
 

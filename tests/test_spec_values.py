@@ -35,6 +35,11 @@ CASES: list[tuple[str, dict, list[str]]] = [
     ("aux_batch_size", changed("train.aux_batch_size", -1), ["[train] aux_batch_size must be greater than or"]),
     ("batch_size", changed("train.batch_size", 0), ["[train] batch_size must be greater than or equal to 1"]),
     ("eval_batch_size", changed("train.eval_batch_size", 0), ["[train] eval_batch_size must be"]),
+    # absurd values that could only hang or overflow a trial
+    ("steps_huge", changed("train.steps", 10**12), ["[train] steps must be less than or equal to 10000000"]),
+    ("batch_huge", changed("train.batch_size", 10**9), ["[train] batch_size must be less than or equal to 65536"]),
+    ("lr_huge", changed("train.lr", 1e308), ["[train] lr must be at most 1e+30", "got 1e+308"]),
+    ("image_huge", changed("train.image_size", 10**6), ["[train] image_size must be less than or equal to 4096"]),
     ("model_option_name", changed("train.model_options", {"widht": 16}),
      ["[train] model_options: widht is not an option of model small_cnn", "did you mean width?",
       "its options: width"]),

@@ -1,7 +1,10 @@
 """One training configuration (`TrainConfig`) and the named presets with the paper's settings.
 
-A study file's `[train]` section and a trial's options are checked against `TrainConfig`'s fields,
-so this file is the single list of what a training run can be told.
+`TrainConfig` declares every value a training run can be told, with its type and the values a trial can use
+(a pydantic dataclass, strict): a study file's `[train]`, a preset, a `--set` and `fit(dict)` are all checked by
+building one, and the first problem is one `ConfigError` naming the key ("steps must be greater than or equal to
+1, got 0"). Checks that depend on how long a run is (learning-rate milestones beyond `steps`) are
+`check_whole_run`, since a smoke run shortens `steps` on purpose.
 """
 
 from __future__ import annotations
@@ -10,27 +13,53 @@ import dataclasses
 import difflib
 import os
 import re
-import types
 import typing
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from dataclasses import field
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
 
 from trainables.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from trainables.data.base import DataRequest
 
-SETTINGS = ("ssl", "mlc", "dg")
+SETTINGS = ("ssl", "mlc", "dg")   # the one list of settings (trainables/settings.py has a class for each)
 OPTIMIZERS = ("adam", "sgd")
-# dg: "joint" trains on the target's labels too, "baseline" only reweights the source domains
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# Values beyond these can only hang or overflow a trial: the paper's longest run is 200k steps at batch 256, and a
+# learning rate above 1e30 overflows float32 updates at once (the tests use 1e30 to make a run diverge on purpose)
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_LR = 1e30
+MAX_IMAGE_SIZE = 4096
 
 
-@dataclass(frozen=True)
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Count = Annotated[int, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+Batch = Annotated[int, Field(ge=1, le=MAX_BATCH)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+StepNumbers = Annotated[tuple[AtLeastOne, ...], BeforeValidator(_as_tuple)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+ImageSize = Annotated[int, Field(ge=0, le=MAX_IMAGE_SIZE)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+AuxBatch = Annotated[int, Field(ge=0, le=MAX_BATCH)]
+LearningRate = Annotated[float, Field(gt=0)]
+Momentum = Annotated[float, Field(ge=0, lt=1)]
+Gamma = Annotated[float, Field(gt=0, le=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+Workers = Annotated[int, Field(ge=0, le=256)]
+
+
+@dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class TrainConfig:
-    """Everything `trainables.fit` needs to train and evaluate one model."""
+    """Everything `trainables.fit` needs to train and evaluate one model, checked when built (see the module)."""
 
     # what to learn
     setting: str = "ssl"                      # "ssl" semi-supervised, "mlc" multi-label, "dg" domain generalization
@@ -38,15 +67,15 @@ class TrainConfig:
     data_root: str = ""                       # "" -> $ARML_DATA, else ./data
     model: str = "small_cnn"                  # a name in trainables.models.BACKBONES
     model_options: dict = field(default_factory=dict)
-    aux_tasks: tuple = ("rotation", "exemplar_mt")  # names in trainables.tasks.AUX_TASKS
-    aux_scale: float = 1.0                    # constant factor on every auxiliary loss (official code: 0.5 in S4L)
-    image_size: int = 0                       # 0 -> the data set's native size
+    aux_tasks: Names = ("rotation", "exemplar_mt")  # names in trainables.tasks.AUX_TASKS
+    aux_scale: NonNegative = 1.0             # constant factor on every auxiliary loss (official code: 0.5 in S4L)
+    image_size: ImageSize = 0                 # 0 -> the data set's native size
     # how many labels (the label budget)
-    label_budget: int = 0                     # ssl: labeled training images; mlc: images with the main label
-    label_fraction: float = 0.0               # mlc alternative to label_budget (paper: 0.01)
-    per_class: int = 0                        # dg: N_m labeled target images per class
+    label_budget: Count = 0                   # ssl: labeled training images; mlc: images with the main label
+    label_fraction: Fraction = 0.0            # mlc alternative to label_budget (paper: 0.01)
+    per_class: Count = 0                      # dg: N_m labeled target images per class
     main_attribute: str = ""                  # mlc: the main attribute's name
-    aux_attributes: tuple = ()                # mlc: auxiliary attributes (empty -> all the others)
+    aux_attributes: Names = ()                # mlc: auxiliary attributes (empty -> all the others)
     target_domain: str = ""                   # dg: the held-out target domain
     dg_variant: str = "joint"                 # dg: a name in trainables.dg_variants.DG_VARIANTS: "joint" (target
     #   labels in the loss), "baseline" (source losses only; the target labels only steer the weights) or "fada"
@@ -57,32 +86,80 @@ class TrainConfig:
     weighting: str = "uniform"                # a name in arml.WEIGHTINGS
     weighting_options: dict = field(default_factory=dict)
     # optimisation
-    steps: int = 1000
-    batch_size: int = 64                      # labeled (main-task) batch
-    aux_batch_size: int = 0                   # batch for auxiliary tasks (0 -> batch_size)
+    steps: Steps = 1000
+    batch_size: Batch = 64                    # labeled (main-task) batch
+    aux_batch_size: AuxBatch = 0              # batch for auxiliary tasks (0 -> batch_size)
     optimizer: str = "adam"                   # "adam" or "sgd"
-    lr: float = 0.001
-    momentum: float = 0.9
+    lr: LearningRate = 0.001
+    momentum: Momentum = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0
-    lr_milestones: tuple = ()                 # steps at which the learning rate is multiplied by lr_gamma
-    lr_gamma: float = 0.1
-    ema_decay: float = 0.999                  # time-averaged teacher of exemplar-MT
+    weight_decay: NonNegative = 0.0
+    lr_milestones: StepNumbers = ()           # steps at which the learning rate is multiplied by lr_gamma
+    lr_gamma: Gamma = 0.1
+    ema_decay: Fraction = 0.999               # time-averaged teacher of exemplar-MT
     # evaluation, checkpoints, runtime
-    eval_every: int = 100
-    eval_batch_size: int = 512
-    checkpoint_every: int = 0                 # 0 -> at every evaluation
-    seed: int = 0
+    eval_every: AtLeastOne = 100
+    eval_batch_size: Batch = 512
+    checkpoint_every: Count = 0               # 0 -> at every evaluation
+    seed: Seed = 0
     device: str = "auto"                      # "auto", "cpu", "cuda", "cuda:1"
     amp: bool = False                         # mixed precision on CUDA
     channels_last: bool = False               # model and batches in NHWC memory order (faster convolutions on a
     #   GPU, above all with amp); how fast a trial runs, not what it computes: trial ids leave it out
     compile: bool = False                     # torch.compile the backbone in place (the first steps pay the
     #   compile time); how fast, not what: trial ids leave it out
-    num_workers: int = 0                      # data loader worker processes for file-based data sets
-    max_eval_items: int = 0                   # 0 -> whole splits; >0 caps val/test size (smoke runs)
+    num_workers: Workers = 0                  # data loader worker processes for file-based data sets
+    max_eval_items: Count = 0                 # 0 -> whole splits; >0 caps val/test size (smoke runs)
     diagnostics: bool = False                 # at each evaluation also report grad_norm_ratio/<task> and
     #   grad_cos/<task> on the step's batch (trainables/diagnostics.py; K + 1 extra backward passes per evaluation)
+
+    @field_validator("setting")
+    @classmethod
+    def _known_setting(cls, value: str) -> str:
+        if value not in SETTINGS:
+            raise ValueError(f"be one of {', '.join(SETTINGS)}{_did_you_mean(value, SETTINGS)}")
+        return value
+
+    @field_validator("dg_variant", "optimizer")
+    @classmethod
+    def _known_name(cls, value: str, info: Any) -> str:
+        names = dg_variant_names() if info.field_name == "dg_variant" else list(OPTIMIZERS)
+        if value not in names:
+            raise ValueError(f"be one of {', '.join(names)}{_did_you_mean(value, names)}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _not_overflowing(cls, value: float) -> float:
+        if value > MAX_LR:
+            raise ValueError(f"be at most {MAX_LR:g} (larger ones overflow float32 updates)")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError("be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("be strictly increasing step numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> TrainConfig:
+        if self.optimizer != "sgd" and self.nesterov:
+            raise ValueError("nesterov = true needs optimizer = 'sgd'; remove nesterov or use sgd")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov = true needs momentum > 0")
+        if self.dg_variant == "fada" or self.fada_options:
+            from trainables.fada import fada_options
+
+            fada_options(self.fada_options, self.steps)
+        return self
 
     def resolved_data_root(self) -> str:
         return self.data_root or os.environ.get("ARML_DATA", "") or "./data"
@@ -92,11 +169,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> TrainConfig:
-        """Builds a config from plain values, refusing unknown keys and values of the wrong type."""
-        return cls(**check_fields(values, where))
+        """Builds a config from plain values; unknown keys and values a trial cannot use are a ConfigError."""
+        check_keys(values, where)
+        return _built(lambda: cls(**values), values, where)
+
+    @classmethod
+    def from_stored(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config written by any version (plan.json): keys it does not know are left out, and values that the
+        checks of this version refuse are kept as they were run."""
+        known = {k: v for k, v in values.items() if k in FIELDS}
+        try:
+            return cls(**known)
+        except (ValidationError, ConfigError, UnknownNameError):
+            config = object.__new__(cls)
+            for name in FIELDS:
+                value = known.get(name, _default(name))
+                object.__setattr__(config, name, tuple(value) if isinstance(value, list) else value)
+            return config
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **check_fields(changes, "config"))
+        check_keys(changes, "config")
+        return _built(lambda: dataclasses.replace(self, **changes), changes, "config")
 
 
 def _plain(value: Any) -> Any:
@@ -107,43 +200,48 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_HINTS = typing.get_type_hints(TrainConfig)
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def check_fields(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Checks names and types of config values; lists are turned into tuples."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
+def _default(name: str) -> Any:
+    spec = FIELDS[name]
+    return spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+
+
+def check_keys(values: dict[str, Any], where: str) -> None:
+    """ConfigError naming an unknown key, with the close ones and every valid one."""
+    for key in values:
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(FIELDS)}")
-        out[key] = _coerce(key, value, where)
-    return out
 
 
-def _coerce(key: str, value: Any, where: str) -> Any:
-    hint = _HINTS[key]
-    if isinstance(hint, types.GenericAlias):
-        hint = typing.get_origin(hint)
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-        tuple: lambda v: isinstance(v, (list, tuple)),
-        dict: lambda v: isinstance(v, dict),
-    }[hint]
-    if not ok(value):
-        raise ConfigError(
-            f"{where}: {key} must be {hint.__name__ if hint is not tuple else 'a list'}, got {value!r}"
-        )
-    if hint is float:
-        return float(value)
-    if hint is tuple:
-        return tuple(value)
-    return value
+# pydantic's error types for a value of the wrong type -> what the value must be
+TYPE_WORDS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+              "string_type": "a string", "dict_type": "a table", "tuple_type": "a list", "list_type": "a list",
+              "int_from_float": "an integer"}
+# fields whose type errors say more than the type's name
+FIELD_WORDS = {"aux_tasks": "a list of names (strings)", "aux_attributes": "a list of names (strings)",
+               "lr_milestones": "a list of step numbers"}
+
+
+def _built(build: typing.Callable[[], TrainConfig], given: dict[str, Any], where: str) -> TrainConfig:
+    """`build()`; its first validation error as ConfigError("WHERE: KEY must ..., got VALUE")."""
+    try:
+        return build()
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = first["loc"]
+        if not loc:   # a check across fields (model validator)
+            raise ConfigError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
+        key = str(loc[0])
+        value = given.get(key, first.get("input"))
+        shown = list(value) if isinstance(value, tuple) else value
+        kind = FIELD_WORDS.get(key) if first["type"] in TYPE_WORDS else None
+        kind = kind or TYPE_WORDS.get(first["type"])
+        need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", str(first["msg"]))
+        raise ConfigError(f"{where}: {key} must {need}, got {shown!r}") from None
 
 
 # The paper's settings (Appendix B) and the digits twins that run on a CPU in seconds to a minute.
@@ -198,82 +296,20 @@ def resolve_config(preset: str = "", **overrides: Any) -> TrainConfig:
             raise UnknownNameError(f"unknown preset {preset!r}; valid names: {', '.join(sorted(PRESETS))}")
         values.update(PRESETS[preset])
     values.update(overrides)
-    config = TrainConfig.from_dict(values)
-    if config.setting not in SETTINGS:
-        raise ConfigError(f"config: setting must be one of {', '.join(SETTINGS)}, got {config.setting!r}")
-    if config.dg_variant != "joint" or config.fada_options:  # checked here so that a dry run catches mistakes
-        from trainables.dg_variants import DG_VARIANTS
-        from trainables.fada import fada_options  # (registers "fada")
-
-        if config.dg_variant not in DG_VARIANTS:
-            raise ConfigError(f"config: dg_variant must be one of {', '.join(DG_VARIANTS.names())}"
-                              f"{_did_you_mean(config.dg_variant, DG_VARIANTS.names())}, got {config.dg_variant!r}")
-        fada_options(config.fada_options, config.steps)
-    return config
+    return TrainConfig.from_dict(values)
 
 
-Count = Annotated[int, Field(ge=0)]
-AtLeastOne = Annotated[int, Field(ge=1)]
-
-
-class TrainValues(BaseModel):
-    """The values a `TrainConfig` may hold (its types are checked by `check_fields`): what would fail or
-    silently do nothing inside a trial is refused here, before any trial starts."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    setting: Literal["ssl", "mlc", "dg"]
-    aux_scale: Annotated[float, Field(ge=0)]
-    image_size: Count                         # 0: native size
-    label_budget: Count
-    label_fraction: Annotated[float, Field(ge=0, le=1)]
-    per_class: Count
-    dg_variant: str
-    steps: AtLeastOne
-    batch_size: AtLeastOne
-    aux_batch_size: Count                     # 0: batch_size
-    optimizer: str
-    lr: Annotated[float, Field(gt=0)]
-    momentum: Annotated[float, Field(ge=0, lt=1)]
-    weight_decay: Annotated[float, Field(ge=0)]
-    lr_milestones: tuple[AtLeastOne, ...]
-    lr_gamma: Annotated[float, Field(gt=0, le=1)]
-    ema_decay: Annotated[float, Field(ge=0, le=1)]
-    eval_every: AtLeastOne
-    eval_batch_size: AtLeastOne
-    checkpoint_every: Count                   # 0: at every evaluation
-    seed: Annotated[int, Field(ge=0, lt=2**32)]
-    device: str
-    num_workers: Count
-    max_eval_items: Count                     # 0: whole splits
-
-    @field_validator("dg_variant", "optimizer")
-    @classmethod
-    def _known_name(cls, value: str, info: ValidationInfo) -> str:
-        names = dg_variant_names() if info.field_name == "dg_variant" else OPTIMIZERS
-        if value not in names:
-            raise ValueError(f"be one of {', '.join(names)}{_did_you_mean(value, names)}")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not DEVICE_PATTERN.fullmatch(value):
-            raise ValueError("be auto, cpu, mps, cuda or cuda:N")
-        return value
-
-    @field_validator("lr_milestones")
-    @classmethod
-    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b <= a for a, b in zip(value, value[1:])):
-            raise ValueError("be strictly increasing step numbers")
-        return value
+def check_whole_run(config: TrainConfig) -> None:
+    """What holds for a full run but not a smoke run (which shortens `steps`): every learning-rate milestone
+    falls inside the run."""
+    if config.lr_milestones and config.lr_milestones[-1] >= config.steps:
+        raise ConfigError(f"config: lr_milestones must be below steps ({config.steps}), got "
+                          f"{list(config.lr_milestones)}; drop the late ones or raise steps")
 
 
 def dg_variant_names() -> list[str]:
-    """The names in trainables.dg_variants.DG_VARIANTS (imported lazily: it needs torch)."""
+    """The names in trainables.dg_variants.DG_VARIANTS (listed without importing torch)."""
     from trainables.dg_variants import DG_VARIANTS
-    from trainables.fada import fada_options  # noqa: F401  (registers "fada")
 
     return DG_VARIANTS.names()
 
@@ -281,33 +317,6 @@ def dg_variant_names() -> list[str]:
 def _did_you_mean(value: Any, choices: typing.Sequence[str]) -> str:
     close = difflib.get_close_matches(str(value), choices, n=2)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
-
-
-def _constraint(error: dict[str, Any]) -> str:
-    """Pydantic's 'Input should be greater than 0' / 'Value error, be ...' -> 'must be greater than 0'."""
-    message = str(error["msg"]).removeprefix("Value error, ")
-    message = re.sub(r"^Input should ", "", message)
-    return "must " + message
-
-
-def check_values(config: TrainConfig, whole_run: bool = True) -> None:
-    """ConfigError('KEY must ..., got VALUE') for the first value a trial cannot use. `whole_run` adds the
-    checks across fields that hold for a full run (a smoke run shortens `steps` below the milestones)."""
-    try:
-        TrainValues.model_validate(config.to_dict())
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = str(first["loc"][0])
-        value = getattr(config, key)
-        shown = list(value) if isinstance(value, tuple) else value
-        raise ConfigError(f"config: {key} {_constraint(first)}, got {shown!r}") from None
-    if config.optimizer != "sgd" and config.nesterov:
-        raise ConfigError("config: nesterov = true needs optimizer = 'sgd'; remove nesterov or use sgd")
-    if config.nesterov and config.momentum == 0:
-        raise ConfigError("config: nesterov = true needs momentum > 0")
-    if whole_run and config.lr_milestones and config.lr_milestones[-1] >= config.steps:
-        raise ConfigError(f"config: lr_milestones must be below steps ({config.steps}), got "
-                          f"{list(config.lr_milestones)}; drop the late ones or raise steps")
 
 
 def data_request(config: TrainConfig) -> DataRequest:

@@ -10,12 +10,13 @@ pass (`after_backward`), e.g. an adversarial term, and its own metrics.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from arml.registry import Registry
+
+if TYPE_CHECKING:   # names for annotations only: listing the variants (a config check) imports no torch
+    import torch
+    from torch import nn
 
 
 class DGVariant:
@@ -48,3 +49,6 @@ class Baseline(DGVariant):
     """Source losses only: the target labels enter only through the weighting method."""
 
     main_weight = 0.0
+
+
+DG_VARIANTS.register_lazy("fada", "trainables.fada:Fada")   # imported (with torch) when a trial uses it

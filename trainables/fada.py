@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.dg_variants import DG_VARIANTS, DGVariant
+from trainables.dg_variants import DGVariant
 from trainables.distributed import average_gradients
 from trainables.errors import ConfigError
 from trainables.streams import step_generator
@@ -135,7 +135,6 @@ def confusion_loss(dcd: nn.Module, features: torch.Tensor, first: torch.Tensor, 
     return F.cross_entropy(logits, groups[cross] - 1)
 
 
-@DG_VARIANTS.register("fada")
 class Fada(DGVariant):
     """FADA's three stages on top of joint training; the DCD lives in the model as head "dcd"."""
 

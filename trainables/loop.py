@@ -39,7 +39,7 @@ from trainables.distributed import (
 from trainables.errors import ConfigError, DivergenceError
 from trainables.model import EMA, MultiTaskModel
 from trainables.models import build_backbone
-from trainables.settings import SETTINGS
+from trainables.settings import SETTING_CLASSES
 from trainables.streams import step_generator
 from trainables.tasks import AUX_TASKS, Context
 
@@ -88,7 +88,7 @@ def build(config: TrainConfig, device: torch.device, state: dict[str, Any] | Non
     data = build_data(config.dataset, data_request(config))
     if config.dg_variant not in DG_VARIANTS:
         raise ConfigError(f"dg_variant must be one of {', '.join(DG_VARIANTS.names())}, got {config.dg_variant!r}")
-    setting = SETTINGS.get(config.setting)(data, config, device, state["streams"] if state else {}, rank, world)
+    setting = SETTING_CLASSES.get(config.setting)(data, config, device, state["streams"] if state else {}, rank, world)
     backbone = build_backbone(config.model, data.info, **config.model_options)
     tasks = [AUX_TASKS.get(name)(data, backbone.feature_dim, config) for name in config.aux_tasks]
     for name, task in zip(config.aux_tasks, tasks):

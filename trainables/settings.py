@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from arml.registry import Registry
-from trainables import fada  # noqa: F401  (registers dg_variant "fada")
 from trainables.config import TrainConfig
 from trainables.data.base import DGData, ImageSet, MLCData, SSLData
 from trainables.dg_variants import DG_VARIANTS
@@ -109,10 +108,10 @@ class Setting:
         return int(correct), total
 
 
-SETTINGS: Registry[type[Setting]] = Registry("setting")
+SETTING_CLASSES: Registry[type[Setting]] = Registry("setting")   # one class per name in config.SETTINGS
 
 
-@SETTINGS.register("ssl")
+@SETTING_CLASSES.register("ssl")
 class SemiSupervised(Setting):
     """A few labeled images (the main task, cross-entropy) and unlabeled images for the auxiliary tasks."""
 
@@ -140,7 +139,7 @@ class SemiSupervised(Setting):
         return len(self.data.unlabeled) + len(self.data.labeled)
 
 
-@SETTINGS.register("mlc")
+@SETTING_CLASSES.register("mlc")
 class MultiLabel(Setting):
     """The main attribute (binary, logistic loss) labeled on a few images; auxiliary attributes on all."""
 
@@ -172,7 +171,7 @@ class MultiLabel(Setting):
         return len(self.data.train)
 
 
-@SETTINGS.register("dg")
+@SETTING_CLASSES.register("dg")
 class DomainGeneralization(Setting):
     """Source domains are the auxiliary tasks; N_m labeled target images per class are the main task.
     Validation: the source domains' held-out parts (no target labels); test: the whole target domain.

@@ -1,5 +1,5 @@
 """The checks of a study's `[train]` and `[budget]` against trainables: names against its registries, model
-options against the backbone's constructor, values against `trainables.config.TrainValues`, label budgets
+options against the backbone's constructor, values by building `trainables.config.TrainConfig`, label budgets
 against what the data set can give. Whatever would fail inside every trial fails here, as one line."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.study.reader import Reader, coerce, key_text, show
+from trainables.config import FIELDS as TRAIN_KEYS
 
 
 def registry_of(r: Reader, module_name: str, attr: str) -> Any:
@@ -85,20 +86,25 @@ def _try_backbone(r: Reader, config: Any, factory: Callable[..., Any]) -> None:
                         f"values ({text}); change them")
 
 
-def check_train_values(r: Reader, config: Any, train: dict, preset: str) -> None:
-    """The values a trial cannot use (steps < 1, lr <= 0, an unknown optimizer, milestones beyond the
-    run...), as `[train]` errors; a value that comes from the preset says so."""
-    from trainables.config import check_values
-    from trainables.errors import ConfigError
+def build_config(r: Reader, preset: str, values: dict, train: dict, section: str = "train") -> Any:
+    """The preset with `values` on top, built as one `TrainConfig` (which checks every type and value: the one
+    place they are checked); its first problem as a `[section]` error, and a value that comes from the preset
+    says so. Milestones beyond the run are refused only when the file sets them (the preset's, in a shortened
+    run, are its schedule cut short)."""
+    from trainables.config import check_whole_run, resolve_config
+    from trainables.errors import ConfigError, UnknownNameError
 
-    try:  # the preset's milestones beyond a shortened run are its schedule cut short; the file's are a mistake
-        check_values(config, whole_run="lr_milestones" in train)
-    except ConfigError as error:
+    try:
+        config = resolve_config(preset, **values)
+        if "lr_milestones" in train:
+            check_whole_run(config)
+        return config
+    except (ConfigError, UnknownNameError) as error:
         message = str(error).removeprefix("config: ")
         key = message.split(" ", 1)[0]
-        if key not in train:
-            message += f" (preset {preset}'s value; set {key} in [train])"
-        r.fail("train", message)
+        if key in TRAIN_KEYS and key not in train and key not in values:
+            message += f" (preset {preset}'s value; set {key} in [{section}])"
+        r.fail(section, message)
 
 
 def check_budgets(r: Reader, config: Any, budget: Any) -> None:

@@ -18,10 +18,11 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
-from orchestrator.study.checks import check_budgets, check_model_options, check_names, check_train_values
+from orchestrator.study.checks import build_config, check_budgets, check_model_options, check_names
 from orchestrator.study.reader import Reader, build, check_method, scan, show
-from trainables.config import PRESETS, TrainConfig, aux_names, check_fields, resolve_config
-from trainables.errors import ConfigError, TrainablesError, UnknownNameError
+from trainables.config import FIELDS as TRAIN_FIELDS
+from trainables.config import PRESETS, TrainConfig, aux_names
+from trainables.errors import TrainablesError, UnknownNameError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MAX_DESCRIPTION = 300   # characters
@@ -40,7 +41,6 @@ BUDGET_KEYS = {
     "per_class": ("per_class", ("dg",)),
     "fraction": ("label_fraction", ("mlc",)),
 }
-LIST_OF_STR = ("aux_tasks", "aux_attributes")
 
 
 @dataclass(frozen=True)
@@ -255,13 +255,10 @@ def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
         train_with_dataset = {**train, "dataset": r.get(head, "study", "dataset", "str")}
     else:
         train_with_dataset = train
-    try:
-        config = resolve_config(preset, **train_with_dataset)
-    except (ConfigError, UnknownNameError) as error:
-        r.fail("train", str(error).removeprefix("config: "))
+    config = build_config(r, preset, train_with_dataset, train)
+    train = {key: getattr(config, key) for key in train}   # as checked: lists as tuples, integers as floats
     check_names(r, config)
     check_model_options(r, config)
-    check_train_values(r, config, train, preset)
     names = _aux_names(r, config)
 
     registry = weighting_registry()
@@ -287,22 +284,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _train(r: Reader, table: dict) -> dict:
-    """The `[train]` overrides, names and types checked against TrainConfig."""
-    allowed = [k for k in TrainConfig.__dataclass_fields__ if k not in RESERVED_TRAIN]
+    """The `[train]` overrides by name (their values are TrainConfig's to check, when the config is built)."""
+    allowed = [k for k in TRAIN_FIELDS if k not in RESERVED_TRAIN]
     for key in table:
         if key in RESERVED_TRAIN:
             r.fail("train", f"{key} cannot be set in [train]; set it with {RESERVED_TRAIN[key]}")
     r.keys(table, "train", allowed)
-    try:
-        values = check_fields(table, "config")
-    except ConfigError as error:
-        r.fail("train", str(error).removeprefix("config: "))
-    for key in LIST_OF_STR:
-        if key in values and not all(isinstance(v, str) for v in values[key]):
-            r.fail("train", f"{key} must be a list of names (strings), got {show(table[key])}")
-    if "lr_milestones" in values and not all(_is_int(v) and v >= 0 for v in values["lr_milestones"]):
-        r.fail("train", f"lr_milestones must be a list of step numbers, got {show(table['lr_milestones'])}")
-    return values
+    return dict(table)
 
 
 def _aux_names(r: Reader, config: TrainConfig) -> list[str]:

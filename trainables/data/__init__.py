@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-from trainables.data import celeba, cifar10, digits, pacs, svhn  # noqa: F401  (registers each data set)
+from trainables.data import celeba, cifar10, digits, pacs, svhn
 from trainables.data.registry import DATASETS, aux_names, build_data, max_budget, status_table
+
+for _name, _dataset in (("celeba", celeba.CelebA()), ("cifar10", cifar10.Cifar10()), ("digits", digits.Digits()),
+                        ("pacs", pacs.Pacs()), ("svhn", svhn.Svhn())):
+    DATASETS.register(_name)(_dataset)
 
 __all__ = ["DATASETS", "aux_names", "build_data", "max_budget", "status_table"]

@@ -11,7 +11,7 @@ import os
 import torch
 
 from trainables.data.base import DataInfo, DataRequest, DatasetStatus, FileImageSet, MLCData
-from trainables.data.registry import DATASETS, ImageFileLoader, data_not_found, not_found_message
+from trainables.data.registry import ImageFileLoader, data_not_found, not_found_message
 from trainables.data.splits import hide_main_labels, select_attributes
 from trainables.errors import ConfigError
 
@@ -128,6 +128,3 @@ class CelebA:
     def max_budget(self, request: DataRequest) -> int:
         """The largest label_budget: the 162,770 training images of CelebA's standard partition."""
         return 162_770
-
-
-DATASETS.register("celeba")(CelebA())

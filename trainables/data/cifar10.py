@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trainables.data.base import DataInfo, DataRequest, DatasetStatus, SSLData, TensorImageSet
-from trainables.data.registry import DATASETS, data_not_found, not_found_message, resize_images
+from trainables.data.registry import data_not_found, not_found_message, resize_images
 from trainables.data.splits import SPLIT_SEED, balanced_budget, split_fraction
 
 FOLDER = "cifar-10-batches-py"
@@ -121,6 +121,3 @@ class Cifar10:
     def max_budget(self, request: DataRequest) -> int:
         """The largest label_budget: the 50,000 training images less the validation split (5,000 per class)."""
         return 50_000 - round(VAL_FRACTION * 50_000)
-
-
-DATASETS.register("cifar10")(Cifar10())

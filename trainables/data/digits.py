@@ -28,7 +28,7 @@ from trainables.data.digits_attributes import (
     class_attributes,
 )
 from trainables.data.digits_attributes import describe as describe_attributes
-from trainables.data.registry import DATASETS, resize_images
+from trainables.data.registry import resize_images
 from trainables.data.splits import (
     SPLIT_SEED,
     balanced_budget,
@@ -216,6 +216,3 @@ def domain_parts(labels: torch.Tensor) -> list[torch.Tensor]:
     n = len(labels)
     sizes = [n // 4 + (1 if i < n % 4 else 0) for i in range(4)]
     return stratified_parts(labels, sizes, SPLIT_SEED)
-
-
-DATASETS.register("digits")(Digits())

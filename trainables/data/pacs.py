@@ -11,7 +11,7 @@ import os
 import torch
 
 from trainables.data.base import DataInfo, DataRequest, DatasetStatus, DGData, FileImageSet
-from trainables.data.registry import DATASETS, ImageFileLoader, data_not_found, not_found_message
+from trainables.data.registry import ImageFileLoader, data_not_found, not_found_message
 from trainables.data.splits import per_class_pick, split_fraction
 from trainables.errors import ConfigError
 
@@ -106,6 +106,3 @@ class Pacs:
             return None
         _, labels = list_domain(folder)
         return min(int((labels == c).sum()) for c in range(len(CLASSES)))
-
-
-DATASETS.register("pacs")(Pacs())

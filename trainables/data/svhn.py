@@ -13,7 +13,7 @@ import torch
 
 from trainables.data.base import DataInfo, DataRequest, DatasetStatus, SSLData
 from trainables.data.cifar10 import ssl_bundle
-from trainables.data.registry import DATASETS, data_not_found, not_found_message
+from trainables.data.registry import data_not_found, not_found_message
 
 FILES = ("train_32x32.mat", "test_32x32.mat")
 SOURCE = "http://ufldl.stanford.edu/housenumbers/ (Format 2: train_32x32.mat, test_32x32.mat)"
@@ -83,6 +83,3 @@ class Svhn:
         """An upper bound on label_budget: the 73,257 training images less the validation split (a balanced
         budget near it can still fail on SVHN's smallest class; that is found when the trial starts)."""
         return 73_257 - round(VAL_FRACTION * 73_257)
-
-
-DATASETS.register("svhn")(Svhn())

@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.tasks.base import AUX_TASKS, AuxTask, Context
+from trainables.tasks.base import AuxTask, Context
 
 
-@AUX_TASKS.register("attributes")
 class Attributes(AuxTask):
     """A linear head with one logit per auxiliary attribute; K losses, one per attribute."""
 

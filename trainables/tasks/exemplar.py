@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.augment import cutout, flip, gaussian_noise
-from trainables.tasks.base import AUX_TASKS, AuxTask, Context
+from trainables.tasks.base import AuxTask, Context
 
 
-@AUX_TASKS.register("exemplar_mt")
 class ExemplarMT(AuxTask):
     """loss = 1 - mean cos(head(f(aug(x))), head_ema(f_ema(x))); the teacher is the EMA model."""
 

@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.augment import rotate
-from trainables.tasks.base import AUX_TASKS, AuxTask, Context
+from trainables.tasks.base import AuxTask, Context
 
 
-@AUX_TASKS.register("rotation")
 class Rotation(AuxTask):
     """Each auxiliary image is turned by a random multiple of 90 degrees; a 4-way head names it."""
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.tasks.base import AUX_TASKS, AuxTask, Context
+from trainables.tasks.base import AuxTask, Context
 
 
-@AUX_TASKS.register("source_domains")
 class SourceDomains(AuxTask):
     """The auxiliary batch holds one batch per source domain; each gives one cross-entropy loss through the
     classifier head that the target domain (the main task) uses too."""
