@@ -23,12 +23,19 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from orchestrator.report.build import margin_of  # noqa: E402
 from orchestrator.report.data import final_weights, load_run, method_points  # noqa: E402
-from orchestrator.report.tables import budget_text, md_table, pct  # noqa: E402
+from orchestrator.report.text import budget_text, md_table, pct  # noqa: E402
 from orchestrator.report.verdicts import compare, comparisons, per_seed, verdict_text  # noqa: E402
 
-TWINS = ["digits_table1_ssl", "digits_fig2_ssl_labels", "digits_table2_mlc", "digits_table4_dg",
-         "digits_table4_dg_baseline", "digits_table4_dg_fada", "digits_fig3_dg_shots", "digits_fig3_dg_shots_fada",
+TWINS = ["digits_table1_ssl",
+         "digits_fig2_ssl_labels",
+         "digits_table2_mlc",
+         "digits_table4_dg",
+         "digits_table4_dg_baseline",
+         "digits_table4_dg_fada",
+         "digits_fig3_dg_shots",
+         "digits_fig3_dg_shots_fada",
          "digits_fig4_dg_scarcity"]
+
 # Table 4 / Figure 3 rows that live in separate study files (one dg_variant per file): compared across files
 # seed by seed (the same seed draws the same labels, split and backbone initialisation in every variant)
 ACROSS = [("digits_table4_dg_fada", "digits_table4_dg"), ("digits_table4_dg_fada", "digits_table4_dg_baseline"),

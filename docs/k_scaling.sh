@@ -12,4 +12,4 @@ for k in 2 4 8 16 32; do
     arml run "studies/digits_k_scaling_k${k}.toml" --storage "$storage" "$@"
     runs+=("$storage/digits_k_scaling_k${k}")
 done
-python -m orchestrator.report.kscaling "${runs[@]}" --out docs/results/k_scaling
+arml report "${runs[@]}" --k-scaling --out docs/results/k_scaling

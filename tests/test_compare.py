@@ -156,3 +156,27 @@ def test_the_margin_is_written_in_points_with_the_right_plural(tmp_path, margin,
     assert "over 3 seeds, in %" in texts["results.md"]
     for text in texts.values():
         assert "1 points" not in text and "seed(s)" not in text
+
+
+def test_a_study_whose_only_search_is_random_gets_a_verdict_about_the_random_search(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "r", {"arml": [0.80, 0.82, 0.81, 0.83]})
+    plan = json.loads((folder / "plan.json").read_text())
+    states = json.loads((folder / "trials.json").read_text())
+    rows = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    search = {"sampler": "random", "num_samples": 2, "space": "box", "w_max": 2.0}
+    for seed in range(4):
+        for sample, value in enumerate((0.70, 0.78)):
+            tid = f"r{seed}{sample}"
+            plan["trials"].append({"trial_id": tid, "method": "random", "weighting": "fixed", "budget_key":
+                                   "label_budget", "budget": 20, "seed": seed, "grid_point": None, "sample": sample,
+                                   "search": search, "weighting_options": {}, "config": {"setting": "mlc"}})
+            states[tid] = {"status": "finished", "failures": 0, "weights": [1.0, 0.5]}
+            rows.append({"trial_id": tid, "method": "random", "weighting": "fixed", "budget_key": "label_budget",
+                         "budget": 20, "seed": seed, "step": 10, "best_val_acc": value, "test_acc_at_best_val": value,
+                         "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0})
+    (folder / "plan.json").write_text(json.dumps(plan))
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = (Path(make_report(str(folder))) / "compute_cost.md").read_text()
+    verdict = next(line for line in text.splitlines() if line.startswith("Verdict"))
+    assert "skip the random search:" in verdict and "the random search costs" in verdict

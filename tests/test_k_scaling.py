@@ -74,9 +74,9 @@ def test_random_sampler_draws_new_weights_per_sample_and_seed_and_reproduces():
 
 def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
     from orchestrator.run import search
-    from orchestrator.study import reader as spec_checks
+    from orchestrator.study import vocabulary
 
-    assert set(spec_checks.SAMPLERS) == set(search.SAMPLERS)
+    assert set(vocabulary.SAMPLERS) == set(search.SAMPLERS)      # every sampler a study may name can draw
     head = ('[study]\nname = "s"\npreset = "digits_mlc"\n[train]\naux_attributes = ["is_0", "random_0"]\n'
             '[methods.rs]\nweighting = "search"\nnum_samples = 3\n')
     s = parse_study(head + 'sampler = "random"\n')
@@ -161,7 +161,9 @@ def hand_made(folder: Path, k: int) -> Path:
 
 
 def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
-    from orchestrator.report.kscaling import main as report_main
+    def report_main(args: list[str]) -> int:   # the K-scaling report is `arml report RUN_DIR... --k-scaling`
+        at = args.index("--out")
+        return main(["report", *args[:at], "--k-scaling", *args[at:]])
 
     runs = [hand_made(tmp_path / "k4", 4), hand_made(tmp_path / "k2", 2)]
     out = tmp_path / "out"
@@ -202,7 +204,9 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
 
 
 def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
-    from orchestrator.report.kscaling import main as report_main
+    def report_main(args: list[str]) -> int:   # the K-scaling report is `arml report RUN_DIR... --k-scaling`
+        at = args.index("--out")
+        return main(["report", *args[:at], "--k-scaling", *args[at:]])
 
     run = hand_made(tmp_path / "k2", 2)
     assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
@@ -210,9 +214,7 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
     # 1x ARML's 2 s: two 1-s TPE trials (whose choice is 5 points below ARML), one 2-s grid point
     assert mine.loc["tpe_box", "trials"] == 2 and mine.loc["grid", "trials"] == 1
     assert mine.loc["tpe_box", "verdict"] == "better" and mine.loc["tpe_box", "mean_diff"] == pytest.approx(0.05)
-    with pytest.raises(SystemExit) as stop:
-        report_main([str(run), "--out", str(tmp_path / "bad"), "--multiple", "0"])
-    assert stop.value.code == 2
+    assert report_main([str(run), "--out", str(tmp_path / "bad"), "--multiple", "0"]) == 2   # Click: above 0
 
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):

@@ -17,16 +17,14 @@ import pandas as pd
 
 from orchestrator.report.data import RunData, load_run, not_done, search_progress, weight_trajectories
 from orchestrator.report.tables import (
-    budget_text,
     compute_cost,
     cost_markdown,
     data_requirement,
     labels_to_reach,
-    md_table,
-    pct,
     relationships_markdown,
 )
-from orchestrator.report.verdicts import comparisons, comparisons_markdown, decided_winner, points_text, seeds_text
+from orchestrator.report.text import budget_text, md_table, pct, points_text, seeds_text
+from orchestrator.report.verdicts import comparisons, comparisons_markdown, decided_winner
 from orchestrator.store.folder import MLFLOW_DB, REPORT_DIR, RunFolder
 from orchestrator.store.schema import ACTIVE, ENDED, TrialStatus
 

@@ -18,10 +18,10 @@ import pandas as pd
 from orchestrator.store.records import load_rows, trials_table
 from orchestrator.store.schema import DONE as SCHEMA_DONE
 from orchestrator.store.schema import PlanFile, Trial, read_plan
+from orchestrator.study.vocabulary import budget_fields
 
 DONE = tuple(sorted(SCHEMA_DONE))      # trials whose results count (stopped: ended early by a scheduler)
 # where a study without [budget] keeps its label budget: (setting, TrainConfig field), first non-zero wins
-BUDGET_FIELDS = {"ssl": ("label_budget",), "mlc": ("label_budget", "label_fraction"), "dg": ("per_class",)}
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _budget_of(meta: Trial) -> tuple[str | None, Any]:
     """The trial's label budget: its [budget] value, else the one its config trains with."""
     if meta.budget is not None:
         return meta.budget_key, meta.budget
-    for name in BUDGET_FIELDS.get(meta.config.setting, ()):
+    for name in budget_fields(meta.config.setting):
         if getattr(meta.config, name):
             return name, getattr(meta.config, name)
     return None, None

@@ -7,11 +7,9 @@ import math
 
 import pandas as pd
 
-from orchestrator.report.tables import budget_text
-from orchestrator.report.verdicts import points_text, seeds_text
+from orchestrator.report.text import budget_text, points_text, seeds_text
+from orchestrator.study.vocabulary import BY_FIELD
 
-AXIS = {"label_budget": "labeled training images", "per_class": "labeled target images per class",
-        "label_fraction": "fraction of training images labeled"}
 MAX_LINES = 10   # tasks drawn per weight panel: the 5 highest and 5 lowest final weights beyond this
 
 
@@ -100,7 +98,7 @@ def data_requirement_plot(points: pd.DataFrame, paired: pd.DataFrame, path: str,
                 a.set_xscale("log")
             a.set_xticks(budgets, [f"{b:g}" for b in budgets])
             a.minorticks_off()
-            a.set_xlabel(AXIS.get(budget_key, "label budget"))
+            a.set_xlabel(BY_FIELD[budget_key].axis if budget_key in BY_FIELD else "label budget")
         elif budgets:
             a.set_xlabel(f"method (at {budget_text(budget_key, budgets[0])})")
         else:

@@ -11,7 +11,7 @@ points), the rule of `orchestrator.report.verdicts`. Its cost is the mean over s
 first i trials took, shown relative to one ARML run's; a search that never gets there is shown at its total
 cost as "never". Selection is on validation only; each test accuracy is read once, for the selected trial.
 
-    python -m orchestrator.report.kscaling RUN_DIR... --out DIR
+    arml report RUN_DIR... --k-scaling --out DIR
 
 writes `k_scaling.csv`/`.md` (one row per K and method), `k_scaling_verdicts.csv` (each method against ARML,
 a search at its 4-, 16- and 64-trial prefixes and at its end), `k_scaling_budgeted.csv` (each ARML method
@@ -21,7 +21,6 @@ longest prefix that fits, per seed) and `k_scaling.png`.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from typing import Any
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.data import DONE, RunData, _budget_rows, chosen_grid_point, load_run
-from orchestrator.report.verdicts import AS_GOOD, BETTER, decide, paired_t, per_seed
+from orchestrator.report.verdicts import AS_GOOD, BETTER, compare, per_seed
 
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
@@ -105,12 +104,10 @@ def at_prefix(curves: dict[int, list[tuple[float, float]]], i: int) -> tuple[pd.
 
 
 def paired(method: pd.Series, arml: pd.Series, margin: float) -> dict[str, Any]:
-    """Paired t over common seeds of method - arml: n, mean, low, high and the verdict."""
-    seeds = sorted(set(method.index) & set(arml.index))
-    diffs = (method.loc[seeds] - arml.loc[seeds]).to_numpy(dtype="float64") if seeds else np.array([])
-    mean, low, high = paired_t(diffs)
-    return {"n_pairs": len(diffs), "mean_diff": mean, "diff_low": low, "diff_high": high,
-            "verdict": decide(len(diffs), low, high, margin)}
+    """The paired comparison of method - arml over common seeds (orchestrator.report.verdicts.compare): n, mean,
+    low, high and the verdict."""
+    row = compare(method, arml, margin)
+    return {key: row[key] for key in ("n_pairs", "mean_diff", "diff_low", "diff_high", "verdict")}
 
 
 Curves = dict[int, list[tuple[float, float]]]
@@ -236,8 +233,7 @@ def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None,
 
 def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame | None = None) -> str:
     """k_scaling.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
-    from orchestrator.report.tables import md_table
-
+    from orchestrator.report.text import md_table
     def fmt(x: float, spec: str = ".1f") -> str:
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -349,27 +345,3 @@ def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | N
         f.write(markdown(table, verdicts, budgeted))
     plot(table, paths["k_scaling.png"])
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.report.kscaling", description=__doc__.split("\n")[0])
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders of the K-scaling studies")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for k_scaling.csv/.md/.png")
-    parser.add_argument("--margin", type=float, default=None,
-                        help="non-inferiority margin in accuracy points (default: each study's [report] margin)")
-    parser.add_argument("--multiple", type=float, default=MULTIPLE,
-                        help="each search's allowance against an ARML run, in ARML runs' device-seconds "
-                             f"(default {MULTIPLE:g})")
-    args = parser.parse_args(argv)
-    if args.multiple <= 0:
-        parser.error(f"--multiple must be above 0, got {args.multiple:g}")
-    for run_dir in args.run_dirs:
-        if not os.path.exists(os.path.join(run_dir, "plan.json")):
-            parser.error(f"{run_dir} has no plan.json: give the run folders `arml run` printed")
-    paths = k_scaling_report(args.run_dirs, args.out, args.margin, args.multiple)
-    print("\n".join(paths.values()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,38 +15,9 @@ from orchestrator.report.data import (
     method_points,
     weights_text,
 )
+from orchestrator.report.text import budget_text, md_table, pct, seconds
+from orchestrator.report.verdicts import cost_verdict, verdict_of
 from orchestrator.store.schema import DONE
-
-BUDGET_WORDS = {"label_budget": "{:g} labels", "per_class": "{:g}/class", "label_fraction": "{:g}% labels"}
-
-
-def budget_text(key: str, budget: float) -> str:
-    """'250 labels', '5/class', '1% labels'; 'all' without a budget."""
-    if budget is None or (isinstance(budget, float) and math.isnan(budget)):
-        return "all"
-    value = budget * 100 if key == "label_fraction" else budget
-    return BUDGET_WORDS.get(key, "{:g}").format(value)
-
-
-def pct(mean: float, half: float, seeds: int | None = None, planned: int | None = None) -> str:
-    """'85.20 ± 1.10' (percent); no ± with one seed; '(2/3 seeds)' when seeds are missing."""
-    if mean is None or math.isnan(mean):
-        return "-"
-    text = f"{100 * mean:.2f}" + ("" if half is None or math.isnan(half) else f" ± {100 * half:.2f}")
-    if seeds is not None and planned is not None and seeds < planned:
-        text += f" ({seeds}/{planned} seeds)"
-    return text
-
-
-def seconds(value: float) -> str:
-    """'0.4', '12.3', '1234' (one decimal below 100 s)."""
-    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def data_requirement(data: RunData) -> pd.DataFrame:
@@ -69,15 +40,6 @@ def labels_to_reach(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
             out.append({"target": float(target), "method": method, "budget_key": data.budget_key,
                         "labels_needed": labels, "ratio_to_uniform": ratio, "note": note})
     return pd.DataFrame(out, columns=["target", "method", "budget_key", "labels_needed", "ratio_to_uniform", "note"])
-
-
-def _arml_verdict(paired: pd.DataFrame, arml: str | None, method: str, budget: float) -> str:
-    """The paired verdict of ARML against `method` at `budget` ('' for ARML itself or without a comparison)."""
-    if not arml or method == arml or paired.empty:
-        return ""
-    at = paired[(paired["method"] == arml) & (paired["versus"] == method) & (
-        paired["budget"] == budget if not math.isnan(budget) else paired["budget"].isna())]
-    return str(at["verdict"].iloc[0]) if len(at) else ""
 
 
 def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -109,7 +71,7 @@ def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | Non
                 "device_s_to_best": _to_best(data, method, mine, point, "GPU" if use_gpu else "CPU"),
                 "test_acc_mean": mean, "test_acc_ci95": half, "test_acc_low": low, "test_acc_high": high,
                 "selected_weights": str(point["selected_weights"].iloc[0]) if len(point) else "",
-                "arml_verdict": _arml_verdict(paired, arml, method, budget),
+                "arml_verdict": verdict_of(paired, arml, method, budget),
             })
     columns = ["budget", "method", "kind", "trials", "trials_done", "cpu_s", "gpu_s", "wall_s", "device",
                "device_s", "device_s_vs_arml", "device_s_to_best", "test_acc_mean", "test_acc_ci95", "test_acc_low",
@@ -140,65 +102,6 @@ def _to_best(data: RunData, method: str, mine: pd.DataFrame, point: pd.DataFrame
     return total
 
 
-def verdict(data: RunData, cost: pd.DataFrame) -> str:
-    """Is a search worth it next to ARML, from the paired verdicts in the cost table: one sentence per search."""
-    searches = data.searches()
-    if not searches or not data.reference("arml"):
-        return _verdict_one(data, cost, searches[0] if searches else None)
-    return "\n\n".join(_verdict_one(data, cost, method) for method in searches)
-
-
-def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
-    """'Skip the search' only when ARML is better than or as good as the search's validation choice at every
-    budget (paired over seeds, within the margin); otherwise what is decided and what is not."""
-    arml = data.reference("arml")
-    if not arml or not grid:
-        missing = "grid search" if arml else ("ARML method" if grid else "grid search and no ARML method")
-        return f"Verdict: this study has no {missing}, so there is no grid-search-vs-ARML decision to make " \
-               "here; the table shows what each method cost."
-    rows = cost[cost["method"] == grid]
-    grid_s = float(rows["device_s"].sum())
-    arml_s = float(cost.loc[cost["method"] == arml, "device_s"].sum())
-    unit = str(rows["device"].iloc[0]) if len(rows) else "CPU"
-    ratio = f"{grid_s / arml_s:.1f}x ARML's {unit}-seconds ({seconds(grid_s)} vs {seconds(arml_s)})" if arml_s else \
-        f"{seconds(grid_s)} {unit}-seconds (ARML's cost is unknown)"
-    key = data.budget_key
-    verdicts = {budget_text(key, b): v or "not decided" for b, v in zip(rows["budget"], rows["arml_verdict"])}
-    good = [b for b, v in verdicts.items() if v in ("better", "as good")]
-    bad = [b for b, v in verdicts.items() if v == "worse"]
-    open_ = [b for b, v in verdicts.items() if v == "not decided"]
-    every = "the one budget" if len(rows) == 1 else "every budget"
-    name = _name(data, grid)
-    if good and not bad and not open_:
-        return (f"Verdict{_about(data, grid)}: skip the {name}: ARML is better than or as good as its "
-                f"validation-chosen weights at {every} (paired over seeds, see comparisons.md), and the {name} "
-                f"costs {ratio}.")
-    if bad and not good and not open_:
-        return (f"Verdict{_about(data, grid)}: the {name} is more accurate here: ARML is worse than its choice at "
-                f"{every} (paired over seeds); it costs {ratio}: search only if that gap is worth the compute.")
-    parts = []
-    if good:
-        parts.append(f"ARML is better or as good at {', '.join(good)}")
-    if bad:
-        parts.append(f"worse at {', '.join(bad)}")
-    if open_:
-        parts.append(f"not decided at {', '.join(open_)} (more seeds needed: see comparisons.md; "
-                     "`--until-decided` adds them)")
-    head = "not decided" if not good and not bad else "mixed"
-    return f"Verdict{_about(data, grid)}: {head}: {'; '.join(parts)}. The {name} costs {ratio}."
-
-
-def _name(data: RunData, method: str) -> str:
-    kind = data.kind(method)
-    return {"grid": "grid search", "grid + asha": "ASHA-pruned grid search", "tpe": "TPE search",
-            "tpe + asha": "ASHA-pruned TPE search"}.get(kind, kind)
-
-
-def _about(data: RunData, method: str) -> str:
-    """' on grid' when the study has several searches to compare ARML with, else ''."""
-    return f" on {method}" if len(data.searches()) > 1 else ""
-
-
 def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None = None) -> str:
     study = data.plan.study
     unit = str(cost["device"].iloc[0]) if len(cost) else "CPU"
@@ -213,7 +116,7 @@ def cost_markdown(data: RunData, cost: pd.DataFrame, paired: pd.DataFrame | None
     header = ["budget", "method", "trials done", "CPU s", "GPU s", "wall s", f"{unit}-s vs ARML",
               "test acc % (95% CI)", "ARML vs this (paired)"]
     return "\n".join([
-        f"# {study}: compute cost of ARML vs the other methods", "", verdict(data, cost), "",
+        f"# {study}: compute cost of ARML vs the other methods", "", cost_verdict(data, cost), "",
         md_table(header, rows), "",
         f"- Device-seconds are {unit}-seconds: "
         + ("GPU fraction held x wall time, summed over trials." if unit == "GPU" else

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.data import RunData, _budget_rows, chosen_grid_point, load_run
+from orchestrator.report.text import budget_text, md_table, points_text, seconds
+from orchestrator.study.vocabulary import search_words
 
 MIN_PAIRS = 3
 MAX_SEEDS_ESTIMATE = 1000
@@ -177,16 +179,6 @@ def decided_winner(data: RunData, budget: float, margin_points: float) -> str | 
     return best if wins else None
 
 
-def points_text(value: float) -> str:
-    """'1 point', '0.5 points', '2 points': an amount of accuracy points in words."""
-    return f"{value:g} point" + ("" if value == 1 else "s")
-
-
-def seeds_text(n: int) -> str:
-    """'1 seed', '3 seeds'."""
-    return f"{n} seed" + ("" if n == 1 else "s")
-
-
 def unordered(frame: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Each pair of methods once per budget: where both are references (A vs B and B vs A), the row whose
     reference comes first in the study (grid vs uniform, not uniform vs grid)."""
@@ -245,8 +237,6 @@ def verdict_text(row: Any) -> str:
 def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: float) -> str:
     """comparisons.md: one table per budget, every method against every reference (each pair once), with its
     verdict; only decided verdicts are bold."""
-    from orchestrator.report.tables import budget_text, md_table
-
     study = data.plan.study
     lines = [f"# {study}: paired comparisons", "",
              "Each row compares a method with a reference over the seeds both finished: the per-seed difference in "
@@ -278,3 +268,69 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
                   md_table(["method", "versus", "seeds", "mean diff", "95% t interval", "bootstrap 95%", "verdict",
                             "seeds: decided at / to decide"], rows), ""]
     return "\n".join(lines)
+
+
+def verdict_of(paired: pd.DataFrame, arml: str | None, method: str, budget: float) -> str:
+    """The paired verdict of `arml` against `method` at `budget` ('' for itself or without a comparison)."""
+    if not arml or method == arml or paired.empty:
+        return ""
+    at = paired[(paired["method"] == arml) & (paired["versus"] == method) & (
+        paired["budget"] == budget if not math.isnan(budget) else paired["budget"].isna())]
+    return str(at["verdict"].iloc[0]) if len(at) else ""
+
+
+def cost_verdict(data: RunData, cost: pd.DataFrame) -> str:
+    """Is a search worth it next to ARML, from the paired verdicts in the cost table: one sentence per search."""
+    searches = data.searches()
+    if not searches or not data.reference("arml"):
+        return _verdict_one(data, cost, searches[0] if searches else None)
+    return "\n\n".join(_verdict_one(data, cost, method) for method in searches)
+
+
+def _verdict_one(data: RunData, cost: pd.DataFrame, grid: str | None) -> str:
+    """'Skip the search' only when ARML is better than or as good as the search's validation choice at every
+    budget (paired over seeds, within the margin); otherwise what is decided and what is not."""
+    arml = data.reference("arml")
+    if not arml or not grid:
+        missing = "grid search" if arml else ("ARML method" if grid else "grid search and no ARML method")
+        return f"Verdict: this study has no {missing}, so there is no grid-search-vs-ARML decision to make " \
+               "here; the table shows what each method cost."
+    rows = cost[cost["method"] == grid]
+    grid_s = float(rows["device_s"].sum())
+    arml_s = float(cost.loc[cost["method"] == arml, "device_s"].sum())
+    unit = str(rows["device"].iloc[0]) if len(rows) else "CPU"
+    ratio = f"{grid_s / arml_s:.1f}x ARML's {unit}-seconds ({seconds(grid_s)} vs {seconds(arml_s)})" if arml_s else \
+        f"{seconds(grid_s)} {unit}-seconds (ARML's cost is unknown)"
+    key = data.budget_key
+    verdicts = {budget_text(key, b): v or "not decided" for b, v in zip(rows["budget"], rows["arml_verdict"])}
+    good = [b for b, v in verdicts.items() if v in ("better", "as good")]
+    bad = [b for b, v in verdicts.items() if v == "worse"]
+    open_ = [b for b, v in verdicts.items() if v == "not decided"]
+    every = "the one budget" if len(rows) == 1 else "every budget"
+    name = _name(data, grid)
+    if good and not bad and not open_:
+        return (f"Verdict{_about(data, grid)}: skip the {name}: ARML is better than or as good as its "
+                f"validation-chosen weights at {every} (paired over seeds, see comparisons.md), and the {name} "
+                f"costs {ratio}.")
+    if bad and not good and not open_:
+        return (f"Verdict{_about(data, grid)}: the {name} is more accurate here: ARML is worse than its choice at "
+                f"{every} (paired over seeds); it costs {ratio}: search only if that gap is worth the compute.")
+    parts = []
+    if good:
+        parts.append(f"ARML is better or as good at {', '.join(good)}")
+    if bad:
+        parts.append(f"worse at {', '.join(bad)}")
+    if open_:
+        parts.append(f"not decided at {', '.join(open_)} (more seeds needed: see comparisons.md; "
+                     "`--until-decided` adds them)")
+    head = "not decided" if not good and not bad else "mixed"
+    return f"Verdict{_about(data, grid)}: {head}: {'; '.join(parts)}. The {name} costs {ratio}."
+
+
+def _name(data: RunData, method: str) -> str:
+    return search_words(data.kind(method))
+
+
+def _about(data: RunData, method: str) -> str:
+    """' on grid' when the study has several searches to compare ARML with, else ''."""
+    return f" on {method}" if len(data.searches()) > 1 else ""

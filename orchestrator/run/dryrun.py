@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.store.folder import RunFolder, locate
 from orchestrator.study.plan import describe_resources
+from orchestrator.study.vocabulary import SAMPLERS, SCHEDULERS
 
 STEP_COSTS = Path(__file__).with_name("step_costs.json")   # written by benchmarks/step_costs.py
 ORCHESTRATION_S = (12.0, 0.09)   # a study's fixed and per-trial cost beyond training (orchestration_overhead.py)
@@ -74,9 +75,9 @@ def _kind(method: Any, k: int) -> str:
     elif method.is_search:
         s = method.search
         space = f"[0, {s['w_max']:g}]^{k}" if s["space"] == "box" else f"simplex sum {k}"
-        kind = f"{s['sampler'].upper()} search ({s['num_samples']} samples in {space})"
+        kind = f"{SAMPLERS[s['sampler']]} ({s['num_samples']} samples in {space})"
     if method.scheduler:
-        kind += f" + {method.scheduler['name'].upper()}"
+        kind += f" + {SCHEDULERS[method.scheduler['name']]}"
     return kind
 
 

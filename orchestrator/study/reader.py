@@ -1,5 +1,5 @@
-"""The pieces of study-file validation: a `Reader` that raises messages naming file, section and key,
-and the check of one `[methods.LABEL]` against the weighting's constructor."""
+"""The pieces of study-file validation: a `Reader` that raises messages naming file, section and key, how a value
+is shown in them, and a value checked against a constructor parameter's type (`coerce`)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,8 @@ from typing import Any, NoReturn
 
 from orchestrator.errors import StudyError
 
-GRID = "grid"  # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
-SEARCH = "search"  # the pseudo-weighting of a search (Optuna TPE or random) over the fixed weights
-SCHEDULERS = ("asha",)
-SPACES = ("box", "simplex")
-SAMPLERS = ("tpe", "random")  # orchestrator.search.SAMPLERS: Optuna TPE, Optuna random search
-SCHEDULER_KEYS = ("scheduler", "grace_period", "reduction_factor")
-LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 REQUIRED: Any = object()
-# constructor parameters the trainable fills in, never the study
-FILLED_IN = {"num_aux": "the number of auxiliary tasks", "task_names": "the auxiliary task names"}
-_KINDS = {
+KINDS = {
     "str": ("a string", lambda v: isinstance(v, str)),
     "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
     "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
@@ -98,14 +89,14 @@ class Reader:
             if default is REQUIRED:
                 self.fail(section, f"missing key {key}; add it")
             return default
-        what, ok = _KINDS[kind]
+        what, ok = KINDS[kind]
         value = table[key]
         if not ok(value):
             self.fail(section, f"{key} must be {what}, got {show(value)}")
         return value
 
 
-# pydantic's error types for a value of the wrong type -> what the value must be, in the words of _KINDS
+# pydantic's error types for a value of the wrong type -> what the value must be, in the words of KINDS
 TYPE_WORDS = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
               "string_type": "a string", "list_type": "a list", "tuple_type": "a list", "dict_type": "a table"}
 
@@ -153,144 +144,13 @@ def scan(r: Reader, doc: dict) -> None:
             walk(table, "", key_text(section))
 
 
-def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Sequence[str]
-                 ) -> tuple[str, dict, tuple[float, ...] | None, dict | None, dict | None]:
-    """(weighting, options, grid_values, scheduler, search) of `[methods.LABEL]`; options checked against
-    the weighting's constructor, a grid's or a search's keys against theirs."""
-    section = f"methods.{key_text(label)}"
-    if not isinstance(table, dict):
-        r.fail("methods", f"{key_text(label)} = {show(table)} is not a method; write a section [{section}] "
-                          f"with its options")
-    if not LABEL_PATTERN.fullmatch(label):
-        r.fail(section, "a method label must be 1-100 letters, digits, _ or - (it names runs and files)")
-    names = [*registry.names(), GRID, SEARCH]
-    valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: TPE or random "
-             "search over them)")
-    if "weighting" in table:
-        weighting = r.get(table, section, "weighting", "str")
-        if weighting not in names:
-            r.fail(section, f"weighting {show(weighting)} is unknown{r.close(weighting, names)}; {valid}")
-    else:
-        weighting = label
-        if label not in names:
-            r.fail(section, f"{show(label)} is not a weighting name{r.close(label, names)}; add "
-                            f"weighting = \"<name>\" to the section or rename it; {valid}")
-    options = {k: v for k, v in table.items() if k != "weighting"}
-    if weighting == GRID:
-        r.keys(options, section, ("values", *SCHEDULER_KEYS), required=("values",))
-        return "fixed", {}, _grid_values(r, section, options), _scheduler(r, section, options), None
-    if weighting == SEARCH:
-        r.keys(options, section, ("num_samples", "sampler", "space", "w_max", *SCHEDULER_KEYS),
-               required=("num_samples",))
-        return "fixed", {}, None, _scheduler(r, section, options), _search(r, section, options, len(aux_names))
-    for key in ("values", "num_samples", *SCHEDULER_KEYS):
-        if key in options:
-            r.fail(section, f"{key} is only for a grid search ([methods.{GRID}]) or a search "
-                            f"([methods.{SEARCH}]), not for weighting {weighting}")
-    return weighting, _options(r, section, weighting, registry.get(weighting), options, aux_names), None, None, None
-
-
-def _scheduler(r: Reader, section: str, options: dict) -> dict | None:
-    """`scheduler = "asha"` with its grace period (steps, default: chosen from the run's length) and
-    reduction factor (default 3); None without a scheduler."""
-    if "scheduler" not in options:
-        for key in ("grace_period", "reduction_factor"):
-            if key in options:
-                r.fail(section, f"{key} needs scheduler = \"asha\"; add it or remove {key}")
-        return None
-    name = r.get(options, section, "scheduler", "str")
-    if name not in SCHEDULERS:
-        r.fail(section, f"scheduler {show(name)} is unknown{r.close(name, SCHEDULERS)}; valid: {', '.join(SCHEDULERS)}")
-    grace = r.get(options, section, "grace_period", "int", 0)
-    if "grace_period" in options and grace < 1:
-        r.fail(section, f"grace_period must be at least 1 step, got {grace}")
-    factor = float(r.get(options, section, "reduction_factor", "number", 3.0))
-    if not factor > 1:
-        r.fail(section, f"reduction_factor must be greater than 1, got {show(options['reduction_factor'])}")
-    return {"name": name, "grace_period": grace, "reduction_factor": factor}
-
-
-def _search(r: Reader, section: str, options: dict, k: int) -> dict:
-    """num_samples (trials per label budget and seed), sampler "tpe" or "random", space "box" ([0, w_max] per weight)
-    or "simplex" (non-negative weights summing to K, as ARML's), w_max (default 2)."""
-    samples = r.get(options, section, "num_samples", "int")
-    if not 1 <= samples <= 10_000:
-        r.fail(section, f"num_samples must be between 1 and 10000 (trials per budget and seed), got {samples}")
-    sampler = r.get(options, section, "sampler", "str", "tpe")
-    if sampler not in SAMPLERS:
-        r.fail(section, f"sampler {show(sampler)} is unknown{r.close(sampler, SAMPLERS)}; valid: {', '.join(SAMPLERS)}")
-    space = r.get(options, section, "space", "str", "box")
-    if space not in SPACES:
-        r.fail(section, f"space {show(space)} is unknown{r.close(space, SPACES)}; valid: box ([0, w_max] per "
-                        "weight) or simplex (weights >= 0 summing to the number of auxiliary tasks)")
-    w_max = float(r.get(options, section, "w_max", "number", 2.0))
-    if not (w_max > 0 and math.isfinite(w_max)):
-        r.fail(section, f"w_max must be a positive number, got {show(options['w_max'])}")
-    if space == "simplex" and "w_max" in options:
-        r.fail(section, "w_max is only for space = \"box\" (on the simplex the weights sum to K)")
-    if k < 1:
-        r.fail(section, "a search needs at least one auxiliary task")
-    return {"sampler": sampler, "num_samples": samples, "space": space, "w_max": w_max}
-
-
-def _grid_values(r: Reader, section: str, options: dict) -> tuple[float, ...]:
-    values = options["values"]
-    if not isinstance(values, list) or not values or not all(
-            _KINDS["number"][1](v) and v >= 0 for v in values) or len(set(values)) < len(values):
-        r.fail(section, f"values must be a non-empty list of distinct numbers >= 0 (the weights each "
-                        f"auxiliary task takes in the grid), got {show(values)}")
-    return tuple(float(v) for v in values)
-
-
-def _options(r: Reader, section: str, weighting: str, constructor: Any, options: dict,
-             aux_names: Sequence[str]) -> dict:
-    """The options checked by name against `constructor(num_aux, *, option=default)` and by type
-    against the defaults; numbers become floats where the default is a float (stable trial ids)."""
-    k = len(aux_names)
-    for key, what in FILLED_IN.items():
-        if key in options:
-            r.fail(section, f"{key} is filled in for each trial ({what}, here {k}); remove it")
-    try:
-        params = list(inspect.signature(constructor).parameters.values())
-    except (TypeError, ValueError):
-        params = [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
-    any_key = any(p.kind is p.VAR_KEYWORD for p in params)
-    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name != "self" and p.name not in FILLED_IN}
-    for key in options:
-        if key not in named and not any_key:
-            r.fail(section, f"{key_text(key)} is not an option of weighting {weighting}"
-                            f"{r.close(key, named)}; its options: {', '.join(named) or 'none'}")
-    missing = [n for n, p in named.items() if p.default is p.empty and n not in options]
-    if weighting == "fixed" and "weights" not in options and "weights" not in missing:
-        missing.append("weights")
-    if missing:
-        r.fail(section, f"weighting {weighting} needs {', '.join(missing)}; add "
-                        f"{' and '.join(m + ' = ...' for m in missing)}")
-    out = {key: coerce(r, section, key, value, named.get(key)) for key, value in options.items()}
-    if weighting == "fixed":
-        weights = out["weights"]
-        if not isinstance(weights, list) or not all(_KINDS["number"][1](w) and w >= 0 for w in weights):
-            r.fail(section, f"weights must be a list of numbers >= 0, got {show(weights)}")
-        if len(weights) != k:
-            r.fail(section, f"weights has {len(weights)} numbers but there are {k} auxiliary tasks "
-                            f"({', '.join(aux_names)}); give one weight per task, in that order")
-        out["weights"] = [float(w) for w in weights]
-    if k > 0:  # values the constructor refuses (lr <= 0, an unknown mode...) are usage errors, found now
-        try:
-            constructor(k, **out)
-        except (TypeError, ValueError) as error:
-            r.fail(section, f"weighting {weighting} refuses these options: {error}")
-    return out
-
-
 def coerce(r: Reader, section: str, key: str, value: Any, param: inspect.Parameter | None) -> Any:
     """`value` checked against the type of the parameter's default, else its simple annotation
     (`float | None`, `Sequence[float]`); unchecked if neither tells."""
     kind = _kind_of(param) if param is not None else None
     if kind is None:
         return value
-    what, ok = _KINDS[kind]
+    what, ok = KINDS[kind]
     if not ok(value):
         r.fail(section, f"{key} must be {what}, got {show(value)}")
     return float(value) if kind == "number" else value

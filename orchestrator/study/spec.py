@@ -19,7 +19,9 @@ from pydantic.dataclasses import dataclass as validated
 
 from orchestrator.errors import MissingComponentError, StudyError
 from orchestrator.study.checks import build_config, check_budgets, check_model_options, check_names
-from orchestrator.study.reader import Reader, build, check_method, scan, show
+from orchestrator.study.methods import check_method
+from orchestrator.study.reader import Reader, build, scan, show
+from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY
 from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import PRESETS, TrainConfig, aux_names
 from trainables.errors import TrainablesError, UnknownNameError
@@ -35,12 +37,7 @@ RESERVED_TRAIN = {
     "label_budget": "[budget] labels", "per_class": "[budget] per_class",
     "label_fraction": "[budget] fraction",
 }
-# [budget] key -> (TrainConfig field, settings it applies to)
-BUDGET_KEYS = {
-    "labels": ("label_budget", ("ssl", "mlc")),
-    "per_class": ("per_class", ("dg",)),
-    "fraction": ("label_fraction", ("mlc",)),
-}
+BUDGET_KEYS = tuple(BY_KEY)   # [budget] keys (orchestrator/study/vocabulary.py)
 
 
 @dataclass(frozen=True)
@@ -308,13 +305,13 @@ def _aux_names(r: Reader, config: TrainConfig) -> list[str]:
 def _budget(r: Reader, doc: dict, setting: str) -> BudgetSpec | None:
     if "budget" not in doc:
         return None
-    table = r.keys(r.table(doc, "budget"), "budget", tuple(BUDGET_KEYS))
+    table = r.keys(r.table(doc, "budget"), "budget", BUDGET_KEYS)
     if len(table) != 1:
         r.fail("budget", f"needs exactly one of {', '.join(BUDGET_KEYS)}, got {len(table)}")
     key, values = next(iter(table.items()))
-    config_field, settings = BUDGET_KEYS[key]
+    config_field, settings = BY_KEY[key].field, BY_KEY[key].settings
     if setting not in settings:
-        fits = [k for k, (_, s) in BUDGET_KEYS.items() if setting in s]
+        fits = [kind.key for kind in BUDGET_KINDS if setting in kind.settings]
         r.fail("budget", f"{key} is for the {'/'.join(settings)} setting but this study is {setting}; "
                          f"use {' or '.join(fits)}")
     if key == "fraction":

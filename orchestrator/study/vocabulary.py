@@ -1,0 +1,55 @@
+"""The names a study speaks, each defined once: settings, label-budget kinds, the pseudo-weightings of a grid and a
+search, samplers, schedulers and search spaces. Study checks, plans, dry runs, verdict sentences, tables and
+figures all read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainables.config import SETTINGS  # noqa: F401  (the settings, as trainables defines them)
+
+
+@dataclass(frozen=True)
+class BudgetKind:
+    """A kind of label budget: its `[budget]` key, the TrainConfig field it sets, the settings it fits, how one
+    value is written ("250 labels") and what a figure's axis says."""
+
+    key: str
+    field: str
+    settings: tuple[str, ...]
+    words: str
+    axis: str
+    percent: bool = False            # written as a percentage (a fraction of the training images)
+
+    def text(self, value: float) -> str:
+        return self.words.format(value * 100 if self.percent else value)
+
+
+BUDGET_KINDS = (
+    BudgetKind("labels", "label_budget", ("ssl", "mlc"), "{:g} labels", "labeled training images"),
+    BudgetKind("per_class", "per_class", ("dg",), "{:g}/class", "labeled target images per class"),
+    BudgetKind("fraction", "label_fraction", ("mlc",), "{:g}% labels", "fraction of training images labeled",
+               percent=True),
+)
+BY_KEY = {kind.key: kind for kind in BUDGET_KINDS}
+BY_FIELD = {kind.field: kind for kind in BUDGET_KINDS}
+
+
+def budget_fields(setting: str) -> tuple[str, ...]:
+    """The TrainConfig fields that hold a setting's label budget, in the order a budget is looked for."""
+    return tuple(kind.field for kind in BUDGET_KINDS if setting in kind.settings)
+
+
+GRID = "grid"      # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
+SEARCH = "search"  # the pseudo-weighting of a search over the fixed weights (a sampler below)
+SAMPLERS = {"tpe": "TPE search", "random": "random search"}   # Optuna's TPE and random samplers
+SCHEDULERS = {"asha": "ASHA"}                                # successive halving on validation accuracy
+SPACES = ("box", "simplex")
+
+
+def search_words(kind: str) -> str:
+    """What a method of this kind is called in a sentence: 'grid' -> 'grid search', 'random + asha' ->
+    'ASHA-pruned random search'; another weighting's name is itself."""
+    base, _, scheduler = kind.partition(" + ")
+    words = "grid search" if base == GRID else SAMPLERS.get(base, base)
+    return f"{SCHEDULERS.get(scheduler, scheduler)}-pruned {words}" if scheduler else words
