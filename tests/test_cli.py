@@ -7,9 +7,8 @@ import sys
 import types
 from pathlib import Path
 
-import orchestrator_fakes
 import pytest
-from orchestrator_fakes import BASE, changed, write
+from studyfiles import BASE, changed, write
 
 from orchestrator.cli import main
 
@@ -18,9 +17,6 @@ QUICKSTART = ROOT / "studies" / "quickstart.toml"
 ARML = Path(sys.executable).parent / "arml"
 
 
-@pytest.fixture(autouse=True)
-def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    orchestrator_fakes.install(monkeypatch)
 
 
 def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, **attrs: object) -> types.ModuleType:

@@ -18,7 +18,7 @@ from orchestrator.cli import main
 from orchestrator.errors import StudyError
 from orchestrator.study.spec import parse_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KS = (2, 4, 8, 16, 32)
 
 
@@ -229,14 +229,6 @@ def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
 
 
 # ---- a small K-scaling study end to end ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
 
 @pytest.mark.integration
 def test_a_small_k_scaling_study_runs_and_gets_its_k_scaling_report(local_ray, tmp_path):

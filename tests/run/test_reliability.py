@@ -58,6 +58,7 @@ def states(run_dir: Path) -> dict:
         return {}
 
 
+@pytest.mark.slow   # a long fault scenario: make test-slow
 def test_killed_driver_resumes_only_unfinished_trials_and_nothing_is_twice(tmp_path):
     study, storage = write(tmp_path, "crash"), str(tmp_path / "runs")
     run_dir = tmp_path / "runs" / "crash"
@@ -125,6 +126,7 @@ def head_node():
         head.wait(timeout=60)
 
 
+@pytest.mark.slow   # a long fault scenario: make test-slow
 def test_study_runs_on_an_existing_cluster_without_starting_its_own(tmp_path, head_node):
     address, node_id = head_node
     study = write(tmp_path, "cluster", steps=50)
@@ -153,6 +155,7 @@ def test_unreachable_mlflow_keeps_the_study_and_credentials_stay_out_of_every_ou
                 assert secret.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow   # a long fault scenario: make test-slow
 def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
     study, storage = write(tmp_path, "workerkill", steps=800), str(tmp_path / "runs")
     run_dir = tmp_path / "runs" / "workerkill"

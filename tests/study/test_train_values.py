@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orchestrator_fakes import BASE, changed, to_toml, write
+from studyfiles import BASE, changed, to_toml, write
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from orchestrator_fakes import BASE, changed, write
+from studyfiles import BASE, changed, write
 
 from orchestrator.errors import StudyError, UsageError
 from orchestrator.study.spec import BudgetSpec, MethodSpec, Resources, load_study, parse_study

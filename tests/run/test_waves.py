@@ -5,10 +5,10 @@ records, trials.csv and MLflow; MLflow runs have readable unique names and one c
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pandas as pd
 import pytest
+from studyfiles import tiny_study
 
 import orchestrator.run.runner as runner
 from orchestrator.cli import main
@@ -18,29 +18,12 @@ pytestmark = pytest.mark.integration
 
 # margin 0: identical methods (4 training steps barely move ARML's weights) are never "as good" within a zero
 # margin, so the comparison stays undecided and seeds are added until the cap
-STUDY = """
-[study]
-name = "undecided"
-preset = "digits_mlc"
-seeds = [0, 1, 2]
-[train]
-aux_attributes = ["is_0", "random_0"]
-steps = 4
-eval_every = 2
-[methods.uniform]
-[methods.arml]
-[budget]
-labels = [20]
-[report]
-margin = 0.0
-"""
+EXTRA = "[budget]\nlabels = [20]\n[report]\nmargin = 0.0\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+@pytest.fixture(autouse=True)
+def _ray(local_ray):
+    """Every test here runs studies in this process on the shared local Ray."""
 
 
 def check_once(run_dir, expected_trials: int) -> pd.DataFrame:
@@ -72,8 +55,7 @@ def check_once(run_dir, expected_trials: int) -> pd.DataFrame:
 
 
 def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkeypatch, capsys):
-    study = tmp_path / "undecided.toml"
-    study.write_text(textwrap.dedent(STUDY))
+    study = tiny_study(tmp_path, "undecided", extra=EXTRA)
     storage = tmp_path / "runs"
     run_dir = storage / "undecided"
     calls = {"n": 0}

@@ -1,5 +1,6 @@
-"""Helpers of the orchestrator's tests: a valid study `BASE` (checked against the real arml.WEIGHTINGS and
-trainables registries) with `changed`/`write`, and a small TOML writer (`to_toml`)."""
+"""Study files for the orchestrator's tests: a valid study `BASE` exercising every section (checked against the
+real registries) with `changed`/`write`, a small TOML writer (`to_toml`), and `tiny_study`, the few-second study
+the run tests share."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import math
 import re
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 # a valid study exercising every section; tests change one value at a time with `changed`
 BASE: dict[str, Any] = {
@@ -28,11 +27,6 @@ BASE: dict[str, Any] = {
                   "max_concurrent": 4, "max_failures": 1},
     "report": {"targets": [0.85, 0.8]},
 }
-
-def install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing to replace any more: studies are checked against the real arml.WEIGHTINGS and trainables
-    registries (kept so that tests written against the old stand-ins still call something)."""
-
 
 def toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
@@ -92,3 +86,17 @@ def changed(path: str, value: Any) -> dict:
     else:
         table[last] = value
     return doc
+
+
+def tiny_study(folder: Path, name: str, *, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 4, eval_every: int = 2,
+               methods: str = "[methods.uniform]\n[methods.arml]\n", extra: str = "") -> str:
+    """A study of a few seconds per trial (digits multi-label, two auxiliary attributes, `steps` steps): the
+    run tests' shared study. `methods` and `extra` (more sections or keys, TOML) change it; returns its path."""
+    import textwrap
+
+    text = (f'[study]\nname = "{name}"\npreset = "digits_mlc"\nseeds = [{", ".join(map(str, seeds))}]\n'
+            f'[train]\naux_attributes = ["is_0", "random_0"]\nsteps = {steps}\neval_every = {eval_every}\n'
+            + textwrap.dedent(methods) + textwrap.dedent(extra))
+    path = Path(folder) / f"{name}.toml"
+    path.write_text(text)
+    return str(path)

@@ -16,7 +16,7 @@ from orchestrator.cli import main
 from orchestrator.report.build import make_report
 from orchestrator.report.data import labels_needed, mean_ci
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 INPUTS = ("plan.json", "trials.json", "records.jsonl")
 CASES = ("ssl_sweep", "mlc_failed", "search_cost")
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from orchestrator_fakes import BASE, changed, write
+from studyfiles import BASE, changed, write
 
 import orchestrator.study.plan as plan_module
 from orchestrator.errors import StudyError
@@ -17,7 +17,7 @@ from orchestrator.study.plan import count_trials, make_plan, smoke, with_data_ro
 from orchestrator.study.spec import load_study, parse_study
 from trainables.config import aux_names, resolve_config
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
 
 
 def test_counts_and_complete_configs(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import start_ray
+from studyfiles import tiny_study
 
 import orchestrator.run.callback as callback
 import orchestrator.store.records as records
@@ -25,40 +27,21 @@ from orchestrator.store.folder import RunFolder
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.integration
 
-STUDY = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0, 1, 2]
-[train]
-aux_attributes = ["is_0", "random_0"]
-steps = 4
-eval_every = 2
-[methods.uniform]
-[methods.arml]
-[resources]
-max_concurrent = 1
-"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+@pytest.fixture(autouse=True)
+def _ray(local_ray):
+    """Every test here runs studies in this process on the shared local Ray."""
 
 
 def driver_died() -> None:
     """A killed driver takes its Ray actors with it; an interrupt simulated in this process does not, so the
     test's Ray is restarted to free the interrupted trial's CPU."""
     ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray()
 
 
 def study_file(tmp_path, name: str, extra: str = "") -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(STUDY.format(name=name)) + textwrap.dedent(extra))
-    return str(path)
+    """The shared tiny study, one trial at a time (`extra` continues its [resources] table)."""
+    return tiny_study(tmp_path, name, extra="[resources]\nmax_concurrent = 1\n" + textwrap.dedent(extra))
 
 
 def interrupt_after(monkeypatch, completions: int) -> None:

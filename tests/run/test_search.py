@@ -82,14 +82,6 @@ def test_dry_run_counts_search_samples(tmp_path, capsys):
     assert "total: 7 trials" in out
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.integration
 def test_asha_stops_grid_points_early_and_tpe_samples_inside_the_space(local_ray, tmp_path):
     path = tmp_path / "search.toml"

@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from orchestrator_fakes import BASE, to_toml
+from studyfiles import BASE, to_toml
 
 from orchestrator.errors import StudyError
 from orchestrator.study.plan import count_trials, make_plan, smoke

@@ -40,6 +40,7 @@ cpus_per_trial = 1
 TRIALS = 3 * (3**4 + 2)
 
 
+@pytest.mark.slow   # a scale scenario (about a minute): make test-slow
 def test_a_study_of_249_trials_completes_and_each_is_recorded_exactly_once(tmp_path):
     study = tmp_path / "load.toml"
     study.write_text(textwrap.dedent(STUDY))

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.cli import main
 
-LEGACY = Path(__file__).parent / "data" / "legacy_run"
+LEGACY = Path(__file__).parents[1] / "data" / "legacy_run"
 pytestmark = pytest.mark.integration
 
 

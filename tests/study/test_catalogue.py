@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.cli import main
 
-STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.toml"))
 PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
 DIGITS = [p for p in STUDIES if p.name.startswith(("digits_table", "digits_fig"))]   # the paper's twins
 KSCALING = [p for p in STUDIES if p.name.startswith("digits_k_scaling_")]   # checked in tests/test_k_scaling.py
@@ -94,11 +94,13 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def paper_ray():
+    """A local Ray claiming the paper studies' resources (8 CPUs, 1 GPU) in place of the shared one."""
     ray = pytest.importorskip("ray")
-    # address="local": never join another Ray that happens to run on this machine
-    ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    yield ray
+    from conftest import start_ray
+
+    ray.shutdown()
+    yield start_ray(num_cpus=8, num_gpus=1)
     ray.shutdown()
 
 
@@ -144,7 +146,7 @@ def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = F
 
 
 @pytest.mark.integration
-def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path):
+def test_a_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path):
     trials = smoke_run(next(p for p in PAPER if p.name == FAST), data_root, tmp_path / "runs", small_images=True)
     assert len(trials) == 6 and set(trials["method"]) == {"uniform", "arml"}
     weights = (tmp_path / "runs" / "paper_table4_pacs_art_joint" / "report" / "weights.csv").read_text()
@@ -152,7 +154,7 @@ def test_a_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path
 
 
 @pytest.mark.integration
-def test_the_digits_fada_twin_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path):
+def test_the_digits_fada_twin_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path):
     trials = smoke_run(next(p for p in DIGITS if p.stem == "digits_table4_dg_fada"), data_root, tmp_path / "runs")
     assert set(trials["method"]) == {"fada", "fada_arml"}
     report = tmp_path / "runs" / "digits_table4_dg_fada" / "report"
@@ -164,7 +166,7 @@ def test_the_digits_fada_twin_runs_end_to_end_with_smoke(local_ray, data_root, t
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.stem)
 @pytest.mark.integration
-def test_every_paper_study_runs_end_to_end_with_smoke(local_ray, data_root, tmp_path, path):
+def test_every_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path, path):
     """The CLI's --smoke at the studies' real image sizes; PACS studies other than FAST with small images
     (117 trials of ResNet-18 at 224 px would take hours on a CPU)."""
     pacs = study(path)["study"]["preset"] == "dg_pacs_paper"

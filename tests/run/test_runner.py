@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pandas as pd
 import pytest
+from studyfiles import tiny_study
 
 from orchestrator.cli import main
 
@@ -15,34 +14,16 @@ pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a leftover cluster
-    yield
-    ray.shutdown()
+@pytest.fixture(autouse=True)
+def _ray(local_ray):
+    """Every test here runs studies in this process on the shared local Ray."""
 
 
-def write_study(tmp_path, name: str, body: str) -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f'[study]\nname = "{name}"\npreset = "digits_mlc"\n' + textwrap.dedent(body))
-    return str(path)
-
-
-TINY = """
-seeds = [0]
-[train]
-aux_attributes = ["is_0", "random_0"]
-steps = 4
-eval_every = 2
-[methods.uniform]
-[methods.arml]
-[methods.grid]
-values = [0.0, 1.0]
-"""
+GRID = "[methods.uniform]\n[methods.arml]\n[methods.grid]\nvalues = [0.0, 1.0]\n"
 
 
 def test_tiny_study_records_and_mlflow_runs_match_the_plan(tmp_path, capsys):
-    study = write_study(tmp_path, "tiny", TINY)
+    study = tiny_study(tmp_path, "tiny", seeds=(0,), methods=GRID)
     storage = str(tmp_path / "runs")
     assert main(["run", study, "--storage", storage]) == 0
     out = capsys.readouterr().out
@@ -79,14 +60,13 @@ def test_tiny_study_records_and_mlflow_runs_match_the_plan(tmp_path, capsys):
 
 def test_a_failing_trial_fails_alone_and_the_study_says_so(tmp_path, capsys):
     # weights beyond float32's range overflow the loss: a divergence only the trial finds out
-    wild = '[methods.wild]\nweighting = "fixed"\nweights = [1e39, 1e39]'
-    body = TINY.replace("[methods.grid]\nvalues = [0.0, 1.0]", wild)
-    study = write_study(tmp_path, "failing", body + textwrap.dedent("""
+    wild = '[methods.uniform]\n[methods.arml]\n[methods.wild]\nweighting = "fixed"\nweights = [1e39, 1e39]\n'
+    study = tiny_study(tmp_path, "failing", seeds=(0,), methods=wild, extra="""
         [budget]
         labels = [20]
         [resources]
         max_failures = 0
-        """))
+        """)
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 1
     out = capsys.readouterr().out
     trials = pd.read_csv(tmp_path / "runs" / "failing" / "trials.csv")
@@ -98,12 +78,7 @@ def test_a_failing_trial_fails_alone_and_the_study_says_so(tmp_path, capsys):
 
 
 def test_two_worker_trial_metrics_reach_the_records(tmp_path):
-    study = write_study(tmp_path, "ddp", """
-        [train]
-        aux_attributes = ["is_0", "random_0"]
-        steps = 4
-        eval_every = 2
-        [methods.arml]
+    study = tiny_study(tmp_path, "ddp", seeds=(0,), methods="[methods.arml]\n", extra="""
         [resources]
         cpus_per_trial = 2
         workers_per_trial = 2

@@ -69,19 +69,14 @@ def test_a_trial_imports_no_runner_pandas_or_mlflow() -> None:
 
 
 @pytest.mark.integration
-def test_arml_run_refuses_what_the_local_ray_cannot_hold(tmp_path, capsys) -> None:
+def test_arml_run_refuses_what_the_local_ray_cannot_hold(tmp_path, capsys, local_ray) -> None:
     """Through `arml run` on a 2-CPU machine: exit 2 and one line before Ray or any trial starts."""
-    ray = pytest.importorskip("ray")
     from orchestrator.cli import main
 
     study = tmp_path / "huge.toml"
     study.write_text('[study]\nname = "huge"\npreset = "digits_ssl"\n[methods.uniform]\n'
                      '[resources]\ncpus_per_trial = 1000.0\n')
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main(["run", str(study), "--storage", str(tmp_path / "runs")]) == 2
-    finally:
-        ray.shutdown()
+    assert main(["run", str(study), "--storage", str(tmp_path / "runs")]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]   # Ray logs its start on stderr before it
     assert last.startswith(f"arml: error: {study}: [resources] cpus_per_trial = 1000")
     assert f"this machine has {os.cpu_count()} CPUs" in last

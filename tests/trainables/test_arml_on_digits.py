@@ -10,7 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("sklearn")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.digits_evidence import main_task_as_aux, make_problem, train  # noqa: E402
 
 SEEDS = (0, 1, 2)

@@ -1,0 +1,36 @@
+"""Shared by every test: the helper modules of tests/ importable by name (studyfiles, fakedata, tiny_nets), and one
+local Ray (2 CPUs, no dashboard) started once for the tests that run studies in this process."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_ray(**resources):
+    """A local Ray (`address="local"`: never a cluster another process left behind), 2 CPUs unless told."""
+    import ray
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, **{"num_cpus": 2, **resources})
+    return ray
+
+
+@pytest.fixture(scope="session")
+def _ray_for_the_session():
+    yield
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
+
+
+@pytest.fixture
+def local_ray(_ray_for_the_session):
+    """The shared local Ray, started by the first test that asks for it and kept for the next ones (a test that
+    shuts it down, or starts another, leaves the next one to start it again); shut down at the session's end."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        start_ray()
+    return ray
