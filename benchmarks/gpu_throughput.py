@@ -3,7 +3,7 @@
 For S4L on CIFAR-10 (WRN-28-2, 32x32, batch 256 + 256), multi-label on CelebA (ResNet-18, 112x112, the
 main attribute and 39 auxiliary ones, batch 256 + 256) and domain generalization on PACS (ResNet-18,
 224x224, batch 32 + 3 x 32), with the presets' batch sizes, on fake data written in the real on-disk formats
-(tests/fakedata.py: all 50,000 CIFAR-10 training images, a few thousand CelebA and PACS image files at their
+(tests/helpers/fakedata.py: all 50,000 CIFAR-10 training images, a few thousand CelebA and PACS image files at their
 real sizes), this measures:
 
 - steps/s and images/s of whole training steps of `trainables.fit` for Uniform, ARML per step (with the
@@ -51,7 +51,7 @@ from collections import Counter
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "helpers")]
 
 import torch  # noqa: E402
 

@@ -1,9 +1,9 @@
 """The per-step costs behind `arml run --dry-run`'s time estimate: for every preset, seconds per training step
 (Uniform weighting), seconds per evaluation and a trial's set-up seconds, measured with `trainables.fit` on
-this machine; written to orchestrator/step_costs.json with the machine's description.
+this machine; written to orchestrator/run/step_costs.json with the machine's description.
 
 Digits presets run on the embedded data set at their real sizes; the paper presets on fake data in the real
-on-disk formats (tests/fakedata.py) at their real image sizes and batch sizes, for a few steps (their set-up
+on-disk formats (tests/helpers/fakedata.py) at their real image sizes and batch sizes, for a few steps (their set-up
 on real data is not measured: the estimate leaves it out). How other weightings scale a step comes from
 benchmarks/weighting_overhead.py (WEIGHTING_FACTORS below).
 
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-OUT = ROOT / "orchestrator" / "step_costs.json"
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+OUT = ROOT / "orchestrator" / "run" / "step_costs.json"
 # a weighting's step over a Uniform step (benchmarks/weighting_overhead.py and cheap_arml.py on this machine:
 # ARML 2.2-2.7x with its closure, amortize=8 1.1-1.2x, Auto-Lambda 3.1-3.4x, GradNorm 1.1-3.3x with K)
 # images one evaluation reads at the real data sets' sizes (validation + test): CIFAR-10 5,000 + 10,000; SVHN
@@ -51,7 +51,7 @@ def measure(preset: str, root: str, overrides: dict) -> dict[str, float | None]:
     from trainables.config import resolve_config
 
     paper = not preset.startswith("digits")
-    steps, evals = (4, 4) if paper else (60, 4)
+    steps, evals = (2, 2) if paper else (60, 4)
     base = resolve_config(preset, data_root=root, device="cpu", num_workers=0, steps=steps, lr_milestones=(),
                           checkpoint_every=10**9, max_eval_items=64 if paper else 0, **overrides)
     once, rate = _fit_seconds(base.replace(eval_every=steps))

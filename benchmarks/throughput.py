@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
 from fakedata import write_fake_celeba, write_fake_cifar10, write_fake_pacs  # noqa: E402
 
 from trainables import fit  # noqa: E402

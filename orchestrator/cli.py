@@ -266,48 +266,23 @@ def status_command(run_dir: str, as_json: bool) -> int:
 
 @cli.command("report", context_settings=SETTINGS, epilog=_examples(
     "arml report runs/quickstart",
-    "arml report runs/big --log-mlflow --mlflow-uri http://mlflow:5000",
-    "arml report runs/k2 runs/k4 runs/k8 --k-scaling --out runs/k_scaling"))
-@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, shell_complete=_complete_run_dir)
+    "arml report runs/big --log-mlflow --mlflow-uri http://mlflow:5000"))
+@click.argument("run_dir", metavar="RUN_DIR", shell_complete=_complete_run_dir)
 @click.option("--log-mlflow", is_flag=True,
               help="also log the report on the study's MLflow parent run, and every trial's records to MLflow "
                    "child runs where they are missing (a study whose tracking server was unreachable)")
 @click.option("--mlflow-uri", metavar="URI",
               help="MLflow tracking URI to log the report to (default with --log-mlflow: the run folder's "
                    "mlflow.db if there is one, else $MLFLOW_TRACKING_URI)")
-@click.option("--k-scaling", is_flag=True,
-              help="the RUN_DIRs are studies that differ only in the number K of auxiliary tasks: write the "
-                   "K-scaling report (each search's cost to match ARML, its verdicts, and each ARML run against "
-                   "the searches given --multiple times its cost) to --out")
-@click.option("--out", metavar="DIR", type=click.Path(file_okay=False), help="with --k-scaling: its folder")
-@click.option("--margin", type=click.FloatRange(min=0, min_open=True), metavar="POINTS",
-              help="with --k-scaling: the verdicts' margin in accuracy points (default: each study's)")
-@click.option("--multiple", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
-              metavar="X", help="with --k-scaling: a search's allowance in one ARML run's device-seconds")
 @_handled
-def report_command(run_dirs: tuple[str, ...], log_mlflow: bool, mlflow_uri: str | None, k_scaling: bool,
-                   out: str | None, margin: float | None, multiple: float) -> int:
+def report_command(run_dir: str, log_mlflow: bool, mlflow_uri: str | None) -> int:
     """Write a study's report into RUN_DIR/report: the paper-style results table, paired comparisons with
     verdicts, data-requirement curves, labels needed to reach each target, compute cost, cost against accuracy
-    for searches, weight trajectories and, for the multi-label setting, task relationships."""
-    from orchestrator.store.folder import RunFolder
-
-    for run_dir in run_dirs:
-        RunFolder(run_dir).require_plan()
-    if k_scaling:
-        if not out:
-            raise UsageError("--k-scaling needs --out DIR, the folder for its files")
-        from orchestrator.report.kscaling import k_scaling_report
-
-        print("\n".join(k_scaling_report(list(run_dirs), out, margin, multiple).values()))
-        return 0
-    if len(run_dirs) > 1:
-        raise UsageError("give one RUN_DIR (several only with --k-scaling)")
-    if out or margin is not None:
-        raise UsageError("--out and --margin go with --k-scaling")
+    for searches and what each search needs to match ARML (per K when the study sweeps aux_count), weight
+    trajectories, task relationships (multi-label) and, for a sweep, every table per cell with the regime map."""
     from orchestrator.report.build import report_folder
 
-    return report_folder(run_dirs[0], log_mlflow, mlflow_uri)
+    return report_folder(run_dir, log_mlflow, mlflow_uri)
 
 
 # ---- entry point -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Shared by every test: the helper modules of tests/ importable by name (studyfiles, fakedata, tiny_nets), and one
-local Ray (2 CPUs, no dashboard) started once for the tests that run studies in this process."""
+"""Shared by every test: the helper modules of tests/helpers importable by name (studyfiles, fakedata, tiny_nets),
+and one local Ray (2 CPUs, no dashboard) started once for the tests that run studies in this process."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_ray(**resources):
-    """A local Ray (`address="local"`: never a cluster another process left behind), 2 CPUs unless told."""
-    import ray
-
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, **{"num_cpus": 2, **resources})
-    return ray
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers"))
 
 
 @pytest.fixture(scope="session")
@@ -32,5 +24,7 @@ def local_ray(_ray_for_the_session):
     shuts it down, or starts another, leaves the next one to start it again); shut down at the session's end."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
+        from local_ray import start_ray
+
         start_ray()
     return ray

@@ -103,35 +103,84 @@ def margin_of(data: RunData) -> float:
 
 
 def write_files(data: RunData, folder: str) -> None:
-    from orchestrator.report.figures import cost_vs_accuracy_plot, data_requirement_plot, method_colors, weights_plot
+    """The report's files in `folder`. A sweep's are computed within each cell: its tables get one column per
+    swept key, its Markdown one section per cell, each cell's figures go to cells/<cell>/, and the sweep's own
+    figures (accuracy along the axes, the regime map) sit beside them."""
+    from orchestrator.report.searches import has_searches, write_searches
+
+    if has_searches(data):   # each search's cost to match ARML, per cell (the K-scaling report, along K)
+        write_searches(data.cells(), folder)
+    if not data.axes:
+        for name, value in cell_outputs(data, folder, colors_for(data)).items():
+            _write(value, folder, name)
+        return
+    from orchestrator.report.sweep import cell_slug, combine_markdown, sweep_figures, with_cell
+
+    colors = colors_for(data)
+    tables: dict[str, list[pd.DataFrame]] = {}
+    texts: dict[str, list[tuple[dict, str]]] = {}
+    for cell, sub in data.cells():
+        where = os.path.join(folder, "cells", cell_slug(cell))
+        os.makedirs(where, exist_ok=True)
+        for name, value in cell_outputs(sub, where, colors, cell).items():
+            if isinstance(value, pd.DataFrame):
+                tables.setdefault(name, []).append(with_cell(value, cell))
+            else:
+                texts.setdefault(name, []).append((cell, value))
+    for name, frames in tables.items():
+        _csv(pd.concat(frames, ignore_index=True), folder, name)
+    for name, sections in texts.items():
+        _text(combine_markdown(data, sections), folder, name)
+    sweep_figures(data, folder, colors)
+
+
+def colors_for(data: RunData) -> dict[str, str]:
+    from orchestrator.report.figures import method_colors
+
+    return method_colors(data.methods)
+
+
+def _write(value: pd.DataFrame | str, folder: str, name: str) -> None:
+    if isinstance(value, pd.DataFrame):
+        _csv(value, folder, name)
+    else:
+        _text(value, folder, name)
+
+
+def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict | None = None
+                 ) -> dict[str, pd.DataFrame | str]:
+    """One cell's tables (DataFrames) and texts (Markdown) by file name; its figures are drawn into `folder`."""
+    from orchestrator.report.figures import cost_vs_accuracy_plot, data_requirement_plot, weights_plot
+    from orchestrator.report.sweep import cell_label
 
     study, key = data.plan.study, data.budget_key
-    colors = method_colors(data.methods)
+    title = study + (f" ({cell_label(cell)})" if cell else "")
+    out: dict[str, pd.DataFrame | str] = {}
     points = data_requirement(data)
     paired = comparisons(data, margin_of(data))
-    _csv(paired, folder, "comparisons.csv")
-    _text(comparisons_markdown(data, paired, margin_of(data)), folder, "comparisons.md")
-    _csv(points, folder, "data_requirement.csv")
-    data_requirement_plot(points, paired, os.path.join(folder, "data_requirement.png"), study, key,
+    out["comparisons.csv"] = paired
+    out["comparisons.md"] = comparisons_markdown(data, paired, margin_of(data))
+    out["data_requirement.csv"] = points
+    data_requirement_plot(points, paired, os.path.join(folder, "data_requirement.png"), title, key,
                           list(data.plan.targets), colors, data.reference("uniform"))
-    _csv(labels_to_reach(data, points), folder, "labels_to_reach.csv")
+    out["labels_to_reach.csv"] = labels_to_reach(data, points)
     cost = compute_cost(data, points, paired)
-    _csv(cost, folder, "compute_cost.csv")
-    _text(cost_markdown(data, cost, paired), folder, "compute_cost.md")
+    out["compute_cost.csv"] = cost
+    out["compute_cost.md"] = cost_markdown(data, cost, paired)
     progress, singles = cost_vs_accuracy(data, points, cost)
     if len(progress):
-        _csv(pd.concat([progress.assign(kind="search"), singles.assign(kind="single run")], ignore_index=True),
-             folder, "cost_vs_accuracy.csv")
-        cost_vs_accuracy_plot(progress, singles, os.path.join(folder, "cost_vs_accuracy.png"), study, key,
+        out["cost_vs_accuracy.csv"] = pd.concat([progress.assign(kind="search"),
+                                                 singles.assign(kind="single run")], ignore_index=True)
+        cost_vs_accuracy_plot(progress, singles, os.path.join(folder, "cost_vs_accuracy.png"), title, key,
                               _device(cost), colors)
     trajectories = weight_trajectories(data)
-    _csv(trajectories, folder, "weights.csv")
+    out["weights.csv"] = trajectories
     if not trajectories.empty:
-        weights_plot(trajectories, os.path.join(folder, "weights.png"), study, key,
-                     list(data.plan.aux_names))
+        weights_plot(trajectories, os.path.join(folder, "weights.png"), title, key, list(data.plan.aux_names))
     if data.plan.setting == "mlc":
-        _text(relationships_markdown(data), folder, "relationships.md")
-    _text(results_markdown(data, points, folder), folder, "results.md")
+        out["relationships.md"] = relationships_markdown(data)
+    out["results.md"] = results_markdown(data, points, folder, extra=list(out))
+    return out
 
 
 def _device(cost: pd.DataFrame) -> str:
@@ -166,7 +215,7 @@ def _text(text: str, folder: str, name: str) -> None:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
-def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
+def results_markdown(data: RunData, points: pd.DataFrame, folder: str, extra: list[str] | None = None) -> str:
     """Paper Tables 1/2/4: methods x budgets, test accuracy and error (%) mean ± 95% CI, best in bold."""
     plan = data.plan
     seeds = sorted(set(data.trials["seed"]))
@@ -223,7 +272,7 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str) -> str:
                 for _, r in missing.iterrows()]
         lines += [f"{len(missing)} of {len(data.trials)} trials did not finish; the tables above use the others.",
                   "", md_table(["trial", "method", "budget", "seed", "status", "error"], rows), ""]
-    files = sorted(set(os.listdir(folder)) | {"results.md"})
+    files = sorted(set(os.listdir(folder)) | set(extra or ()) | {"results.md"})
     lines += ["## Files", "", "In this folder: " + ", ".join(files) + ".", ""]
     return "\n".join(lines)
 
@@ -254,7 +303,8 @@ def study_params(data: RunData) -> dict[str, str]:
             "budget_key": data.budget_key, "budgets": ", ".join(f"{b:g}" for b in data.budgets),
             "seeds": ", ".join(str(s) for s in sorted(set(data.trials["seed"]))),
             "aux_tasks": ", ".join(plan.aux_names), "margin_points": f"{margin_of(data):g}",
-            "trials": str(len(data.trials))}
+            "trials": str(len(data.trials)), "axes": ", ".join(data.axes),
+            **{f"sweep.{key}": ", ".join(map(str, dict.fromkeys(data.trials[key]))) for key in data.axes}}
 
 
 def headline_metrics(data: RunData) -> dict[str, float]:

@@ -83,6 +83,34 @@ class RunData:
             return weighting
         return next((m for m in self.methods if self.weighting[m] == weighting), None)
 
+    @property
+    def k(self) -> int:
+        """The number of auxiliary tasks of these trials (a sweep's aux_count, else the study's)."""
+        if "aux_count" in self.trials and len(self.trials):
+            return int(self.trials["aux_count"].iloc[0])
+        return len(self.plan.aux_names)
+
+    @property
+    def axes(self) -> list[str]:
+        """The study's swept keys (no sweep: none)."""
+        return list(self.plan.axes)
+
+    def cells(self) -> list[tuple[dict[str, Any], RunData]]:
+        """Per sweep cell (in plan order), its values and the run data of its trials alone: everything the
+        report computes, it computes within a cell. Without a sweep: one empty cell holding everything."""
+        if not self.axes:
+            return [({}, self)]
+        out = []
+        keys = self.trials[self.axes].astype(str).agg("\x1f".join, axis=1)
+        for key in dict.fromkeys(keys):
+            trials = self.trials[keys == key]
+            ids = set(trials["trial_id"])
+            rows = self.rows[self.rows["trial_id"].isin(ids)] if len(self.rows) else self.rows
+            methods = [m for m in self.methods if (trials["method"] == m).any()]
+            cell = {axis: trials[axis].iloc[0] for axis in self.axes}
+            out.append((cell, RunData(self.plan, trials, rows, methods, self.weighting)))
+        return out
+
 
 def weights_move(rows: pd.DataFrame, names: list[str]) -> bool:
     """Whether any trial's recorded auxiliary weights ever changed during it: Uniform, fixed weights and a grid's

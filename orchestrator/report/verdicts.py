@@ -16,7 +16,7 @@ non-inferiority margin of `margin` accuracy points:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -203,14 +203,22 @@ class OpenQuestions:
     undecided: int                # of them, not decided
     seeds_to_decide: list[float]  # per undecided one, the seeds that would likely decide it (inf: none)
     min_pairs: int = MIN_PAIRS
+    open_cells: list[dict] = field(default_factory=list)   # the sweep cells with an undecided comparison
 
 
 def open_questions(run_dir: str) -> OpenQuestions:
-    """The paired comparisons of a run folder that are still open (the narrow question running asks)."""
+    """The paired comparisons of a run folder that are still open, cell by cell (the narrow question running
+    asks)."""
     data = load_run(run_dir)
-    frame = comparisons(data, float(data.plan.margin))
-    still = undecided(frame)
-    return OpenQuestions(len(frame), len(still), [float(n) for n in still["seeds_to_decide"]])
+    compared, still, cells = 0, [], []
+    for cell, sub in data.cells():
+        frame = comparisons(sub, float(data.plan.margin))
+        open_ = undecided(frame)
+        compared += len(frame)
+        still += [float(n) for n in open_["seeds_to_decide"]]
+        if len(open_):
+            cells.append(cell)
+    return OpenQuestions(compared, len(still), still, open_cells=cells)
 
 
 def verdict_text(row: Any) -> str:

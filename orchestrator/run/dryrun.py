@@ -92,8 +92,11 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
         "setting": study.setting, "dataset": study.dataset, "aux_tasks": list(plan.aux_names),
         "budget": {"field": study.budget.field, "values": list(study.budget.values)} if study.budget else None,
         "seeds": list(study.seeds),
-        "methods": [{"label": m.label, "kind": _kind(m, len(plan.aux_names)), "trials": counts[m.label]}
-                    for m in study.methods],
+        "sweep": [{"key": axis.key, "values": list(axis.values)} for axis in study.sweep],
+        "cells": len(study.cells()),
+        "methods": [{"label": m.label, "kind": _kind(m, max(study.k(m, c) for c in study.cells(m)))
+                     + (" in " + "; ".join(f"{key} {', '.join(map(str, v))}" for key, v in m.cells.items())
+                        if m.cells else ""), "trials": counts[m.label]} for m in study.methods],
         "total_trials": len(plan.trials),
         "resources": {"per_trial": describe_resources(resources), "max_concurrent": resources.max_concurrent,
                       "max_failures": resources.max_failures},
@@ -115,6 +118,8 @@ def plan_text(plan: Any, options: Any) -> str:
         f"  file {d['file']}; preset {d['preset']}; setting {d['setting']}; data set {d['dataset']}",
         f"  {len(d['aux_tasks'])} auxiliary tasks: {', '.join(d['aux_tasks'])}",
         f"  {budget}; seeds: {', '.join(map(str, d['seeds']))}",
+        *([f"  sweep: {'; '.join(a['key'] + ' in ' + ', '.join(map(str, a['values'])) for a in d['sweep'])} "
+           f"({d['cells']} cells; each cell is compared on its own)"] if d["sweep"] else []),
         "trials per method:",
     ]
     width = max(len(m["label"]) for m in d["methods"])

@@ -60,9 +60,11 @@ def _check_resume(plan: Plan, folder: RunFolder, resume: bool) -> None:
         raise UsageError(f"nothing to resume at {folder.path}: run the study without --resume first")
     if resume:
         folder.check_trusted()
-        if {t.trial_id for t in read_plan(folder.path).trials} != {t.trial_id for t in plan.trials}:
-            raise UsageError(f"the study file changed since {folder.path} was started (different trials); "
-                             "--resume needs the same study: run it into another --storage instead")
+        gone = {t.trial_id for t in read_plan(folder.path).trials} - {t.trial_id for t in plan.trials}
+        if gone:
+            raise UsageError(f"the study file changed since {folder.path} was started: {len(gone)} of the trials "
+                             "it planned are no longer in it; --resume may add trials (an axis value, a method, a "
+                             "seed) but not drop any: run the changed study into another --storage instead")
 
 
 def _run_locked(plan: Plan, options: RunOptions, folder: RunFolder, interrupts: Interrupts) -> int:
@@ -88,23 +90,31 @@ def _run_locked(plan: Plan, options: RunOptions, folder: RunFolder, interrupts: 
         if not waves:
             waves = [{"name": "seeds", "trials": [t.trial_id for t in plan.trials]}]
             folder.save_waves(waves)
+        known = {tid for wave in waves for tid in wave["trials"]}
+        grown = [t.trial_id for t in plan.trials if t.trial_id not in known]
+        if grown:   # the study grew since (an axis value, a method, a seed): its new trials join the first wave
+            waves[0]["trials"] = [*waves[0]["trials"], *grown]
+            folder.save_waves(waves)
+            print(f"resume: {len(grown)} trials added to the study since it ran are planned too", flush=True)
         for wave in waves:
             launch(plan, wave, waves, run_dir, uri, interrupts)
             if interrupts.received:
                 break
         while options.until_decided and not interrupts.received \
                 and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
-            extra = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS, options.open_questions)
+            extra, open_cells = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS,
+                                           options.open_questions)
             if not extra:
                 break
             before = {t.trial_id for t in plan.trials}
-            plan = with_seeds(plan, [*plan.study.seeds, *extra])
+            plan = with_seeds(plan, [*plan.study.seeds, *extra], open_cells)
             write_plan(run_dir, plan)
             wave = {"name": f"wave{len(waves)}", "seeds": extra,
                     "trials": [t.trial_id for t in plan.trials if t.trial_id not in before]}
             waves.append(wave)
             folder.save_waves(waves)
-            print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))} "
+            where = f" in {len(open_cells)} open cell(s)" if open_cells is not None else ""
+            print(f"until decided: wave {len(waves) - 1} adds seeds {', '.join(map(str, extra))}{where} "
                   f"({len(wave['trials'])} trials)", flush=True)
             launch(plan, wave, waves, run_dir, uri, interrupts)
     except KeyboardInterrupt:   # a second Ctrl-C, or one outside Tune: stop now, keep what was recorded

@@ -19,42 +19,56 @@ from orchestrator.study.plan import Plan, make_plan, map_configs, smoke
 DEFAULT_MAX_SEEDS = 20
 
 
-def with_seeds(plan: Plan, seeds: list[int]) -> Plan:
-    """The same study with these seeds: new trials for new seeds, the old ones with their ids unchanged."""
+def with_seeds(plan: Plan, seeds: list[int], cells: list[dict] | None = None) -> Plan:
+    """The same study with these seeds: the old trials with their ids unchanged, the new seeds' trials in every
+    cell, or only in `cells` (a sweep's cells whose comparisons are still open)."""
     study = dataclasses.replace(plan.study, seeds=tuple(seeds))
     bigger = make_plan(study, allow_large=True)
     if plan.smoke:
         bigger = smoke(bigger)
     root = plan.trials[0].config.data_root if plan.trials else ""
     bigger = map_configs(bigger, lambda c: c.replace(data_root=root)) if root else bigger
-    return dataclasses.replace(bigger, tune_home=plan.tune_home)
+    old = {t.trial_id for t in plan.trials}
+    wanted = None if cells is None else [{k: str(v) for k, v in c.items()} for c in cells]
+    kept = tuple(t for t in bigger.trials if t.trial_id in old or wanted is None
+                 or {k: str(v) for k, v in t.cell.items()} in wanted)
+    return dataclasses.replace(bigger, trials=kept, tune_home=plan.tune_home)
 
 
 def with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
-    """On --resume: the seeds an earlier --until-decided added (kept in plan.json) join the study's own."""
+    """On --resume: the seeds an earlier --until-decided added (kept in plan.json) join the study's own, with the
+    trials it planned for them (only its open cells, in a sweep)."""
     if not RunFolder(run_dir).has_plan():
         return plan
-    extra = [s for s in read_plan(run_dir).seeds if s not in plan.study.seeds]
-    return with_seeds(plan, [*plan.study.seeds, *extra]) if extra else plan
+    saved = read_plan(run_dir)
+    extra = [s for s in saved.seeds if s not in plan.study.seeds]
+    if not extra:
+        return plan
+    planned = {t.trial_id for t in saved.trials}
+    bigger = with_seeds(plan, [*plan.study.seeds, *extra])
+    return dataclasses.replace(bigger, trials=tuple(t for t in bigger.trials
+                                                    if t.seed in plan.study.seeds or t.trial_id in planned))
 
 
-def next_seeds(run_dir: str, plan: Plan, max_seeds: int, open_questions: Callable[[str], Any]) -> list[int]:
-    """The seeds of the next wave: none when every paired comparison is decided or the cap is reached; else
-    enough to reach the largest likely-deciding count (at most double the seeds so far, within the cap)."""
+def next_seeds(run_dir: str, plan: Plan, max_seeds: int, open_questions: Callable[[str], Any]
+               ) -> tuple[list[int], list[dict] | None]:
+    """The seeds of the next wave and the sweep cells they are for (None: every cell): none when every paired
+    comparison is decided or the cap is reached; else enough to reach the largest likely-deciding count (at most
+    double the seeds so far, within the cap), in the cells whose comparisons are still open."""
     questions = open_questions(run_dir)
     have = len(plan.study.seeds)
     if not questions.compared:
         print("until decided: nothing to compare (no reference method with finished trials); no seeds added")
-        return []
+        return [], None
     if not questions.undecided:
         print(f"until decided: every paired comparison is decided with {have} seeds")
-        return []
+        return [], None
     if have >= max_seeds:
         print(f"until decided: {questions.undecided} comparison(s) still not decided at the cap of {max_seeds} "
               "seeds (raise --max-seeds, or accept 'not decided')")
-        return []
+        return [], None
     needs = [n for n in questions.seeds_to_decide if n == n and not math.isinf(n)]
     target = max([questions.min_pairs, have + 1, *(int(n) for n in needs)])
     target = min(target, 2 * have, max_seeds)
     first = max(plan.study.seeds) + 1
-    return list(range(first, first + target - have))
+    return list(range(first, first + target - have)), (questions.open_cells if plan.study.sweep else None)

@@ -62,6 +62,11 @@ def main_task(config: Any) -> str:
     return f"{config.dataset} classes".strip()
 
 
+def _cell_values(trial: Trial) -> dict[str, Any]:
+    """The trial's sweep cell as columns named after the swept keys (a list value as its text)."""
+    return {key: json.dumps(value) if isinstance(value, (list, tuple)) else value for key, value in trial.cell.items()}
+
+
 def write_states(run_dir: str, states: dict[str, dict[str, Any]]) -> None:
     """trials.json, replaced atomically."""
     RunFolder(run_dir).write_json(STATES_FILE, states)
@@ -89,6 +94,7 @@ class RecordBook:
         out = {k: getattr(meta, k) for k in ID_COLUMNS}
         out["grid_point"] = json.dumps(meta.grid_point) if meta.grid_point else None
         out["main_task"] = main_task(meta.config)
+        out.update(_cell_values(meta))
         out.update({k: _clean(v) for k, v in metrics.items()
                     if isinstance(v, (int, float, str, bool)) and k not in TUNE_NOISE and k not in out})
         out["recorded_at"] = time.time()   # unix seconds
@@ -184,6 +190,7 @@ def trials_table(run_dir: str) -> pd.DataFrame:
         point = meta.grid_point or state.get("weights")   # a search's weights: drawn when it started
         row["grid_point"] = json.dumps(point) if point else None
         row["main_task"] = main_task(meta.config)
+        row.update(_cell_values(meta))
         row["search"] = (meta.search or {}).get("sampler")      # None: the report tells searches by it
         row["scheduler"] = (meta.scheduler or {}).get("name")
         row["status"] = str(state.get("status", TrialStatus.PENDING))
@@ -212,6 +219,12 @@ def export_tables(run_dir: str) -> dict[str, str]:
     rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE | RAY_FIELDS if c != "trial_id"], errors="ignore")
     if len(rows) and "main_task" not in rows:
         rows.insert(rows.columns.get_loc("grid_point") + 1, "main_task", rows["trial_id"].map(tasks))
+    cells = {m.trial_id: _cell_values(m) for m in plan.trials}
+    for at, key in enumerate(plan.axes):   # one column per swept key, beside main_task
+        if len(rows):
+            values = rows["trial_id"].map(lambda tid, key=key: cells.get(tid, {}).get(key))
+            rows = rows.drop(columns=[key], errors="ignore")
+            rows.insert(rows.columns.get_loc("main_task") + 1 + at, key, values)
     trials = trials_table(run_dir)
     for column in ("search", "scheduler", "error"):
         trials[column] = trials[column].fillna("").astype(str)

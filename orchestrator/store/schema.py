@@ -56,6 +56,7 @@ class PlanFile:
     targets: list[float] = field(default_factory=list)
     margin: float = 1.0                     # [report] margin of the paired verdicts, accuracy points
     smoke: bool = False
+    axes: list[str] = field(default_factory=list)   # the swept keys ([sweep.train]), in file order
 
     @classmethod
     def from_plan(cls, plan: Any) -> PlanFile:
@@ -64,7 +65,7 @@ class PlanFile:
         return cls(study=study.name, trials=list(plan.trials), description=study.description,
                    setting=study.setting, dataset=study.dataset, preset=study.preset, seeds=list(study.seeds),
                    aux_names=list(plan.aux_names), targets=list(study.report.targets), margin=study.report.margin,
-                   smoke=plan.smoke)
+                   smoke=plan.smoke, axes=[axis.key for axis in study.sweep])
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PlanFile:

@@ -96,11 +96,13 @@ def redact(text: str) -> str:
 
 
 def trial_run_name(meta: Trial) -> str:
-    """'arml 20 s1', 'grid 20 s0 w=[0,1,0]', 'tpe 20 s2 #5': unique within a study (method, budget, seed and
-    grid point or search sample), readable in the MLflow UI."""
+    """'arml 20 s1', 'grid 20 s0 w=[0,1,0]', 'tpe 20 s2 #5', 'arml 40 s0 steps=100': unique within a study
+    (method, budget, seed, sweep cell and grid point or search sample), readable in the MLflow UI."""
     budget = "" if meta.budget is None else f" {meta.budget:g}" if isinstance(meta.budget, float) \
         else f" {meta.budget}"
     name = f"{meta.method}{budget} s{meta.seed}"
+    if meta.cell:   # a sweep's trials: the cell's values too (unique within the study)
+        name += " " + " ".join(f"{key}={value}" for key, value in meta.cell.items())
     if meta.grid_point:
         name += " w=[" + ",".join(f"{float(w):g}" for w in meta.grid_point) + "]"
     elif meta.sample is not None:
@@ -243,6 +245,7 @@ class Tracker:
         params = {f"config.{k}": v for k, v in meta.config.to_dict().items()}
         params.update(method=meta.method, weighting=meta.weighting, budget=budget, seed=meta.seed,
                       grid_point=list(meta.grid_point) if meta.grid_point else "")
+        params.update({f"sweep.{key}": value for key, value in meta.cell.items()})   # the trial's sweep cell
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start:start + 100])

@@ -86,7 +86,7 @@ def _try_backbone(r: Reader, config: Any, factory: Callable[..., Any]) -> None:
                         f"values ({text}); change them")
 
 
-def build_config(r: Reader, preset: str, values: dict, train: dict, section: str = "train") -> Any:
+def build_config(r: Reader, preset: str, values: dict, train: dict, section: str = "train", context: str = "") -> Any:
     """The preset with `values` on top, built as one `TrainConfig` (which checks every type and value: the one
     place they are checked); its first problem as a `[section]` error, and a value that comes from the preset
     says so. Milestones beyond the run are refused only when the file sets them (the preset's, in a shortened
@@ -104,7 +104,7 @@ def build_config(r: Reader, preset: str, values: dict, train: dict, section: str
         key = message.split(" ", 1)[0]
         if key in TRAIN_KEYS and key not in train and key not in values:
             message += f" (preset {preset}'s value; set {key} in [{section}])"
-        r.fail(section, message)
+        r.fail(section, f"{context}: {message}" if context else message)
 
 
 def check_budgets(r: Reader, config: Any, budget: Any) -> None:

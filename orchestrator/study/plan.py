@@ -8,11 +8,12 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import StudyError
 from orchestrator.study.spec import MethodSpec, Resources, Study
+from orchestrator.study.sweep import cell_label
 from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import TrainConfig
 
@@ -43,11 +44,13 @@ class Trial:
     sample: int | None = None                # a search's sample number (its weights are drawn when it starts)
     scheduler: dict | None = None            # ASHA settings when the method is early-stopped
     search: dict | None = None               # the method's search settings (TPE) when its weights are drawn
+    cell: dict = field(default_factory=dict)  # its sweep cell (axis -> value as written); {} without a sweep
 
     @property
     def group(self) -> str:
-        """The trials a scheduler or searcher compares this one with: same method, budget and seed."""
-        return f"{self.method}|{self.budget}|{self.seed}"
+        """The trials a scheduler or searcher compares this one with: same method, cell, budget and seed."""
+        cell = "|".join(f"{key}={value}" for key, value in self.cell.items())
+        return f"{self.method}|{self.budget}|{self.seed}" + (f"|{cell}" if cell else "")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, as plan.json holds them."""
@@ -97,13 +100,13 @@ def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | N
 
 def count_trials(study: Study) -> int:
     """How many trials `make_plan` would build, without building them."""
-    per_method = [len(m.grid_values) ** len(study.aux_names) if m.is_grid else
-                  m.search["num_samples"] if m.is_search else 1 for m in study.methods]
+    per_method = [len(m.grid_values) ** study.k(m, cell) if m.is_grid else
+                  m.search["num_samples"] if m.is_search else 1 for m in study.methods for cell in study.cells(m)]
     budgets = len(study.budget.values) if study.budget else 1
     return sum(per_method) * budgets * len(study.seeds)
 
 
-def trial_id(config: TrainConfig, method: str, sample: int | None = None) -> str:
+def trial_id(config: TrainConfig, method: str, sample: int | None = None, cell: dict | None = None) -> str:
     """First 12 hex digits of sha256 over the canonical JSON of the config (minus NOT_IN_ID), the label and,
     for a search, the sample number."""
     defaults = TrainConfig()
@@ -112,17 +115,19 @@ def trial_id(config: TrainConfig, method: str, sample: int | None = None) -> str
     what: dict[str, Any] = {"config": meaning, "method": method}
     if sample is not None:
         what["sample"] = sample
+    if cell:   # a smoke run's cells can shrink to the same config (steps): its ids name the cell too
+        what["cell"] = {key: list(v) if isinstance(v, tuple) else v for key, v in cell.items()}
     text = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def make_plan(study: Study, allow_large: bool = False) -> Plan:
     """Every trial of `study`; more than `[study] max_trials` is an error unless `allow_large`."""
-    k = len(study.aux_names)
     total = count_trials(study)
     if (total > study.max_trials and not allow_large) or total > HARD_LIMIT:
-        grids = [f"[methods.{m.label}] {len(m.grid_values)}^{k} = {len(m.grid_values) ** k} points"
-                 for m in study.methods if m.is_grid]
+        ks = {m.label: max(study.k(m, cell) for cell in study.cells(m)) for m in study.methods if m.is_grid}
+        grids = [f"[methods.{m.label}] {len(m.grid_values)}^{ks[m.label]} = {len(m.grid_values) ** ks[m.label]} "
+                 "points" for m in study.methods if m.is_grid]
         detail = f" ({'; '.join(grids)})" if grids else ""
         fix = ("run with --allow-large or raise [study] max_trials, or use fewer grid values, auxiliary "
                "tasks, budgets or seeds" if total <= HARD_LIMIT else
@@ -132,7 +137,13 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
     budgets: list[Any] = list(study.budget.values) if study.budget else [None]
     budget_key = study.budget.field if study.budget else None
     trials: list[Trial] = []
-    for method in study.methods:
+    for method, cell in ((m, c) for m in study.methods for c in study.cells(m)):
+        base = study.trial_config(method, cell)
+        k = study.k(method, cell)
+        if "weights" in method.options and len(method.options["weights"]) != k:
+            raise StudyError(f"{study.path}: [methods.{method.label}] weights has {len(method.options['weights'])} "
+                             f"numbers but the cell {cell_label(cell)} has {k} auxiliary tasks; give the method "
+                             "weights per cell count (cells = ...) or no fixed weights")
         points: list[Any] = grid_points(method, k) or [None]
         samples: list[Any] = list(range(method.search["num_samples"])) if method.is_search else [None]
         for budget, seed, point, sample in itertools.product(budgets, study.seeds, points, samples):
@@ -146,11 +157,14 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
                 changes.update(label_fraction=budget, label_budget=0)
             elif budget_key is not None:
                 changes[budget_key] = budget
-            config = study.config.replace(**changes)
+            config = base.replace(**changes)
             trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
-                                budget_key, seed, point, config, sample, method.scheduler, method.search))
+                                budget_key, seed, point, config, sample, method.scheduler, method.search,
+                                dict(cell)))
     _check_unique(study, trials)
-    return Plan(study=study, trials=tuple(trials), aux_names=tuple(study.aux_names))
+    longest = max((study.k(m, c) for m in study.methods for c in study.cells(m)), default=len(study.aux_names))
+    names = study.aux_names if not study.sweep or longest == len(study.aux_names) else study.aux_names[:longest]
+    return Plan(study=study, trials=tuple(trials), aux_names=tuple(names))
 
 
 def _check_unique(study: Study, trials: list[Trial]) -> None:
@@ -168,8 +182,9 @@ def map_configs(plan: Plan, change: Callable[[TrainConfig], TrainConfig], smoke:
     trials = []
     for trial in plan.trials:
         config = change(trial.config)
+        cell = trial.cell if (smoke if smoke is not None else plan.smoke) else None
         trials.append(dataclasses.replace(trial, config=config, trial_id=trial_id(config, trial.method,
-                                                                                  trial.sample)))
+                                                                                  trial.sample, cell)))
     _check_unique(plan.study, trials)
     return dataclasses.replace(plan, trials=tuple(trials), smoke=plan.smoke if smoke is None else smoke)
 

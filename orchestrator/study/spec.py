@@ -21,22 +21,16 @@ from orchestrator.errors import MissingComponentError, StudyError
 from orchestrator.study.checks import build_config, check_budgets, check_model_options, check_names
 from orchestrator.study.methods import check_method
 from orchestrator.study.reader import Reader, build, scan, show
-from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY
+from orchestrator.study.sweep import AUX_COUNT, Axis, cells, check_cell, method_train, parse_sweep, train_values
+from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY, RESERVED_TRAIN
 from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import PRESETS, TrainConfig, aux_names
 from trainables.errors import TrainablesError, UnknownNameError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MAX_DESCRIPTION = 300   # characters
-SECTIONS = ("study", "train", "methods", "budget", "resources", "report")
+SECTIONS = ("study", "train", "sweep", "methods", "budget", "resources", "report")
 STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
-# [train] keys that other sections set, and where to set them instead
-RESERVED_TRAIN = {
-    "seed": "[study] seeds", "setting": "[study] setting", "dataset": "[study] dataset",
-    "weighting": "[methods.LABEL]", "weighting_options": "the keys of [methods.LABEL]",
-    "label_budget": "[budget] labels", "per_class": "[budget] per_class",
-    "label_fraction": "[budget] fraction",
-}
 BUDGET_KEYS = tuple(BY_KEY)   # [budget] keys (orchestrator/study/vocabulary.py)
 
 
@@ -50,6 +44,9 @@ class MethodSpec:
     grid_values: tuple[float, ...] | None = None
     scheduler: dict | None = None           # {"name": "asha", "grace_period", "reduction_factor"}
     search: dict | None = None              # {"sampler": "tpe", "num_samples", "space", "w_max"}
+    train: dict = field(default_factory=dict)   # [methods.LABEL.train]: values this method trains with
+    cells: dict | None = None               # the sweep cells it runs in (axis -> values); None: every cell
+    aux_names: tuple[str, ...] = ()         # its auxiliary tasks before a sweep's aux_count takes the first K
 
     @property
     def is_grid(self) -> bool:
@@ -124,6 +121,20 @@ class Study:
     dataset: str = "digits"
     config: TrainConfig = field(default_factory=TrainConfig)
     aux_names: tuple[str, ...] = ()
+    sweep: tuple[Axis, ...] = ()           # [sweep.train]: the axes, in file order
+
+    def cells(self, method: MethodSpec | None = None) -> list[dict[str, Any]]:
+        """The sweep's cells (all, or those `method` runs in); one empty cell without a sweep."""
+        return cells(self.sweep, method.cells if method is not None else None)
+
+    def trial_config(self, method: MethodSpec, cell: dict[str, Any]) -> TrainConfig:
+        """What a trial of `method` in `cell` trains with (before its seed, weighting and budget are set)."""
+        values = {**method.train, **train_values(cell, method.aux_names or self.aux_names, self.setting)}
+        return self.config.replace(**values) if values else self.config
+
+    def k(self, method: MethodSpec, cell: dict[str, Any]) -> int:
+        """The number of auxiliary tasks of `method`'s trials in `cell`."""
+        return int(cell.get(AUX_COUNT, len(method.aux_names or self.aux_names)))
 
 
 def weighting_registry() -> Any:
@@ -258,12 +269,22 @@ def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
     check_model_options(r, config)
     names = _aux_names(r, config)
 
+    axes = parse_sweep(r, r.table(doc, "sweep"), train, setting)
     registry = weighting_registry()
     methods_table = r.table(doc, "methods")
     if not methods_table:
         r.fail("methods", "needs at least one method, e.g. [methods.uniform] and [methods.arml]")
-    methods = tuple(MethodSpec(label, *check_method(r, label, table, registry, names))
-                    for label, table in methods_table.items())
+    methods = []
+    for label, table in methods_table.items():
+        table, own = method_train(r, label, table, axes)
+        base = build_config(r, preset, {**train_with_dataset, **own.train}, {**train, **own.train},
+                            section=f"methods.{label}.train") if own.train else config
+        aux = tuple(_aux_names(r, base)) if own.train else tuple(names)
+        methods.append(MethodSpec(label, *check_method(r, label, table, registry, aux), train=dict(own.train),
+                                  cells=own.cells, aux_names=aux if own.train else ()))
+        for cell in cells(axes, own.cells):
+            check_cell(r, preset, {**train_with_dataset, **own.train}, {**train, **own.train}, cell, aux, setting)
+    methods = tuple(methods)
     budget = _budget(r, doc, setting)
     check_budgets(r, config, budget)
 
@@ -272,7 +293,7 @@ def parse_study_doc(doc: dict, path: str | Path = "<study>") -> Study:
         seeds=tuple(seeds), max_trials=max_trials, train=train, methods=methods,
         budget=budget, resources=_resources(r, r.table(doc, "resources")),
         report=_report(r, r.table(doc, "report")), path=Path(path), setting=setting,
-        dataset=config.dataset, config=config, aux_names=tuple(names),
+        dataset=config.dataset, config=config, aux_names=tuple(names), sweep=axes,
     )
 
 

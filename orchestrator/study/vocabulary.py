@@ -40,6 +40,15 @@ def budget_fields(setting: str) -> tuple[str, ...]:
     return tuple(kind.field for kind in BUDGET_KINDS if setting in kind.settings)
 
 
+# [train] keys that other sections set, and where to set them instead
+RESERVED_TRAIN = {
+    "seed": "[study] seeds", "setting": "[study] setting", "dataset": "[study] dataset",
+    "weighting": "[methods.LABEL]", "weighting_options": "the keys of [methods.LABEL]",
+    "label_budget": "[budget] labels", "per_class": "[budget] per_class",
+    "label_fraction": "[budget] fraction",
+}
+
+
 GRID = "grid"      # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
 SEARCH = "search"  # the pseudo-weighting of a search over the fixed weights (a sampler below)
 SAMPLERS = {"tpe": "TPE search", "random": "random search"}   # Optuna's TPE and random samplers

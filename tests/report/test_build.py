@@ -176,7 +176,7 @@ def _texts(ax) -> str:
 
 def test_one_budget_draws_each_method_with_its_interval_and_readable_differences(tmp_path, figures):
     from matplotlib.container import ErrorbarContainer
-    from test_compare import write_run
+    from runfolders import write_run
 
     # uniform's interval reaches past 100%: clipped, and drawn as an error bar, so the note is true
     accuracy = {"uniform": [0.96, 0.99, 0.93], "arml": [0.97, 0.99, 0.95], "gradnorm": [0.90, 0.92, 0.91]}

@@ -10,37 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from runfolders import write_run
 
 from orchestrator.report.build import make_report
 from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
-
-
-def write_run(folder: Path, accuracy: dict[str, list[float]], margin: float = 1.0, budget: int = 20,
-              grid: dict[str, list[float]] | None = None) -> Path:
-    """A run folder with one trial per method and seed: `accuracy[method][seed]` is both its best validation
-    and its test accuracy (validation selection then agrees with test, so verdicts are about the pairing)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    trials, states, rows = [], {}, []
-    entries = [(m, "uniform" if m == "uniform" else "arml", None, v) for m, v in accuracy.items()]
-    for point, values in (grid or {}).items():
-        entries.append(("grid", "fixed", json.loads(point), values))
-    for n, (method, weighting, point, values) in enumerate(entries):
-        for seed, value in enumerate(values):
-            tid = f"t{n:02d}s{seed:02d}"
-            trials.append({"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
-                           "budget": budget, "seed": seed, "grid_point": point, "weighting_options": {},
-                           "config": {"setting": "mlc", "label_budget": budget}})
-            states[tid] = {"status": "finished", "failures": 0}
-            rows.append({"trial_id": tid, "method": method, "weighting": weighting, "budget_key": "label_budget",
-                         "budget": budget, "seed": seed, "grid_point": json.dumps(point) if point else None,
-                         "step": 10, "best_val_acc": value, "test_acc_at_best_val": value, "wall_s": 1.0,
-                         "cpu_s": 1.0, "gpu_s": 0.0})
-    plan = {"study": "paired", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
-            "aux_names": ["a", "b"], "targets": [], "margin": margin, "smoke": False, "trials": trials}
-    (folder / "plan.json").write_text(json.dumps(plan))
-    (folder / "trials.json").write_text(json.dumps(states))
-    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
 
 
 def verdicts(folder: Path) -> pd.DataFrame:

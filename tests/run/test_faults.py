@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import start_ray
+from local_ray import start_ray
 from studyfiles import tiny_study
 
 import orchestrator.run.callback as callback

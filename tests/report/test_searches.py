@@ -16,14 +16,15 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
+from orchestrator.report.data import load_run
+from orchestrator.report.searches import write_searches
 from orchestrator.study.spec import parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
 KS = (2, 4, 8, 16, 32)
 
 
-def study_file(k: int) -> Path:
-    return ROOT / "studies" / f"digits_k_scaling_k{k}.toml"
+STUDY = ROOT / "studies" / "digits_k_scaling.toml"
 
 
 def has_amortize() -> bool:
@@ -85,27 +86,32 @@ def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
         parse_study(head + 'sampler = "grid"\n')
 
 
-# ---- the study files --------------------------------------------------------------------------------------
+# ---- the study file ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("k", KS)
-def test_k_scaling_study_files_take_the_first_k_attributes_and_a_grid_only_when_small(k, tmp_path, capsys):
+# digests of the sorted trial ids of each K, as the five per-K study files planned them when the K-scaling numbers
+# in docs/results.md were run: the one sweep study plans exactly those trials, so the same ids give the same tables
+PUBLISHED = {2: (1340, "8ae5a635233aa9e4"), 4: (1700, "4061b922dfbec902"), 8: (1295, "bd3a7ce408f547f4"),
+             16: (1295, "0dd0e2f3083eb605"), 32: (1295, "94a58ba8756d42b8")}
+
+
+def test_the_k_scaling_study_is_one_sweep_over_k_with_the_published_trials(tmp_path, capsys):
+    import hashlib
+
+    from orchestrator.study.plan import make_plan
+    from orchestrator.study.spec import load_study
     from trainables.data.digits_attributes import digits_aux_set
 
-    text = study_file(k).read_text()
-    doc = tomllib.loads(text)
-    assert doc["train"]["aux_attributes"] == list(digits_aux_set(k))
-    assert doc["train"]["main_attribute"] == "has_loop" and doc["budget"]["labels"] == [40]
-    assert doc["study"]["seeds"] == [0, 1, 2, 3, 4] and doc["report"]["margin"] == 1.0
-    methods = doc["methods"]
-    assert methods["arml_cheap"] == {"weighting": "arml", "amortize": 10}
-    assert {m["num_samples"] for m in methods.values() if m.get("weighting") == "search"} == {64}
-    assert methods["random"]["sampler"] == methods["random_asha"]["sampler"] == "random"
-    assert ("grid" in methods) == (3 ** k <= 81)
-    path = tmp_path / study_file(k).name
-    path.write_text(without_amortize(text))
-    assert main(["run", str(path), "--dry-run"]) == 0
-    total = int(capsys.readouterr().out.split("total: ")[1].split()[0])
-    assert total == 5 * (3 + 4 * 64 + (3 ** k if k <= 4 else 0)) <= doc["study"]["max_trials"]
+    doc = tomllib.loads(STUDY.read_text())
+    assert doc["train"]["aux_attributes"] == list(digits_aux_set(32))
+    assert doc["sweep"]["train"]["aux_count"] == list(KS) and doc["methods"]["grid"]["cells"] == {"aux_count": [2, 4]}
+    plan = make_plan(load_study(STUDY))
+    for k, (count, digest) in PUBLISHED.items():
+        ids = sorted(t.trial_id for t in plan.trials if t.cell["aux_count"] == k)
+        assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == (count, digest), k
+        assert all(t.config.aux_attributes == digits_aux_set(k) for t in plan.trials if t.cell["aux_count"] == k)
+    assert main(["run", str(STUDY), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "total: 6925 trials" in out and "aux_count in 2, 4, 8, 16, 32 (5 cells" in out
 
 
 # ---- the report on hand-made run folders ------------------------------------------------------------------
@@ -161,14 +167,19 @@ def hand_made(folder: Path, k: int) -> Path:
 
 
 def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
-    def report_main(args: list[str]) -> int:   # the K-scaling report is `arml report RUN_DIR... --k-scaling`
+    def report_main(args: list[str]) -> int:   # the searches' files over run folders (one K each)
         at = args.index("--out")
-        return main(["report", *args[:at], "--k-scaling", *args[at:]])
+        multiple = float(args[args.index("--multiple") + 1]) if "--multiple" in args else 16.0
+        if multiple <= 0:
+            return 2
+        write_searches([cell for run in args[:at] for cell in load_run(run).cells()], args[at + 1],
+                       multiple=multiple)
+        return 0
 
     runs = [hand_made(tmp_path / "k4", 4), hand_made(tmp_path / "k2", 2)]
     out = tmp_path / "out"
     assert report_main([str(r) for r in runs] + ["--out", str(out)]) == 0
-    table = pd.read_csv(out / "k_scaling.csv")
+    table = pd.read_csv(out / "searches.csv")
     assert table["K"].tolist()[:5] == [2] * 5 and set(table["K"]) == {2, 4}
     rows = table[table["K"] == 2].set_index("method")
     assert rows.loc["arml", "arml_device_s"] == 2.0 and rows.loc["arml", "device_s_per_trial"] == 2.0
@@ -184,17 +195,17 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
     assert rows.loc["arml", "test_acc"] == pytest.approx(sum(ARML) / 5)           # test accuracy, once per seed
     assert rows.loc["tpe_box", "test_acc"] == pytest.approx(sum(ARML) / 5 + 0.0012)   # its validation choice
 
-    verdicts = pd.read_csv(out / "k_scaling_verdicts.csv")
+    verdicts = pd.read_csv(out / "searches_verdicts.csv")
     mine = verdicts[verdicts["K"] == 2].set_index(["method", "trials"])["verdict"]
     assert mine[("tpe_box", 4)] in ("as good", "better") and mine[("tpe_box", 5)] in ("as good", "better")
     assert mine[("random", 4)] == mine[("random", 5)] == "worse" and mine[("uniform", 1)] == "worse"
     assert ("arml", 1) not in mine.index and ("grid", 3) in mine.index
-    text = (out / "k_scaling.md").read_text()
+    text = (out / "searches.md").read_text()
     assert "after 3 trials" in text and "never" in text
-    assert (out / "k_scaling.png").stat().st_size > 0
+    assert (out / "searches.png").stat().st_size > 0
 
     # each ARML run against each search given 16x its device-seconds (ARML: 2 s a run)
-    budgeted = pd.read_csv(out / "k_scaling_budgeted.csv")
+    budgeted = pd.read_csv(out / "searches_budgeted.csv")
     mine = budgeted[budgeted["K"] == 2].set_index("search")
     assert (mine["method"] == "arml").all() and (mine["multiple"] == 16).all()
     assert mine.loc["tpe_box", "trials"] == 5 and mine.loc["tpe_box", "verdict"] == "as good"
@@ -204,13 +215,18 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
 
 
 def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
-    def report_main(args: list[str]) -> int:   # the K-scaling report is `arml report RUN_DIR... --k-scaling`
+    def report_main(args: list[str]) -> int:   # the searches' files over run folders (one K each)
         at = args.index("--out")
-        return main(["report", *args[:at], "--k-scaling", *args[at:]])
+        multiple = float(args[args.index("--multiple") + 1]) if "--multiple" in args else 16.0
+        if multiple <= 0:
+            return 2
+        write_searches([cell for run in args[:at] for cell in load_run(run).cells()], args[at + 1],
+                       multiple=multiple)
+        return 0
 
     run = hand_made(tmp_path / "k2", 2)
     assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
-    mine = pd.read_csv(tmp_path / "out" / "k_scaling_budgeted.csv").set_index("search")
+    mine = pd.read_csv(tmp_path / "out" / "searches_budgeted.csv").set_index("search")
     # 1x ARML's 2 s: two 1-s TPE trials (whose choice is 5 points below ARML), one 2-s grid point
     assert mine.loc["tpe_box", "trials"] == 2 and mine.loc["grid", "trials"] == 1
     assert mine.loc["tpe_box", "verdict"] == "better" and mine.loc["tpe_box", "mean_diff"] == pytest.approx(0.05)
@@ -218,11 +234,11 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
 
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
-    from orchestrator.report.kscaling import k_scaling_tables
+    from orchestrator.report.searches import searches_tables
 
     run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
                                           "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})
-    table, verdicts, budgeted = k_scaling_tables([str(run)])
+    table, verdicts, budgeted = searches_tables(load_run(str(run)).cells())
     assert table.set_index("method").loc["tpe", "never"]
     assert set(verdicts["verdict"]) == {"not decided"}
     assert set(budgeted["verdict"]) == {"not decided"} and len(budgeted) == 1
@@ -232,25 +248,25 @@ def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
 
 @pytest.mark.integration
 def test_a_small_k_scaling_study_runs_and_gets_its_k_scaling_report(local_ray, tmp_path):
-    from orchestrator.report.kscaling import k_scaling_report
-
-    text = without_amortize(study_file(2).read_text())
+    text = without_amortize(STUDY.read_text())
     text = text.replace("seeds = [0, 1, 2, 3, 4]", "seeds = [0, 1]").replace("num_samples = 64", "num_samples = 4")
-    path = tmp_path / "digits_k_scaling_k2.toml"
+    path = tmp_path / "digits_k_scaling.toml"
     path.write_text(text)
-    assert main(["run", str(path), "--smoke", "--storage", str(tmp_path / "runs")]) == 0
-    run_dir = tmp_path / "runs" / "digits_k_scaling_k2"
+    assert main(["run", str(path), "--smoke", "--storage", str(tmp_path / "runs"),
+                 "--set", "sweep.train.aux_count=[2]", "--set", "methods.grid.cells={aux_count=[2]}"]) == 0
+    run_dir = tmp_path / "runs" / "digits_k_scaling"
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 2 * (3 + 4 * 4 + 9) and set(trials["status"]) <= {"finished", "stopped"}
+    assert set(trials["aux_count"]) == {2}
     random = trials[trials["method"] == "random"]
     assert len({tuple(json.loads(w)) for w in random["grid_point"]}) == 8   # 4 draws in each of 2 seeds
 
-    paths = k_scaling_report([str(run_dir)], str(tmp_path / "out"))
-    table = pd.read_csv(paths["k_scaling.csv"]).set_index("method")
+    paths = {name: run_dir / "report" / name for name in ("searches.csv", "searches.png")}
+    table = pd.read_csv(paths["searches.csv"]).set_index("method")
     assert set(table.index) == {"uniform", "arml", "arml_cheap", "tpe_simplex", "tpe_box", "random",
                                 "random_asha", "grid"}
     assert (table["K"] == 2).all() and table.loc["arml", "device_s_per_trial"] > 0
     searches = table[table["trials_per_seed"] > 1]
     assert searches["never"].all()          # two seeds never decide "as good"
     assert (searches["total_device_s"] > 0).all()
-    assert Path(paths["k_scaling.png"]).stat().st_size > 0
+    assert Path(paths["searches.png"]).stat().st_size > 0

@@ -1,22 +1,21 @@
-"""The K-scaling headline: across studies that differ only in the number K of auxiliary tasks (the
-`studies/digits_k_scaling_k*.toml` files), how much device time each search over the fixed auxiliary weights
-needs to become "as good" as one ARML run.
+"""Searches over the fixed auxiliary weights against single runs (ARML, its cheap variant, Uniform), cell by cell
+of a study: how much device time each search needs to become "as good" as one ARML run, the verdicts of every
+method against ARML, and each ARML run against each search given `--multiple` times its device-seconds. With a
+sweep over the number K of auxiliary tasks (`aux_count`), this is the K-scaling report.
 
-For every run folder (one K) and search method, each seed's search is read in plan order as a best-so-far
-curve: after its first i trials, the trial with the best validation accuracy so far (a grid: the point with the
-best mean validation accuracy over seeds among its first i points) and that trial's test accuracy. The search
-is "as good" as ARML after i trials when the per-seed differences (search minus ARML, paired by seed) have a
-95% Student-t interval whose lower bound lies above -margin (the study's `[report] margin`, in accuracy
-points), the rule of `orchestrator.report.verdicts`. Its cost is the mean over seeds of the device-seconds its
-first i trials took, shown relative to one ARML run's; a search that never gets there is shown at its total
-cost as "never". Selection is on validation only; each test accuracy is read once, for the selected trial.
+For every cell and search method, each seed's search is read in plan order as a best-so-far curve: after its
+first i trials, the trial with the best validation accuracy so far (a grid: the point with the best mean
+validation accuracy over seeds among its first i points) and that trial's test accuracy. The search is "as good"
+as ARML after i trials when the per-seed differences (search minus ARML, paired by seed) have a 95% Student-t
+interval whose lower bound lies above -margin (the study's `[report] margin`), the rule of
+`orchestrator.report.verdicts`. Its cost is the mean over seeds of the device-seconds its first i trials took,
+shown relative to one ARML run's; a search that never gets there is shown at its total cost as "never". Selection
+is on validation only; each test accuracy is read once, for the selected trial.
 
-    arml report RUN_DIR... --k-scaling --out DIR
-
-writes `k_scaling.csv`/`.md` (one row per K and method), `k_scaling_verdicts.csv` (each method against ARML,
-a search at its 4-, 16- and 64-trial prefixes and at its end), `k_scaling_budgeted.csv` (each ARML method
-against each search given `--multiple` times, 16 by default, that ARML method's device-seconds: the search's
-longest prefix that fits, per seed) and `k_scaling.png`.
+Files (in the report folder): `searches.csv`/`.md` (one row per cell and method), `searches_verdicts.csv` (each
+method against ARML, a search at its 4-, 16- and 64-trial prefixes and at its end), `searches_budgeted.csv` (each
+ARML method against each search given 16 times its device-seconds: the search's longest prefix that fits, per
+seed) and `searches.png` (the cost to match ARML along K).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator.report.data import DONE, RunData, _budget_rows, chosen_grid_point, load_run
+from orchestrator.report.data import DONE, RunData, _budget_rows, chosen_grid_point
 from orchestrator.report.verdicts import AS_GOOD, BETTER, compare, per_seed
 
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
@@ -153,7 +152,7 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
     the ARML method minus the search's validation-selected trial after that prefix. A search whose first trial
     already costs more is left out (no prefix fits)."""
     device, column = _column(data)
-    k = len(data.plan.aux_names)
+    k = data.k
     armls = [m for m in data.methods if data.weighting.get(m) == "arml"]
     rows: list[dict] = []
     for budget in data.budgets or [math.nan]:
@@ -179,7 +178,7 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
 def run_rows(data: RunData, margin: float, cache: dict[tuple, Curves] | None = None
              ) -> tuple[list[dict], list[dict]]:
     """The headline rows and the verdict rows of one run folder (one K); none without an ARML method."""
-    k = len(data.plan.aux_names)
+    k = data.k
     arml = data.reference("arml")
     device, column = _column(data)
     rows: list[dict] = []
@@ -212,27 +211,29 @@ def run_rows(data: RunData, margin: float, cache: dict[tuple, Curves] | None = N
     return rows, verdicts
 
 
-def k_scaling_tables(run_dirs: list[str], margin_points: float | None = None,
-                     multiple: float = MULTIPLE) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(headline, verdicts, budgeted) over the run folders, sorted by K; the margin (accuracy points) is each
-    study's `[report] margin` unless given."""
+def searches_tables(cells: list[tuple[dict[str, Any], RunData]], margin_points: float | None = None,
+                    multiple: float = MULTIPLE) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(headline, verdicts, budgeted) of each cell's searches against its single runs, with the cell's swept
+    values as columns in front, sorted by K."""
     rows, verdicts, budgeted = [], [], []
-    for run_dir in run_dirs:
-        data = load_run(run_dir)
+    for cell, data in cells:
         points = margin_points if margin_points is not None else float(data.plan.margin)
         cache: dict[tuple, Curves] = {}
         r, v = run_rows(data, points / 100.0, cache)
-        rows += r
-        verdicts += v
-        budgeted += budgeted_rows(data, points / 100.0, multiple, cache)
-    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["K", "budget"], kind="stable").reset_index(drop=True)
-    verdict = pd.DataFrame(verdicts, columns=VERDICT_COLUMNS).sort_values(["K", "budget"], kind="stable")
-    extra = pd.DataFrame(budgeted, columns=BUDGETED_COLUMNS).sort_values(["K", "budget"], kind="stable")
-    return table, verdict.reset_index(drop=True), extra.reset_index(drop=True)
+        rows += [{**cell, **row} for row in r]
+        verdicts += [{**cell, **row} for row in v]
+        budgeted += [{**cell, **row} for row in budgeted_rows(data, points / 100.0, multiple, cache)]
+    front = [key for key in dict.fromkeys(k for cell, _ in cells for k in cell) if key not in ("K", "budget")]
+
+    def frame(items: list[dict], columns: list[str]) -> pd.DataFrame:
+        table = pd.DataFrame(items, columns=[*front, *columns])
+        return table.sort_values(["K", "budget"], kind="stable").reset_index(drop=True)
+
+    return frame(rows, COLUMNS), frame(verdicts, VERDICT_COLUMNS), frame(budgeted, BUDGETED_COLUMNS)
 
 
 def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame | None = None) -> str:
-    """k_scaling.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
+    """searches.md: per K, each search's cost to become as good as ARML, and every verdict against ARML."""
     from orchestrator.report.text import md_table
     def fmt(x: float, spec: str = ".1f") -> str:
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
@@ -330,18 +331,23 @@ def plot(table: pd.DataFrame, path: str) -> None:
     plt.close(fig)
 
 
-def k_scaling_report(run_dirs: list[str], out_dir: str, margin_points: float | None = None,
-                     multiple: float = MULTIPLE) -> dict[str, str]:
-    """Writes k_scaling.csv/.md/.png, k_scaling_verdicts.csv and k_scaling_budgeted.csv under out_dir; returns
-    their paths."""
+def write_searches(cells: list[tuple[dict[str, Any], RunData]], out_dir: str, margin_points: float | None = None,
+                   multiple: float = MULTIPLE) -> dict[str, str]:
+    """Writes searches.csv/.md/.png, searches_verdicts.csv and searches_budgeted.csv under out_dir (the report
+    folder); returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    table, verdicts, budgeted = k_scaling_tables(run_dirs, margin_points, multiple)
+    table, verdicts, budgeted = searches_tables(cells, margin_points, multiple)
     paths = {name: os.path.join(out_dir, name) for name in
-             ("k_scaling.csv", "k_scaling_verdicts.csv", "k_scaling_budgeted.csv", "k_scaling.md", "k_scaling.png")}
-    table.to_csv(paths["k_scaling.csv"], index=False)
-    verdicts.to_csv(paths["k_scaling_verdicts.csv"], index=False)
-    budgeted.to_csv(paths["k_scaling_budgeted.csv"], index=False)
-    with open(paths["k_scaling.md"], "w") as f:
+             ("searches.csv", "searches_verdicts.csv", "searches_budgeted.csv", "searches.md", "searches.png")}
+    for frame, name in ((table, "searches.csv"), (verdicts, "searches_verdicts.csv"),
+                        (budgeted, "searches_budgeted.csv")):   # rounded, as every table of the report
+        frame.round(9).to_csv(paths[name], index=False, float_format="%.6g", lineterminator="\n")
+    with open(paths["searches.md"], "w") as f:
         f.write(markdown(table, verdicts, budgeted))
-    plot(table, paths["k_scaling.png"])
+    plot(table, paths["searches.png"])
     return paths
+
+
+def has_searches(data: RunData) -> bool:
+    """Whether a study compares searches with an ARML method (the searches files are written then)."""
+    return bool(data.searches()) and data.reference("arml") is not None

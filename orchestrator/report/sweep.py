@@ -1,0 +1,189 @@
+"""A sweep's report: every table with one column per swept key, the Markdown with one section per cell, and the
+sweep's own figures: test accuracy along a numeric axis (one line per method, one panel per value of the other
+axes) and the regime map (per comparison of a method with its reference, a grid of cells coloured by the paired
+verdict, the mean difference written in each cell)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.report.data import RunData
+from orchestrator.report.text import budget_text, points_text
+from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, unordered
+from orchestrator.study.sweep import cell_label
+from orchestrator.study.vocabulary import BY_FIELD
+
+VERDICT_COLORS = {BETTER: "#1a9850", AS_GOOD: "#a6d96a", NOT_DECIDED: "#e0e0e0", WORSE: "#d73027"}
+AXIS_WORDS = {"aux_count": "auxiliary tasks K", "steps": "training steps"}
+
+__all__ = ["cell_label", "cell_slug", "combine_markdown", "sweep_figures", "with_cell"]
+
+
+def cell_slug(cell: dict[str, Any]) -> str:
+    """A folder name for a cell: 'steps-100_target_domain-photo'."""
+    text = "_".join(f"{key}-{value}" for key, value in cell.items())
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text) or "all"
+
+
+def with_cell(frame: pd.DataFrame, cell: dict[str, Any]) -> pd.DataFrame:
+    """`frame` with one column per swept key in front, named after the key."""
+    out = frame.copy()
+    for at, (key, value) in enumerate(cell.items()):
+        out.insert(at, key, [value] * len(out))
+    return out
+
+
+def combine_markdown(data: RunData, sections: list[tuple[dict[str, Any], str]]) -> str:
+    """One document from one Markdown text per cell: the first cell's title (its cell named in it taken out),
+    then each cell's text under '## <cell>' with its own headings one level down."""
+    title = sections[0][1].splitlines()[0] if sections else f"# {data.plan.study}"
+    for cell, _ in sections[:1]:
+        title = title.replace(f" ({cell_label(cell)})", "")
+    lines = [title, "", f"Swept: {', '.join(data.axes)}; {len(sections)} cells, each compared on its own (pairs "
+             "are seed-matched within a cell). Each cell's figures are in cells/<cell>/.", ""]
+    for cell, text in sections:
+        body = text.splitlines()[1:]
+        if "## Files" in body:
+            body = body[:body.index("## Files")]
+        lines += [f"## {cell_label(cell)}", ""] + [f"#{line}" if line.startswith("#") else line for line in body]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and not pd.isna(v) for v in values)
+
+
+def _axes_of(data: RunData, frame: pd.DataFrame) -> list[tuple[str, list[Any]]]:
+    """The report's axes with their values, in order: the swept keys, then the label budget when it has several
+    values (a sweep of its own)."""
+    axes = [(key, list(dict.fromkeys(frame[key]))) for key in data.axes if key in frame]
+    if "budget" in frame and frame["budget"].nunique() > 1:
+        axes.append(("budget", sorted(frame["budget"].dropna().unique().tolist())))
+    return axes
+
+
+def _axis_words(data: RunData, key: str) -> str:
+    if key == "budget":
+        kind = BY_FIELD.get(data.budget_key)
+        return kind.axis if kind else "label budget"
+    return AXIS_WORDS.get(key, key)
+
+
+def sweep_figures(data: RunData, folder: str, colors: dict[str, str]) -> None:
+    """sweep.png (test accuracy along the first numeric axis) and regime_map.png (two axes or more)."""
+    points = pd.read_csv(os.path.join(folder, "data_requirement.csv"))
+    paired = pd.read_csv(os.path.join(folder, "comparisons.csv"))
+    axes = _axes_of(data, points)
+    numeric = [key for key, values in axes if _numeric(values) and len(values) > 1]
+    if numeric:
+        accuracy_along(data, points, numeric[0], [a for a in axes if a[0] != numeric[0]],
+                       os.path.join(folder, "sweep.png"), colors)
+    if len(axes) >= 2 and len(paired):
+        regime_map(data, paired, axes, os.path.join(folder, "regime_map.png"))
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _panels(others: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    panels = [{}]
+    for key, values in others:
+        panels = [{**p, key: v} for p in panels for v in values]
+    return panels
+
+
+def _where_text(data: RunData, where: dict[str, Any]) -> str:
+    """'steps = 100, 40 labels' (a budget in its own words)."""
+    return ", ".join(budget_text(data.budget_key, v) if key == "budget" else f"{key} = {v}"
+                     for key, v in where.items())
+
+
+def _select(frame: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
+    for key, value in where.items():
+        frame = frame[frame[key].astype(str) == str(value)]
+    return frame
+
+
+def accuracy_along(data: RunData, points: pd.DataFrame, key: str, others: list[tuple[str, list[Any]]], path: str,
+                   colors: dict[str, str]) -> None:
+    """Test accuracy (%) against the numeric axis `key`, one line per method with its 95% interval, one panel per
+    value of the other axes."""
+    panels = _panels(others)
+    fig = _figure(min(4.2 * len(panels), 16), 4.2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, where in zip(axes, panels):
+        here = _select(points, where)
+        for method in data.methods:
+            mine = here[here["method"] == method].sort_values(key)
+            if mine.empty:
+                continue
+            x = mine[key].astype(float)
+            ax.errorbar(x, 100 * mine["test_acc_mean"], yerr=100 * mine["test_acc_ci95"].fillna(0), marker="o",
+                        capsize=3, color=colors.get(method), label=method)
+        ax.set_xscale("log" if key == "aux_count" else "linear")
+        values = sorted(here[key].astype(float).unique())
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.set(xlabel=_axis_words(data, key), title=_where_text(data, where) or data.plan.study)
+        ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(100.0, ax.get_ylim()[1]))
+        ax.grid(True, alpha=0.2)
+    axes[0].set_ylabel("test accuracy % (at best validation), mean and 95% CI")
+    axes[0].legend(fontsize=7)
+    fig.savefig(path)
+
+
+def regime_map(data: RunData, paired: pd.DataFrame, axes: list[tuple[str, list[Any]]], path: str) -> None:
+    """Per method compared with a reference (Uniform first, then the searches' choices): rows are the values of
+    all axes but the last, columns the last axis' values; each cell is coloured by the paired verdict of the
+    method against the reference there and shows the mean difference in points."""
+    paired = unordered(paired, data.methods)   # each pair once (grid vs uniform, not also uniform vs grid)
+    pairs = list(dict.fromkeys(zip(paired["method"], paired["versus"])))
+    uniform = data.reference("uniform")
+    pairs.sort(key=lambda p: (p[1] != uniform, p[1], p[0]))
+    rows_axes, (col_key, col_values) = axes[:-1], axes[-1]
+    row_cells = _panels(rows_axes)
+    n = len(pairs)
+    cols = min(n, 3)
+    fig = _figure(4.6 * cols, 0.55 * len(row_cells) * math.ceil(n / cols) + 1.6 * math.ceil(n / cols))
+    grid = fig.subplots(math.ceil(n / cols), cols, squeeze=False)
+    for index, (method, versus) in enumerate(pairs):
+        ax = grid[index // cols][index % cols]
+        mine = paired[(paired["method"] == method) & (paired["versus"] == versus)]
+        for i, where in enumerate(row_cells):
+            for j, value in enumerate(col_values):
+                at = _select(mine, {**where, col_key: value})
+                verdict = str(at["verdict"].iloc[0]) if len(at) else ""
+                ax.add_patch(_rect(j, i, VERDICT_COLORS.get(verdict, "white")))
+                if len(at) and not pd.isna(at["mean_diff"].iloc[0]):
+                    ax.text(j + 0.5, i + 0.5, f"{100 * at['mean_diff'].iloc[0]:+.1f}", ha="center", va="center",
+                            fontsize=8)
+        ax.set_xlim(0, len(col_values))
+        ax.set_ylim(len(row_cells), 0)
+        ax.set_xticks([j + 0.5 for j in range(len(col_values))], [f"{v:g}" if isinstance(v, float) else str(v)
+                                                                  for v in col_values])
+        ax.set_yticks([i + 0.5 for i in range(len(row_cells))], [_where_text(data, w) or "all" for w in row_cells],
+                      fontsize=7)
+        ax.set_xlabel(_axis_words(data, col_key), fontsize=8)
+        ax.set_title(f"{method} vs {versus}", fontsize=9)
+    for index in range(n, grid.size):
+        grid[index // cols][index % cols].set_visible(False)
+    from matplotlib.patches import Patch
+
+    margin = float(data.plan.margin)
+    fig.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()], loc="outside lower center",
+               ncol=4, fontsize=8, title=f"paired verdict over seeds (margin {points_text(margin)}); numbers: mean "
+                                           "difference in points", title_fontsize=8)
+    fig.savefig(path)
+
+
+def _rect(x: float, y: float, color: str):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), 1, 1, facecolor=color, edgecolor="white", linewidth=1.5)
