@@ -35,3 +35,21 @@ def test_a_run_folder_from_before_the_move_resumes(tmp_path):
     assert not {r["trial_id"] for r in new} & finished_before          # finished trials never trained again
     resumed = [r for r in new if r["trial_id"] == "266fd2ae223a"]
     assert resumed and min(r["step"] for r in resumed) == 160 and {r["retry_from_step"] for r in resumed} == {120}
+
+
+def test_a_sweep_grown_by_an_axis_value_resumes_and_trains_only_the_new_cell(tmp_path, local_ray):
+    from studyfiles import tiny_study
+
+    study = tiny_study(tmp_path, "grow", seeds=(0, 1), extra="[sweep.train]\nlr = [0.003]\n")
+    storage = str(tmp_path / "runs")
+    assert main(["run", study, "--storage", storage]) == 0
+    rows = tmp_path / "runs" / "grow" / "records.jsonl"
+    before = rows.read_text().splitlines()
+    assert main(["run", study, "--storage", storage, "--resume", "--set", "sweep.train.lr=[0.003, 0.01]"]) == 0
+    after = rows.read_text().splitlines()
+    new = [json.loads(line) for line in after[len(before):]]
+    assert {r["lr"] for r in map(json.loads, before)} == {0.003} and {r["lr"] for r in new} == {0.01}
+    trials = pd.read_csv(tmp_path / "runs" / "grow" / "trials.csv")
+    assert len(trials) == 8 and set(trials["status"]) == {"finished"} and set(trials["lr"]) == {0.003, 0.01}
+    paired = pd.read_csv(tmp_path / "runs" / "grow" / "report" / "comparisons.csv")
+    assert set(paired["lr"]) == {0.003, 0.01}

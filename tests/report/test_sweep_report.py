@@ -1,0 +1,63 @@
+"""The report of a sweep, computed within each cell: pairs are seed-matched inside a cell (never across), every
+table gets one column per swept key, and the regime map is drawn for two axes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.report.build import make_report
+
+# accuracy[cell steps][method] per seed: at 100 steps ARML is 2 points above Uniform in every seed, at 400 it is
+# 1 below; pooled over cells the two would cancel
+ACCURACY = {100: {"uniform": [0.80, 0.70, 0.75, 0.78], "arml": [0.82, 0.72, 0.77, 0.80]},
+            400: {"uniform": [0.90, 0.85, 0.88, 0.86], "arml": [0.89, 0.84, 0.87, 0.85]}}
+
+
+def sweep_folder(folder: Path, budgets: tuple[int, ...] = (20,)) -> Path:
+    folder.mkdir(parents=True)
+    trials, states, rows = [], {}, []
+    for steps, methods in ACCURACY.items():
+        for method, values in methods.items():
+            for budget in budgets:
+                for seed, value in enumerate(values):
+                    value += 0.05 * budgets.index(budget)
+                    tid = f"{method}{steps}b{budget}s{seed}"
+                    trials.append({"trial_id": tid, "method": method, "weighting": method, "budget_key": "label_budget",
+                                   "budget": budget, "seed": seed, "grid_point": None, "cell": {"steps": steps},
+                                   "config": {"setting": "mlc", "steps": steps, "label_budget": budget}})
+                    states[tid] = {"status": "finished"}
+                    rows.append({"trial_id": tid, "step": steps, "best_val_acc": value, "test_acc_at_best_val": value,
+                                 "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0, "weight/a": 1.0})
+    plan = {"study": "sweep", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc", "aux_names": ["a"],
+            "margin": 1.0, "axes": ["steps"], "trials": trials}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_each_cell_is_paired_on_its_own_and_tables_name_the_cell(tmp_path):
+    report = Path(make_report(str(sweep_folder(tmp_path / "run"))))
+    paired = pd.read_csv(report / "comparisons.csv")
+    assert list(paired.columns[:2]) == ["steps", "budget_key"]
+    mine = paired[(paired["method"] == "arml") & (paired["versus"] == "uniform")].set_index("steps")
+    assert mine.loc[100, "mean_diff"] == pytest.approx(0.02) and mine.loc[400, "mean_diff"] == pytest.approx(-0.01)
+    assert mine.loc[100, "verdict"] == "better" and mine.loc[100, "n_pairs"] == 4   # never 8: no cross-cell pairs
+    points = pd.read_csv(report / "data_requirement.csv").set_index(["steps", "method"])
+    assert points.loc[(400, "uniform"), "test_acc_mean"] == pytest.approx(sum(ACCURACY[400]["uniform"]) / 4)
+    text = (report / "results.md").read_text()
+    assert "## steps = 100" in text and "## steps = 400" in text and text.count("# sweep: results") == 1
+    assert (report / "sweep.png").stat().st_size > 0
+    assert (report / "cells" / "steps-400" / "data_requirement.png").exists()
+    assert not (report / "regime_map.png").exists()          # one axis: no map
+
+
+def test_two_axes_draw_the_regime_map(tmp_path):
+    report = Path(make_report(str(sweep_folder(tmp_path / "run", budgets=(20, 40)))))
+    assert (report / "regime_map.png").stat().st_size > 0
+    paired = pd.read_csv(report / "comparisons.csv")
+    assert len(paired[(paired["method"] == "arml") & (paired["versus"] == "uniform")]) == 4   # 2 steps x 2 budgets
