@@ -26,24 +26,12 @@ from orchestrator.report.data import final_weights, load_run, method_points  # n
 from orchestrator.report.text import budget_text, md_table, pct  # noqa: E402
 from orchestrator.report.verdicts import compare, comparisons, per_seed, verdict_text  # noqa: E402
 
-TWINS = ["digits_table1_ssl",
-         "digits_fig2_ssl_labels",
-         "digits_table2_mlc",
-         "digits_table4_dg",
-         "digits_table4_dg_baseline",
-         "digits_table4_dg_fada",
-         "digits_fig3_dg_shots",
-         "digits_fig3_dg_shots_fada",
+TWINS = ["digits_table1_ssl", "digits_fig2_ssl_labels", "digits_table2_mlc", "digits_table4_dg", "digits_fig3_dg_shots",
          "digits_fig4_dg_scarcity"]
-
-# Table 4 / Figure 3 rows that live in separate study files (one dg_variant per file): compared across files
-# seed by seed (the same seed draws the same labels, split and backbone initialisation in every variant)
-ACROSS = [("digits_table4_dg_fada", "digits_table4_dg"), ("digits_table4_dg_fada", "digits_table4_dg_baseline"),
-          ("digits_fig3_dg_shots_fada", "digits_fig3_dg_shots")]
 SEARCH = "digits_search_vs_arml"
 GRID_VS_ARML = ["digits_ssl_grid_vs_arml", "digits_mlc_grid_vs_arml", "digits_dg_grid_vs_arml"]
 FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
-KSCALING = [f"digits_k_scaling_k{k}" for k in (2, 4, 8, 16, 32)]
+KSCALING = "digits_k_scaling"   # one sweep over aux_count
 
 
 def notes() -> dict[str, str]:
@@ -109,21 +97,6 @@ def paired(runs: str, study: str) -> list[str]:
             for _, r in frame.iterrows()]
     return [f"Paired over seeds (method minus reference, points; margin {margin_of(data):g}):", "",
             md_table(["budget", "method", "versus", "verdict (mean diff, 95% CI, seeds)"], rows), ""]
-
-
-def across(runs: str, first: str, second: str) -> list[str]:
-    """Every method of `first` against every method of `second`, per common budget, paired by seed."""
-    a, b = run_data(runs, first), run_data(runs, second)
-    margin = margin_of(a) / 100
-    rows = []
-    for budget in sorted(set(a.budgets) & set(b.budgets)) or [math.nan]:
-        for method in a.methods:
-            for versus in b.methods:
-                row = compare(per_seed(a, method, budget), per_seed(b, versus, budget), margin)
-                row["budget"] = budget
-                rows.append([budget_text(a.budget_key, budget), f"{method} ({first})", f"{versus} ({second})",
-                             verdict_text(row)])
-    return rows
 
 
 def waves_of(runs: str, study: str) -> str:
@@ -242,39 +215,42 @@ def variants_vs_arml(data, trials) -> list[str]:
             md_table(["budget", "variant", "vs arml (paired)", "cost vs uniform"], rows), ""]
 
 
-def k_scaling(runs: str, studies: list[str], note: str) -> list[str]:
-    """The K-scaling section: the report of orchestrator.report.kscaling over the K-scaling run folders (written
-    to results/k_scaling/), its headline and budgeted tables and a condensed view of its verdicts."""
-    from orchestrator.report.kscaling import MULTIPLE, k_scaling_report
+def k_scaling(runs: str, study: str, note: str) -> list[str]:
+    """The K-scaling section: the searches' report of the K-scaling sweep (report/searches.*, copied to
+    results/k_scaling/), its headline and budgeted tables and a condensed view of its verdicts."""
+    import shutil
+
+    from orchestrator.report.searches import MULTIPLE
 
     out = os.path.join(HERE, "results", "k_scaling")
-    paths = k_scaling_report([os.path.join(runs, s) for s in studies], out)
-    report = open(paths["k_scaling.md"]).read()
+    os.makedirs(out, exist_ok=True)
+    paths = {}
+    for name in ("searches.md", "searches.csv", "searches_verdicts.csv", "searches_budgeted.csv", "searches.png"):
+        paths[name] = os.path.join(out, name)
+        shutil.copyfile(os.path.join(runs, study, "report", name), paths[name])
+    report = open(paths["searches.md"]).read()
     headline = report.split("## Paired verdicts against ARML")[0].split("\n", 2)[2].strip()
     budgeted = section(report, report.split("\n## ")[-1].splitlines()[0]) if "given" in report else ""
-    verdicts = pd.read_csv(paths["k_scaling_verdicts.csv"])
+    verdicts = pd.read_csv(paths["searches_verdicts.csv"])
     rows = []
     for (k, method), group in verdicts.groupby(["K", "method"], sort=False):
         cells = [(f"{int(r['trials'])}: " if len(group) > 1 else "") + f"{r['verdict']} ({100 * r['mean_diff']:+.1f})"
                  for _, r in group.iterrows()]
         rows.append([str(int(k)), method, "; ".join(cells)])
-    trials = [pd.read_csv(os.path.join(runs, s, "trials.csv")) for s in studies]
-    spans = [span_s(runs, s) for s in studies]
-    timing = ", ".join(f"K = {s.rsplit('_k', 1)[1]}: {t / 60:.0f} min" for s, t in zip(studies, spans))
+    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
     return ["## As the number of auxiliary tasks grows", "",
-            f"`bash docs/k_scaling.sh` ({', '.join(f'`studies/{s}.toml`' for s in studies)}: "
-            f"{sum(len(t) for t in trials)} trials, {sum(t['cpu_s'].sum() for t in trials):.0f} CPU-seconds of "
-            f"training; {sum(spans) / 60:.0f} minutes of trials on 2 CPUs ({timing}); the report: "
-            "`python -m orchestrator.report.kscaling runs/digits_k_scaling_k{2,4,8,16,32} --out DIR`).", "",
-            note, "", headline, "", "![k_scaling](results/k_scaling/k_scaling.png)", "",
+            f"`arml run studies/{study}.toml` ({len(trials)} trials, {trials['cpu_s'].sum():.0f} CPU-seconds of "
+            f"training; {span_s(runs, study) / 60:.0f} minutes of trials on 2 CPUs; its report's searches.* "
+            "files).", "",
+            note, "", headline, "", "![k_scaling](results/k_scaling/searches.png)", "",
             "Each method against per-step ARML (paired over seeds, margin 1 point; mean difference in points in "
             "brackets; a search after its first 4, 16 and 64 trials per seed, in the order it ran them, each time "
             "the trial chosen on validation):", "",
             md_table(["K", "method", "verdict (trials: verdict)"], rows), "",
             *([f"**Each ARML run against each search given {MULTIPLE:g}x its own CPU-seconds.**", "", budgeted, ""]
               if budgeted else []),
-            "Every number with its interval: [results/k_scaling/k_scaling.md](results/k_scaling/k_scaling.md), "
-            "`k_scaling.csv`, `k_scaling_verdicts.csv`, `k_scaling_budgeted.csv` next to it.", ""]
+            "Every number with its interval: [results/k_scaling/searches.md](results/k_scaling/searches.md), "
+            "`searches.csv`, `searches_verdicts.csv`, `searches_budgeted.csv` next to it.", ""]
 
 
 def main() -> int:
@@ -286,16 +262,10 @@ def main() -> int:
     for study in TWINS:
         if os.path.exists(os.path.join(args.runs, study, "report")):
             out += twin(args.runs, study, text.get(study, ""))
-    present = [(a, b) for a, b in ACROSS if all(os.path.exists(os.path.join(args.runs, s, "report")) for s in (a, b))]
-    rows = [row for first, second in present for row in across(args.runs, first, second)]
-    if rows:
-        out += ["### Domain generalization variants compared", "", text.get("dg_variants", ""), "",
-                md_table(["budget", "method", "versus", "verdict (mean diff, 95% CI, seeds)"], rows), ""]
     if os.path.exists(os.path.join(args.runs, SEARCH, "report")):
         out += search(args.runs, text.get(SEARCH, ""))
-    ks = [s for s in KSCALING if os.path.exists(os.path.join(args.runs, s, "trials.csv"))]
-    if ks:
-        out += k_scaling(args.runs, ks, text.get("k_scaling", ""))
+    if os.path.exists(os.path.join(args.runs, KSCALING, "report", "searches.md")):
+        out += k_scaling(args.runs, KSCALING, text.get("k_scaling", ""))
     out += ["## When one ARML run matches grid search", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
         if os.path.exists(os.path.join(args.runs, study, "report")):

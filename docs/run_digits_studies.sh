@@ -9,8 +9,7 @@ cd "$(dirname "$0")/.."
 STORAGE=${STORAGE:-runs}
 MAX_SEEDS=${MAX_SEEDS:-6}
 ARML=${ARML:-.venv/bin/arml}
-TWINS="digits_table1_ssl digits_table2_mlc digits_table4_dg digits_table4_dg_baseline digits_table4_dg_fada
-       digits_fig3_dg_shots digits_fig3_dg_shots_fada digits_fig4_dg_scarcity"
+TWINS="digits_table1_ssl digits_table2_mlc digits_table4_dg digits_fig3_dg_shots digits_fig4_dg_scarcity"
 OTHERS="digits_mlc_grid_vs_arml digits_dg_grid_vs_arml digits_ssl_grid_vs_arml"
 LAST="digits_fig2_ssl_labels"      # the largest twin (90 trials a wave)
 SEARCH="digits_search_vs_arml"
