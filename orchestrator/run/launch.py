@@ -71,8 +71,15 @@ def _trial_table(plan: Plan, resume_from: dict[str, str]) -> dict[str, dict[str,
 
 
 def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
-    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": t.search,
+    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": t.search, "k": _k(t, plan),
                          "steps": t.config.steps, "eval_every": t.config.eval_every} for t in plan.trials}
+
+
+def _k(trial: Any, plan: Plan) -> int:
+    """A trial's number of auxiliary weights (its cell's aux_count in a sweep over it)."""
+    if "aux_count" in trial.cell:
+        return int(trial.cell["aux_count"])
+    return len(plan.aux_names)
 
 
 def _param_space(plan: Plan) -> dict[str, Any]:

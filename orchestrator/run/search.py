@@ -184,14 +184,15 @@ class StudySearcher(Searcher):
         self.planned: dict[str, str] = {}         # Tune's trial id -> planned trial id
         self.optuna: dict[str, Any] = {}           # group -> OptunaSearch
 
-    def _optuna(self, group: str, search: dict[str, Any]) -> Any:
+    def _optuna(self, group: str, search: dict[str, Any], k: int | None = None) -> Any:
         if group not in self.optuna:
+            k = k or self.k
             import optuna
             from ray.tune.search.optuna import OptunaSearch
 
             high = search["w_max"] if search["space"] == "box" else 1.0
             low = 0.0 if search["space"] == "box" else 1e-3
-            space = {f"w{i}": optuna.distributions.FloatDistribution(low, high) for i in range(self.k)}
+            space = {f"w{i}": optuna.distributions.FloatDistribution(low, high) for i in range(k)}
             sampler = make_sampler(search, group)
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             searcher = OptunaSearch(space=space, metric=SEARCH_METRIC, mode="max", sampler=sampler)
@@ -218,8 +219,9 @@ class StudySearcher(Searcher):
             return {"trial_id": planned}
         if planned in self.preset:
             return {"trial_id": planned, "weights": list(self.preset[planned])}
-        params = self._optuna(meta["group"], meta["search"]).suggest(trial_id)
-        return {"trial_id": planned, "weights": weights_from(params, meta["search"], self.k)}
+        k = meta.get("k") or self.k   # a sweep over aux_count: each cell's own number of weights
+        params = self._optuna(meta["group"], meta["search"], k).suggest(trial_id)
+        return {"trial_id": planned, "weights": weights_from(params, meta["search"], k)}
 
     def _search_of(self, trial_id: str) -> Any:
         planned = self.planned.get(trial_id)
@@ -238,7 +240,7 @@ class StudySearcher(Searcher):
         if planned in self.preset:   # drawn before the resume: the sampler learns its result as a given point
             meta = self.meta[planned]
             if result and SEARCH_METRIC in result and not error:
-                self._optuna(meta["group"], meta["search"]).add_evaluated_point(
+                self._optuna(meta["group"], meta["search"], meta.get("k")).add_evaluated_point(
                     sampled_params(self.preset[planned], meta["search"]), float(result[SEARCH_METRIC]))
             return
         searcher = self._search_of(trial_id)

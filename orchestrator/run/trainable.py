@@ -173,7 +173,7 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
             fit(trial["config"], report, resume_from=resume_from)
         except DETERMINISTIC as error:   # would fail the same way again: end the trial now, never retried
             tune.report({FATAL: f"{type(error).__name__}: {error}", "step": trial_start_step, **meter.now(),
-                         "val_acc": float("nan")})
+                         "val_acc": float("nan"), "best_val_acc": float("nan")})   # the metrics searchers expect
 
 
 @contextlib.contextmanager
