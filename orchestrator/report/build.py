@@ -4,7 +4,8 @@ as artifacts on the study's MLflow parent run when a tracking URI is given.
 Files: results.md (paper Tables 1/2/4 style, with the trials that did not finish), data_requirement.csv/.png
 (Fig. 2), labels_to_reach.csv, compute_cost.csv/.md (grid search vs ARML, with a verdict), cost_vs_accuracy.csv/
 .png (searches' best-so-far vs device-seconds, ARML and Uniform as points), weights.csv/.png
-(Fig. 4) and, for the multi-label setting, relationships.md (Table 3). See docs/results.md.
+(Fig. 4), for the multi-label setting relationships.md (Table 3), and with weight diagnostics in the records
+diagnostics.csv/_summary.csv/.png (report/diagnostics.py). See docs/results.md.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ def _write(value: pd.DataFrame | str, folder: str, name: str) -> None:
 def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict | None = None
                  ) -> dict[str, pd.DataFrame | str]:
     """One cell's tables (DataFrames) and texts (Markdown) by file name; its figures are drawn into `folder`."""
+    from orchestrator.report.diagnostics import has_diagnostics, summary_table, task_table
+    from orchestrator.report.diagnostics import markdown as diagnostics_markdown
+    from orchestrator.report.diagnostics import plot as diagnostics_plot
     from orchestrator.report.figures import cost_vs_accuracy_plot, data_requirement_plot, weights_plot
     from orchestrator.report.sweep import cell_label
 
@@ -179,7 +183,16 @@ def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict 
         weights_plot(trajectories, os.path.join(folder, "weights.png"), title, key, list(data.plan.aux_names))
     if data.plan.setting == "mlc":
         out["relationships.md"] = relationships_markdown(data)
-    out["results.md"] = results_markdown(data, points, folder, extra=list(out))
+    why: list[str] = []
+    if has_diagnostics(data):
+        tasks = task_table(data)
+        summary = summary_table(tasks)
+        out["diagnostics.csv"] = tasks
+        out["diagnostics_summary.csv"] = summary
+        why = diagnostics_markdown(data, summary)
+        if len(tasks):
+            diagnostics_plot(data, tasks, summary, os.path.join(folder, "diagnostics.png"), title)
+    out["results.md"] = results_markdown(data, points, folder, extra=list(out), sections=why)
     return out
 
 
@@ -215,8 +228,10 @@ def _text(text: str, folder: str, name: str) -> None:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
-def results_markdown(data: RunData, points: pd.DataFrame, folder: str, extra: list[str] | None = None) -> str:
-    """Paper Tables 1/2/4: methods x budgets, test accuracy and error (%) mean ± 95% CI, best in bold."""
+def results_markdown(data: RunData, points: pd.DataFrame, folder: str, extra: list[str] | None = None,
+                     sections: list[str] | None = None) -> str:
+    """Paper Tables 1/2/4: methods x budgets, test accuracy and error (%) mean ± 95% CI, best in bold; then the
+    paired comparisons, `sections` (lines: e.g. the weight diagnostics), the trials that did not finish."""
     plan = data.plan
     seeds = sorted(set(data.trials["seed"]))
     done = data.done
@@ -262,6 +277,7 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str, extra: li
             rows.append(row)
         lines += [f"## {title}", "", md_table(header, rows), ""]
     lines += paired_summary(data, margin)
+    lines += list(sections or [])
     lines += ["## Missing or failed trials", ""]
     missing = not_done(data)
     if missing.empty:

@@ -1,6 +1,6 @@
 """Searches over the fixed auxiliary weights against single runs (ARML, its cheap variant, Uniform), cell by cell
 of a study: how much device time each search needs to become "as good" as one ARML run, the verdicts of every
-method against ARML, and each ARML run against each search given `--multiple` times its device-seconds. With a
+method against ARML, and each single run against each search given `--multiple` times its device-seconds. With a
 sweep over the number K of auxiliary tasks (`aux_count`), this is the K-scaling report.
 
 For every cell and search method, each seed's search is read in plan order as a best-so-far curve: after its
@@ -14,8 +14,8 @@ is on validation only; each test accuracy is read once, for the selected trial.
 
 Files (in the report folder): `searches.csv`/`.md` (one row per cell and method), `searches_verdicts.csv` (each
 method against ARML, a search at its 4-, 16- and 64-trial prefixes and at its end), `searches_budgeted.csv` (each
-ARML method against each search given 16 times its device-seconds: the search's longest prefix that fits, per
-seed) and `searches.png` (the cost to match ARML along K).
+single-run method against each search given 16 times its device-seconds: the search's longest prefix that fits,
+per seed) and `searches.png` (the cost to match ARML along K).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_d
            "as_good_after", "device_s_to_as_good", "ratio_to_arml", "never", "total_device_s", "ratio_total",
            "seeds", "test_acc"]
 BUDGETED_COLUMNS = ["K", "budget", "method", "search", "multiple", "method_device_s", "trials",
-                    "search_device_s", "n_pairs", "mean_diff", "diff_low", "diff_high", "margin", "verdict"]
+                    "search_device_s", "n_pairs", "mean_diff", "diff_low", "diff_high", "margin", "verdict",
+                    "method_val_acc", "chosen"]
 MULTIPLE = 16.0              # the search's allowance, in units of one ARML run's device-seconds
 VERDICT_COLUMNS = ["K", "budget", "method", "kind", "trials", "n_pairs", "mean_diff", "diff_low", "diff_high",
                    "margin", "verdict"]
@@ -147,22 +148,29 @@ def search_rows(data: RunData, method: str, budget: float, column: str, referenc
 
 def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
                   cache: dict[tuple, Curves] | None = None) -> list[dict]:
-    """Each ARML method (per-step and cheap) against each search given `multiple` times that method's mean
-    device-seconds per run: the search's longest prefix whose mean cost per seed fits, and the paired verdict of
-    the ARML method minus the search's validation-selected trial after that prefix. A search whose first trial
-    already costs more is left out (no prefix fits)."""
+    """Each single-run method (ARML in its variants, Uniform, Auto-Lambda, ...: every method that is not a search)
+    against each search given `multiple` times that method's device-seconds per run: the search's longest prefix
+    whose mean cost per seed fits, and the paired verdict of the method minus the search's validation-selected
+    trial after that prefix. A search whose first trial already costs more is left out (no prefix fits).
+    `chosen` marks the single-run method a user would pick without looking at test: the best mean validation
+    accuracy over its seeds at that budget (`method_val_acc`; the first in study order on a tie)."""
     device, column = _column(data)
     k = data.k
-    armls = [m for m in data.methods if data.weighting.get(m) == "arml"]
+    searches = data.searches()
+    singles = [m for m in data.methods if m not in searches]
     rows: list[dict] = []
     for budget in data.budgets or [math.nan]:
-        for method in armls:
+        val = {m: float(_budget_rows(data.done[data.done["method"] == m], budget)["best_val_acc"].mean())
+               for m in singles}
+        finite = {m: v for m, v in val.items() if not math.isnan(v)}
+        chosen = max(finite, key=finite.__getitem__) if finite else None
+        for method in singles:
             done = _budget_rows(data.done[data.done["method"] == method], budget)
             cost = _run_cost(done, column)
             if math.isnan(cost) or cost <= 0:
                 continue
             mine = per_seed(data, method, budget)
-            for search in data.searches():
+            for search in searches:
                 curves = _curves(data, search, budget, column, {} if cache is None else cache)
                 n = max((len(c) for c in curves.values()), default=0)
                 fits = [i for i in range(1, n + 1) if at_prefix(curves, i)[1] <= multiple * cost]
@@ -171,7 +179,8 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
                 tests, spent = at_prefix(curves, fits[-1])
                 rows.append({"K": k, "budget": budget, "method": method, "search": search, "multiple": multiple,
                              "method_device_s": cost, "trials": fits[-1], "search_device_s": spent,
-                             "margin": margin, **paired(mine, tests, margin)})
+                             "margin": margin, **paired(mine, tests, margin), "method_val_acc": val[method],
+                             "chosen": method == chosen})
     return rows
 
 
@@ -239,6 +248,12 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
     margin = float(verdicts["margin"].iloc[0]) * 100 if len(verdicts) else math.nan
+    many = _where_columns(table)
+    head = ["where"] if many else []
+
+    def where(r: pd.Series) -> list[str]:
+        return [_where(r, many)] if many else []
+
     lines = ["# ARML against searches over K auxiliary weights", "",
              "Device-seconds (mean per seed) a search needs, in plan order, until its validation-selected trial is "
              "**as good** as ARML (paired over seeds: the 95% t interval of search minus ARML lies above "
@@ -256,33 +271,60 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame, budgeted: pd.DataFrame
             after = int(r["as_good_after"])
             reach = f"after {after} trial{'s' if after > 1 else ''}: {fmt(r['device_s_to_as_good'])} s, " \
                     f"{fmt(r['ratio_to_arml'], '.1f')}x ARML"
-        rows.append([str(int(r["K"])), r["method"], r["kind"], str(int(r["trials_per_seed"])),
+        rows.append([*where(r), str(int(r["K"])), r["method"], r["kind"], str(int(r["trials_per_seed"])),
                      fmt(100 * r["test_acc"], ".2f"),
                      fmt(r["device_s_per_trial"], ".2f"), fmt(r["arml_device_s"], ".2f"), reach])
     unit = f"{table['device'].iloc[0] if len(table) else ''}-s/trial"
-    lines += [md_table(["K", "method", "kind", "trials/seed", "test acc % (end)", unit, "ARML s", "as good as ARML"],
-                       rows), "",
+    lines += [md_table([*head, "K", "method", "kind", "trials/seed", "test acc % (end)", unit, "ARML s",
+                        "as good as ARML"], rows), "",
               "## Paired verdicts against ARML", "",
               "Method minus ARML in test accuracy points, per seed; a search at its 4-, 16- and 64-trial prefix "
               "and at its end.", ""]
-    vrows = [[str(int(r["K"])), r["method"], str(int(r["trials"])), str(int(r["n_pairs"])),
+    vrows = [[*where(r), str(int(r["K"])), r["method"], str(int(r["trials"])), str(int(r["n_pairs"])),
               fmt(100 * r["mean_diff"], "+.2f"),
               "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
               f"**{r['verdict']}**"] for _, r in verdicts.iterrows()]
-    lines += [md_table(["K", "method", "trials", "seeds", "mean diff", "95% t interval", "verdict"], vrows), ""]
+    lines += [md_table([*head, "K", "method", "trials", "seeds", "mean diff", "95% t interval", "verdict"], vrows), ""]
     if budgeted is not None and len(budgeted):
-        lines += [f"## Each ARML run against each search given {fmt(budgeted['multiple'].iloc[0], 'g')}x its "
+        lines += [f"## Each single run against each search given {fmt(budgeted['multiple'].iloc[0], 'g')}x its "
                   "device-seconds", "",
-                  "ARML method minus the search's validation-selected trial after the longest prefix of its trials "
-                  "that fits the allowance (mean cost per seed), per seed.", ""]
-        brows = [[str(int(r["K"])), r["method"], r["search"], str(int(r["trials"])),
+                  "Single-run method minus the search's validation-selected trial after the longest prefix of its "
+                  "trials that fits the allowance (mean cost per seed), per seed.", ""]
+        brows = [[*where(r), str(int(r["K"])), r["method"], r["search"], str(int(r["trials"])),
                   f"{fmt(r['search_device_s'])} s / {fmt(r['method_device_s'], '.2f')} s", str(int(r["n_pairs"])),
                   fmt(100 * r["mean_diff"], "+.2f"),
                   "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
                   f"**{r['verdict']}**"] for _, r in budgeted.iterrows()]
-        lines += [md_table(["K", "ARML method", "search", "search trials", "search / ARML device-s", "seeds",
+        lines += [md_table([*head, "K", "method", "search", "search trials", "search / method device-s", "seeds",
                             "mean diff", "95% t interval", "verdict"], brows), ""]
+        best = budgeted[budgeted["chosen"].astype(bool)]
+        lines += ["## Is one run enough? The single run chosen on validation against each search", "",
+                  "Where a user picks the single-run method with the best mean validation accuracy (test unseen), "
+                  f"is it as good as the search given {fmt(budgeted['multiple'].iloc[0], 'g')}x its device-seconds? "
+                  "**better** or **as good**: one run is enough there; **worse**: search; **not decided**: more "
+                  "seeds needed.", ""]
+        crows = [[*where(r), str(int(r["K"])), r["method"], fmt(100 * r["method_val_acc"], ".2f"), r["search"],
+                  fmt(100 * r["mean_diff"], "+.2f"),
+                  "" if math.isnan(r["diff_low"]) else f"{100 * r['diff_low']:+.2f} to {100 * r['diff_high']:+.2f}",
+                  f"**{r['verdict']}**"] for _, r in best.iterrows()]
+        lines += [md_table([*head, "K", "chosen single run", "its val acc %", "search", "mean diff",
+                            "95% t interval", "verdict"], crows), ""]
     return "\n".join(lines)
+
+
+def _where_columns(table: pd.DataFrame) -> list[str]:
+    """The columns besides K that tell a table's rows apart: the cell's other swept keys, and the budget when
+    there are several."""
+    front = [c for c in table.columns if c not in COLUMNS and c not in VERDICT_COLUMNS and c not in BUDGETED_COLUMNS]
+    varied = [c for c in front if table[c].nunique(dropna=False) > 1]
+    if "budget" in table and table["budget"].nunique(dropna=False) > 1:
+        varied.append("budget")
+    return varied
+
+
+def _where(r: pd.Series, columns: list[str]) -> str:
+    """'steps=100, budget=40' for a row (its values in `columns`)."""
+    return ", ".join(f"{c}={r[c]:g}" if isinstance(r[c], float) else f"{c}={r[c]}" for c in columns)
 
 
 def plot(table: pd.DataFrame, path: str) -> None:
@@ -297,12 +339,16 @@ def plot(table: pd.DataFrame, path: str) -> None:
     unit = f"{table['device'].iloc[0]}-s" if len(table) else "device-s"
     searches = table[table["trials_per_seed"] > 1]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (method, rows) in enumerate(searches.groupby("method", sort=False)):
+    many = _where_columns(table)   # one line per method and cell (besides K) and budget
+    styles = ["-", "--", ":", "-."]
+    for n, (key, rows) in enumerate(searches.groupby(["method", *many], sort=False, dropna=False)):
+        method = key[0] if isinstance(key, tuple) else key
         color = colors[n % len(colors)]
         y = np.where(rows["never"], rows["ratio_total"], rows["ratio_to_arml"])
         reached = ~rows["never"].to_numpy(dtype=bool)
+        name = method if method == rows["kind"].iloc[0] else f"{method} ({rows['kind'].iloc[0]})"
         left.plot(rows["K"], y, color=color, linewidth=1, marker="o", markersize=0,
-                  label=method if method == rows["kind"].iloc[0] else f"{method} ({rows['kind'].iloc[0]})")
+                  label=name + (f", {_where(rows.iloc[0], many)}" if many else ""))
         left.scatter(rows["K"][reached], y[reached], color=color, zorder=3)
         left.scatter(rows["K"][~reached], y[~reached], facecolors="white", edgecolors=color, zorder=3)
     left.scatter([], [], facecolors="white", edgecolors="grey", label="never as good: at its total cost")
@@ -310,8 +356,11 @@ def plot(table: pd.DataFrame, path: str) -> None:
     left.set(xscale="log", yscale="log", xlabel="auxiliary tasks K",
              ylabel=f"{unit} until as good as ARML / ARML's", title="searches: cost to match one ARML run")
     singles = table[table["trials_per_seed"] == 1]
-    for method, rows in singles.groupby("method", sort=False):
-        right.plot(rows["K"], rows["device_s_per_trial"], marker="o", label=method)
+    for n, (key, rows) in enumerate(singles.groupby(["method", *many], sort=False, dropna=False)):
+        method = key[0] if isinstance(key, tuple) else key
+        right.plot(rows["K"], rows["device_s_per_trial"], marker="o", color=colors[n % len(colors)],
+                   linestyle=styles[(n // len(colors)) % len(styles)],
+                   label=method + (f", {_where(rows.iloc[0], many)}" if many else ""))
     right.set(xscale="log", xlabel="auxiliary tasks K", ylabel=f"{unit} per run",
               title="one run's cost (median over seeds)")
     right.set_ylim(bottom=0)

@@ -1,7 +1,8 @@
 """A sweep's report: every table with one column per swept key, the Markdown with one section per cell, and the
 sweep's own figures: test accuracy along a numeric axis (one line per method, one panel per value of the other
-axes) and the regime map (per comparison of a method with its reference, a grid of cells coloured by the paired
-verdict, the mean difference written in each cell)."""
+axes) and the regime map (per comparison: each method against Uniform, each single run against each search given
+16x its compute, and the single run chosen on validation against each search; a grid of cells coloured by the
+paired verdict, the mean difference written in each cell)."""
 
 from __future__ import annotations
 
@@ -78,13 +79,50 @@ def sweep_figures(data: RunData, folder: str, colors: dict[str, str]) -> None:
     """sweep.png (test accuracy along the first numeric axis) and regime_map.png (two axes or more)."""
     points = pd.read_csv(os.path.join(folder, "data_requirement.csv"))
     paired = pd.read_csv(os.path.join(folder, "comparisons.csv"))
+    budgeted_csv = os.path.join(folder, "searches_budgeted.csv")
+    budgeted = pd.read_csv(budgeted_csv) if os.path.exists(budgeted_csv) else None
     axes = _axes_of(data, points)
     numeric = [key for key, values in axes if _numeric(values) and len(values) > 1]
     if numeric:
         accuracy_along(data, points, numeric[0], [a for a in axes if a[0] != numeric[0]],
                        os.path.join(folder, "sweep.png"), colors)
     if len(axes) >= 2 and len(paired):
-        regime_map(data, paired, axes, os.path.join(folder, "regime_map.png"))
+        regime_map(data, regime_panels(data, paired, budgeted), axes, os.path.join(folder, "regime_map.png"))
+    summary_csv = os.path.join(folder, "diagnostics_summary.csv")
+    if os.path.exists(summary_csv) and len(summary := pd.read_csv(summary_csv)):
+        from orchestrator.report.diagnostics import summary_plot
+
+        summary_plot(summary, os.path.join(folder, "diagnostics_summary.png"), data.plan.study, colors)
+
+
+def regime_panels(data: RunData, paired: pd.DataFrame, budgeted: pd.DataFrame | None
+                  ) -> list[tuple[str, pd.DataFrame]]:
+    """The regime map's panels, each (title, rows with the axes' columns, verdict, mean_diff and optionally a
+    `name` to write in the cell). With Uniform in the study: every other method against Uniform; with searches:
+    every single-run method against each search given its allowance of device-seconds (searches_budgeted.csv),
+    then, per search, the single run a user would choose on validation against it. Without Uniform: each pair
+    of methods once, Uniform-less references first."""
+    uniform = data.reference("uniform")
+    panels: list[tuple[str, pd.DataFrame]] = []
+    if uniform is None:
+        paired = unordered(paired, data.methods)   # each pair once (grid vs uniform, not also uniform vs grid)
+        pairs = sorted(dict.fromkeys(zip(paired["method"], paired["versus"])), key=lambda p: (p[1], p[0]))
+        return [(f"{m} vs {v}", paired[(paired["method"] == m) & (paired["versus"] == v)]) for m, v in pairs]
+    for method in data.methods:
+        mine = paired[(paired["method"] == method) & (paired["versus"] == uniform)]
+        if method != uniform and len(mine):
+            panels.append((f"{method} vs {uniform}", mine))
+    if budgeted is None or budgeted.empty:
+        return panels
+    multiple = f"{float(budgeted['multiple'].iloc[0]):g}x"
+    for search in dict.fromkeys(budgeted["search"]):
+        against = budgeted[budgeted["search"] == search]
+        for method in dict.fromkeys(against["method"]):
+            panels.append((f"{method} vs {search} at {multiple} its compute", against[against["method"] == method]))
+        chosen = against[against["chosen"].astype(bool)].assign(name=lambda f: f["method"])
+        if len(chosen):
+            panels.append((f"single run chosen on validation vs {search} at {multiple}", chosen))
+    return panels
 
 
 def _figure(width: float, height: float):
@@ -139,47 +177,48 @@ def accuracy_along(data: RunData, points: pd.DataFrame, key: str, others: list[t
     fig.savefig(path)
 
 
-def regime_map(data: RunData, paired: pd.DataFrame, axes: list[tuple[str, list[Any]]], path: str) -> None:
-    """Per method compared with a reference (Uniform first, then the searches' choices): rows are the values of
-    all axes but the last, columns the last axis' values; each cell is coloured by the paired verdict of the
-    method against the reference there and shows the mean difference in points."""
-    paired = unordered(paired, data.methods)   # each pair once (grid vs uniform, not also uniform vs grid)
-    pairs = list(dict.fromkeys(zip(paired["method"], paired["versus"])))
-    uniform = data.reference("uniform")
-    pairs.sort(key=lambda p: (p[1] != uniform, p[1], p[0]))
+def regime_map(data: RunData, panels: list[tuple[str, pd.DataFrame]], axes: list[tuple[str, list[Any]]],
+               path: str) -> None:
+    """One panel per comparison (regime_panels): rows are the values of all axes but the last, columns the last
+    axis' values; each cell is coloured by the paired verdict there and shows the mean difference in points (and
+    the method's name where the panel chooses one per cell)."""
     rows_axes, (col_key, col_values) = axes[:-1], axes[-1]
     row_cells = _panels(rows_axes)
-    n = len(pairs)
-    cols = min(n, 3)
-    fig = _figure(4.6 * cols, 0.55 * len(row_cells) * math.ceil(n / cols) + 1.6 * math.ceil(n / cols))
-    grid = fig.subplots(math.ceil(n / cols), cols, squeeze=False)
-    for index, (method, versus) in enumerate(pairs):
+    n = len(panels)
+    cols = min(n, 5)
+    lines = math.ceil(n / cols)
+    fig = _figure(3.6 * cols, (0.55 * len(row_cells) + 1.3) * lines + 0.8)
+    grid = fig.subplots(lines, cols, squeeze=False)
+    for index, (title, mine) in enumerate(panels):
         ax = grid[index // cols][index % cols]
-        mine = paired[(paired["method"] == method) & (paired["versus"] == versus)]
         for i, where in enumerate(row_cells):
             for j, value in enumerate(col_values):
                 at = _select(mine, {**where, col_key: value})
                 verdict = str(at["verdict"].iloc[0]) if len(at) else ""
                 ax.add_patch(_rect(j, i, VERDICT_COLORS.get(verdict, "white")))
                 if len(at) and not pd.isna(at["mean_diff"].iloc[0]):
-                    ax.text(j + 0.5, i + 0.5, f"{100 * at['mean_diff'].iloc[0]:+.1f}", ha="center", va="center",
-                            fontsize=8)
+                    text = f"{100 * at['mean_diff'].iloc[0]:+.1f}"
+                    if "name" in at:
+                        text = f"{at['name'].iloc[0]}\n{text}"
+                    ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7 if "name" in at else 8)
         ax.set_xlim(0, len(col_values))
         ax.set_ylim(len(row_cells), 0)
         ax.set_xticks([j + 0.5 for j in range(len(col_values))], [f"{v:g}" if isinstance(v, float) else str(v)
                                                                   for v in col_values])
-        ax.set_yticks([i + 0.5 for i in range(len(row_cells))], [_where_text(data, w) or "all" for w in row_cells],
-                      fontsize=7)
+        ax.set_yticks([i + 0.5 for i in range(len(row_cells))],
+                      [_where_text(data, w) or "all" for w in row_cells] if index % cols == 0 else [], fontsize=7)
+        ax.tick_params(left=index % cols == 0)
         ax.set_xlabel(_axis_words(data, col_key), fontsize=8)
-        ax.set_title(f"{method} vs {versus}", fontsize=9)
+        ax.set_title(title, fontsize=8)
     for index in range(n, grid.size):
         grid[index // cols][index % cols].set_visible(False)
     from matplotlib.patches import Patch
 
     margin = float(data.plan.margin)
     fig.legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()], loc="outside lower center",
-               ncol=4, fontsize=8, title=f"paired verdict over seeds (margin {points_text(margin)}); numbers: mean "
-                                           "difference in points", title_fontsize=8)
+               ncol=4, fontsize=8, title=f"paired verdict over seeds, method minus reference (margin "
+                                           f"{points_text(margin)}); numbers: mean difference in points",
+               title_fontsize=8)
     fig.savefig(path)
 
 

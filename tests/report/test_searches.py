@@ -204,10 +204,16 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
     assert "after 3 trials" in text and "never" in text
     assert (out / "searches.png").stat().st_size > 0
 
-    # each ARML run against each search given 16x its device-seconds (ARML: 2 s a run)
+    # each single run against each search given 16x its device-seconds (ARML: 2 s a run, Uniform 1 s)
     budgeted = pd.read_csv(out / "searches_budgeted.csv")
-    mine = budgeted[budgeted["K"] == 2].set_index("search")
-    assert (mine["method"] == "arml").all() and (mine["multiple"] == 16).all()
+    assert set(budgeted["method"]) == {"arml", "uniform"}     # every method that is not a search
+    assert (budgeted["multiple"] == 16).all()
+    uniform = budgeted[(budgeted["K"] == 2) & (budgeted["method"] == "uniform")].set_index("search")
+    assert uniform.loc["grid", "trials"] == 3 and uniform.loc["tpe_box", "trials"] == 5   # 6 s and 5 s fit 16 s
+    assert uniform.loc["tpe_box", "verdict"] == "worse"     # 3 points below ARML, the search about level with it
+    assert set(budgeted.loc[budgeted["chosen"], "method"]) == {"arml"}   # validation 0.7 against Uniform's 0.6
+    assert "Is one run enough?" in text
+    mine = budgeted[(budgeted["K"] == 2) & (budgeted["method"] == "arml")].set_index("search")
     assert mine.loc["tpe_box", "trials"] == 5 and mine.loc["tpe_box", "verdict"] == "as good"
     assert mine.loc["grid", "trials"] == 3 and mine.loc["grid", "search_device_s"] == 6.0
     assert mine.loc["random", "verdict"] == "better"
@@ -226,7 +232,8 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
 
     run = hand_made(tmp_path / "k2", 2)
     assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
-    mine = pd.read_csv(tmp_path / "out" / "searches_budgeted.csv").set_index("search")
+    mine = pd.read_csv(tmp_path / "out" / "searches_budgeted.csv")
+    mine = mine[mine["method"] == "arml"].set_index("search")
     # 1x ARML's 2 s: two 1-s TPE trials (whose choice is 5 points below ARML), one 2-s grid point
     assert mine.loc["tpe_box", "trials"] == 2 and mine.loc["grid", "trials"] == 1
     assert mine.loc["tpe_box", "verdict"] == "better" and mine.loc["tpe_box", "mean_diff"] == pytest.approx(0.05)
@@ -241,7 +248,7 @@ def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
     table, verdicts, budgeted = searches_tables(load_run(str(run)).cells())
     assert table.set_index("method").loc["tpe", "never"]
     assert set(verdicts["verdict"]) == {"not decided"}
-    assert set(budgeted["verdict"]) == {"not decided"} and len(budgeted) == 1
+    assert set(budgeted["verdict"]) == {"not decided"} and len(budgeted) == 1   # arml vs tpe: one single run
 
 
 # ---- a small K-scaling study end to end ---------------------------------------------------------------------

@@ -61,3 +61,39 @@ def test_two_axes_draw_the_regime_map(tmp_path):
     assert (report / "regime_map.png").stat().st_size > 0
     paired = pd.read_csv(report / "comparisons.csv")
     assert len(paired[(paired["method"] == "arml") & (paired["versus"] == "uniform")]) == 4   # 2 steps x 2 budgets
+
+
+def test_the_regime_map_compares_with_uniform_and_with_the_search_at_16x(tmp_path):
+    from orchestrator.report.data import load_run
+    from orchestrator.report.sweep import regime_panels
+
+    run = sweep_folder(tmp_path / "run", budgets=(20, 40))
+    plan = json.loads((run / "plan.json").read_text())
+    states = json.loads((run / "trials.json").read_text())
+    rows = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    for trial in [t for t in plan["trials"] if t["method"] == "uniform"]:   # a 3-draw random search beside them
+        for sample, offset in enumerate((-0.02, 0.01, 0.0)):          # its second draw: Uniform + 1 point
+            tid = trial["trial_id"].replace("uniform", "random") + f"d{sample}"
+            plan["trials"].append({**trial, "trial_id": tid, "method": "random", "weighting": "fixed", "sample": sample,
+                                   "search": {"sampler": "random", "num_samples": 3, "space": "box", "w_max": 2.0}})
+            states[tid] = {"status": "finished", "weights": [0.5]}
+            value = next(r for r in rows if r["trial_id"] == trial["trial_id"])["best_val_acc"] + offset
+            rows.append({"trial_id": tid, "step": 1, "best_val_acc": value, "test_acc_at_best_val": value,
+                         "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0})
+    for row in rows:                                                     # ARML costs 2 s a run, the others 1 s
+        row["cpu_s"] = 2.0 if row["trial_id"].startswith("arml") else row["cpu_s"]
+    (run / "plan.json").write_text(json.dumps(plan))
+    (run / "trials.json").write_text(json.dumps(states))
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    report = Path(make_report(str(run)))
+    assert (report / "regime_map.png").stat().st_size > 0
+    panels = dict(regime_panels(load_run(str(run)), pd.read_csv(report / "comparisons.csv"),
+                                pd.read_csv(report / "searches_budgeted.csv")))
+    assert list(panels) == ["arml vs uniform", "random vs uniform", "uniform vs random at 16x its compute",
+                            "arml vs random at 16x its compute", "single run chosen on validation vs random at 16x"]
+    vs_search = panels["arml vs random at 16x its compute"].set_index(["steps", "budget"])
+    assert vs_search.loc[(100, 20), "mean_diff"] == pytest.approx(0.01)        # ARML +2, the search's choice +1
+    assert vs_search.loc[(400, 20), "mean_diff"] == pytest.approx(-0.02) and vs_search.loc[(400, 20), "trials"] == 3
+    chosen = panels["single run chosen on validation vs random at 16x"].set_index(["steps", "budget"])
+    assert chosen.loc[(100, 40), "name"] == "arml" and chosen.loc[(400, 40), "name"] == "uniform"

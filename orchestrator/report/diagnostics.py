@@ -1,0 +1,225 @@
+"""Why a learned weighting weighted the tasks as it did: each method's final auxiliary weights against each task's
+gradient size relative to the main task's and against its alignment with it (the records' `grad_norm_ratio/<task>`
+and `grad_cos/<task>`, written when a study sets `diagnostics = true`).
+
+Per learned method (its weights move during a run) and label budget, per auxiliary task: the weight at the last
+evaluation, and the size ratio |g_k| / |g_main| and the cosine cos(g_k, g_main) averaged over the run's
+evaluations (the weights integrate the whole run, so the run's average is what they can follow), each then
+averaged over finished seeds. Across the K tasks, Pearson's r of the weight with the logarithm of the size ratio
+(sizes spread over orders of magnitude and act multiplicatively; the figure's size axis is logarithmic, so r
+measures the trend one sees there) and with the cosine, each with the two-sided p-value of r = 0.
+
+A method's weights "follow size rather than alignment" when |r_size| >= 0.7 with p < 0.05 and |r_cos| < 0.3. Why
+these: r = 0.7 means gradient size accounts for about half of the variance of the weights across tasks (r^2 =
+0.49), r = 0.3 for under a tenth (0.09); p < 0.05 keeps a small K from raising the warning by chance (with K = 4
+even |r| = 0.9 is not significant; with K = 8 the 5% critical value of |r| is 0.71). The warning is a reading
+aid, not a verdict: it says the weights track how hard a task pulls rather than whether it pulls the main task's
+way, which is what a weighting for the main task is meant to track.
+
+Files: diagnostics.csv (per method, budget and task), diagnostics_summary.csv (per method and budget: the two
+correlations and the warning), diagnostics.png (per method, weight against size and against alignment); a sweep
+adds diagnostics_summary.png (every cell's two correlations in one picture).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report.data import RunData, _budget_rows, weights_move
+from orchestrator.store.schema import WEIGHT_PREFIX
+
+SIZE_PREFIX = "grad_norm_ratio/"
+COS_PREFIX = "grad_cos/"
+R_SIZE = 0.7        # |r| with the size ratio at or above this (and significant) ...
+R_COS = 0.3         # ... while |r| with the cosine below this: "follows size rather than alignment"
+P_VALUE = 0.05
+TASK_COLUMNS = ["method", "budget", "task", "seeds", "weight", "grad_norm_ratio", "grad_cos"]
+SUMMARY_COLUMNS = ["method", "budget", "tasks", "seeds", "r_size", "p_size", "r_cos", "p_cos", "follows_size"]
+
+
+def has_diagnostics(data: RunData) -> bool:
+    """Whether the records hold the gradient diagnostics of at least one auxiliary task."""
+    return not data.rows.empty and any(str(c).startswith(SIZE_PREFIX) for c in data.rows.columns)
+
+
+def learned_methods(data: RunData) -> list[str]:
+    """The methods whose weights move during a run (Uniform, fixed weights and searches have none to explain)."""
+    names = list(data.plan.aux_names)
+    done = data.done
+    out = []
+    for method in data.methods:
+        if data.is_grid(method) or data.is_search(method):
+            continue
+        ids = done.loc[done["method"] == method, "trial_id"]
+        if weights_move(data.rows[data.rows["trial_id"].isin(ids)], names):
+            out.append(method)
+    return out
+
+
+def task_table(data: RunData) -> pd.DataFrame:
+    """One row per learned method, budget and auxiliary task: final weight, run-average size ratio and cosine,
+    each averaged over the finished seeds that recorded them."""
+    if not has_diagnostics(data):
+        return pd.DataFrame(columns=TASK_COLUMNS)
+    names = [n for n in data.plan.aux_names if f"{SIZE_PREFIX}{n}" in data.rows]
+    out = []
+    for method in learned_methods(data):
+        for budget in data.budgets or [math.nan]:
+            ids = _budget_rows(data.done[data.done["method"] == method], budget)["trial_id"]
+            rows = data.rows[data.rows["trial_id"].isin(ids)]
+            if rows.empty:
+                continue
+            by_trial = rows.groupby("trial_id")
+            last = by_trial.tail(1).set_index("trial_id")
+            for name in names:
+                weight = last.get(f"{WEIGHT_PREFIX}{name}")
+                size = by_trial[f"{SIZE_PREFIX}{name}"].mean()
+                cos = by_trial[f"{COS_PREFIX}{name}"].mean() if f"{COS_PREFIX}{name}" in rows else size * math.nan
+                both = pd.DataFrame({"w": weight, "s": size, "c": cos}).dropna()
+                if both.empty:
+                    continue
+                out.append({"method": method, "budget": budget, "task": name, "seeds": len(both),
+                            "weight": float(both["w"].mean()), "grad_norm_ratio": float(both["s"].mean()),
+                            "grad_cos": float(both["c"].mean())})
+    return pd.DataFrame(out, columns=TASK_COLUMNS)
+
+
+def pearson(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """(r, two-sided p of r = 0); NaN when fewer than 3 points or either side is constant."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    result = stats.pearsonr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+def follows_size(r_size: float, p_size: float, r_cos: float) -> bool:
+    """The warning's rule (see the module's docstring)."""
+    if any(math.isnan(v) for v in (r_size, p_size, r_cos)):
+        return False
+    return abs(r_size) >= R_SIZE and p_size < P_VALUE and abs(r_cos) < R_COS
+
+
+def summary_table(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per method and budget: the correlations across tasks of the final weight with size and with alignment."""
+    out = []
+    for (method, budget), rows in tasks.groupby(["method", "budget"], sort=False, dropna=False):
+        r_size, p_size = pearson(rows["weight"], np.log(rows["grad_norm_ratio"].clip(lower=1e-12)))
+        r_cos, p_cos = pearson(rows["weight"], rows["grad_cos"])
+        out.append({"method": method, "budget": budget, "tasks": len(rows), "seeds": int(rows["seeds"].min()),
+                    "r_size": r_size, "p_size": p_size, "r_cos": r_cos, "p_cos": p_cos,
+                    "follows_size": follows_size(r_size, p_size, r_cos)})
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def _r_text(r: float, p: float) -> str:
+    return "n/a" if math.isnan(r) else f"{r:+.2f} (p {p:.2g})"
+
+
+def markdown(data: RunData, summary: pd.DataFrame) -> list[str]:
+    """results.md's section: the correlations per method and budget, and one warning line per method and budget
+    whose weights follow size rather than alignment."""
+    from orchestrator.report.text import budget_text, md_table
+
+    lines = ["## Why the weights are what they are", "",
+             "Across the auxiliary tasks, Pearson's r of each learned method's final weight with the logarithm of the "
+             "task's gradient size relative to the main task's (|g_k| / |g_main|) and with its cosine to the main "
+             "gradient, both "
+             "averaged over the run's evaluations and the seeds (diagnostics.csv, diagnostics.png). A method is "
+             f"flagged when |r_size| >= {R_SIZE:g} (p < {P_VALUE:g}) and |r_cos| < {R_COS:g}: size explains about "
+             "half the spread of its weights, alignment almost none.", ""]
+    if summary.empty:
+        return lines + ["No learned weighting recorded diagnostics here.", ""]
+    rows = [[r["method"], budget_text(data.budget_key, r["budget"]), str(int(r["tasks"])), str(int(r["seeds"])),
+             _r_text(r["r_size"], r["p_size"]), _r_text(r["r_cos"], r["p_cos"]),
+             "**size, not alignment**" if r["follows_size"] else ""] for _, r in summary.iterrows()]
+    lines += [md_table(["method", "budget", "tasks", "seeds", "r with size", "r with cosine", "weights follow"], rows),
+              ""]
+    for _, r in summary[summary["follows_size"]].iterrows():
+        direction = "small" if r["r_size"] < 0 else "large"
+        lines.append(f"Warning: {r['method']} at {budget_text(data.budget_key, r['budget'])} weights the tasks by "
+                     f"gradient size (r = {r['r_size']:+.2f}: it favours tasks with {direction} gradients), not by "
+                     f"alignment with the main task (r = {r['r_cos']:+.2f}).")
+    return lines + [""]
+
+
+def plot(data: RunData, tasks: pd.DataFrame, summary: pd.DataFrame, path: str, title: str) -> None:
+    """One row per learned method: final weight against gradient size ratio (log x), and against the cosine;
+    one colour per label budget, r in the legend."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from orchestrator.report.text import budget_text
+
+    methods = list(dict.fromkeys(tasks["method"]))
+    fig = Figure(figsize=(10, 2.9 * len(methods) + 0.6), dpi=110, layout="constrained")
+    axes = fig.subplots(len(methods), 2, squeeze=False)
+    for row, method in enumerate(methods):
+        mine = tasks[tasks["method"] == method]
+        for n, (budget, rows) in enumerate(mine.groupby("budget", sort=True, dropna=False)):
+            at = summary[(summary["method"] == method) & ((summary["budget"] == budget)
+                                                         if not pd.isna(budget) else summary["budget"].isna())]
+            s = at.iloc[0] if len(at) else None
+            where = budget_text(data.budget_key, budget) if not pd.isna(budget) else "all"
+            for col, (x, key) in enumerate((("grad_norm_ratio", "size"), ("grad_cos", "cos"))):
+                r = "" if s is None else f", r = {s['r_' + key]:+.2f}" if not pd.isna(s["r_" + key]) else ""
+                axes[row][col].scatter(rows[x], rows["weight"], color=f"C{n}", s=22, label=f"{where}{r}")
+                if col == 0:   # which task is which: named beside its point in the size panel
+                    for _, t in rows.iterrows():
+                        axes[row][0].annotate(t["task"], (t["grad_norm_ratio"], t["weight"]), fontsize=5,
+                                              xytext=(3, 2), textcoords="offset points", color=f"C{n}")
+        axes[row][0].set_xscale("log")
+        axes[row][0].set(xlabel="|g_k| / |g_main| (run average)", ylabel=f"{method}: final weight")
+        axes[row][1].set(xlabel="cos(g_k, g_main) (run average)")
+        axes[row][1].axvline(0, color="grey", linewidth=0.8, linestyle=":")
+        axes[row][1].xaxis.set_major_locator(MaxNLocator(6))
+        flagged = summary[(summary["method"] == method) & summary["follows_size"]]
+        axes[row][0].set_title("weight vs gradient size" + ("  (follows size)" if len(flagged) else ""), fontsize=9)
+        axes[row][1].set_title("weight vs alignment with the main task", fontsize=9)
+        for ax in axes[row]:
+            ax.grid(True, alpha=0.2)
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: why the weights are what they are (one point per auxiliary task, mean over seeds)",
+                 fontsize=10)
+    fig.savefig(path)
+
+
+def summary_plot(summary: pd.DataFrame, path: str, title: str, colors: dict[str, str]) -> None:
+    """A sweep's diagnostics at a glance: per learned method, cell and budget, r with the gradient size against
+    r with alignment; the shaded band is the warning's region (weights follow size, not alignment)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 5.5), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    for sign in (-1, 1):
+        ax.fill_between([-R_COS, R_COS], sign * R_SIZE, sign * 1.05, color="#d73027", alpha=0.12, linewidth=0)
+    ax.fill_between([], [], [], color="#d73027", alpha=0.12, label=f"follows size: |r_size| >= {R_SIZE:g}, "
+                                                                  f"|r_cos| < {R_COS:g} (flagged when p < {P_VALUE:g})")
+    front = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+    markers = "osD^v<>P*X"
+    kinds = list(dict.fromkeys(summary[front[0]])) if front else []
+    for method, rows in summary.groupby("method", sort=False):
+        for kind, group in (rows.groupby(front[0], sort=False) if front else [(None, rows)]):
+            marker = markers[kinds.index(kind) % len(markers)] if kinds else "o"
+            flagged = group["follows_size"].astype(bool)
+            label = None if kinds else method
+            ax.scatter(group["r_cos"], group["r_size"], color=colors.get(method), marker=marker, s=40,
+                       edgecolors=["black" if f else "none" for f in flagged], label=label)
+        if kinds:   # one legend entry per method, one per marker
+            ax.scatter([], [], color=colors.get(method), marker="o", label=method)
+    for kind in kinds:
+        ax.scatter([], [], color="grey", marker=markers[kinds.index(kind) % len(markers)], label=f"{front[0]} = {kind}")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), xlabel="r of final weight with cos(g_k, g_main)",
+           ylabel="r of final weight with log |g_k| / |g_main|",
+           title=f"{title}: what the learned weights follow (one point per cell and budget; black edge: flagged)")
+    ax.title.set_fontsize(9)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.axvline(0, color="grey", linewidth=0.6)
+    ax.grid(True, alpha=0.2)
+    ax.legend(fontsize=7, loc="best")
+    fig.savefig(path)
