@@ -7,7 +7,8 @@ paper's ARML rule, with `diagnostics = true` and an evaluation every `--every` s
 probe (trainables/diagnostics.py) takes each task's gradient over the shared parameters on that step's batch (K + 1
 extra backward passes on those steps only; the weights ARML learns are unchanged). Prints, per task, the mean over
 seeds and probed steps of cos(g_k, g_main) and |g_k| / |g_main|, and ARML's final weight; `--out` writes every
-probe (seed, step, task, cos, norm_ratio, and the task's weight reported at that evaluation).
+probe (seed, step, task, cos, norm_ratio, and the task's weight reported at that evaluation). It also runs the
+first seed again without the probe and prints the probe's cost per evaluation and whether training was identical.
 
     python benchmarks/aux_gradients.py                 # K = 8, seeds 0-4 (about a minute on 1 CPU)
     python benchmarks/aux_gradients.py --k 32 --seeds 0,1,2 --out grads.csv
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import torch
 
@@ -51,12 +53,29 @@ def main() -> None:
     torch.set_num_threads(1)
     names = list(digits_aux_set(args.k))
     finals: dict[str, list[float]] = {n: [] for n in names}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        config = resolve_config("digits_mlc", seed=seed, label_budget=40, main_attribute="has_loop",
-                                aux_attributes=names, model_options={"width": 16}, steps=args.steps,
-                                lr_milestones=[int(0.8 * args.steps)], aux_batch_size=64, weighting="arml",
-                                diagnostics=True, eval_every=args.every, checkpoint_every=args.steps)
-        metrics = trainables.fit(config, recorder(seed, names))
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    def config_for(seed: int, diagnostics: bool):
+        return resolve_config("digits_mlc", seed=seed, label_budget=40, main_attribute="has_loop",
+                              aux_attributes=names, model_options={"width": 16}, steps=args.steps,
+                              lr_milestones=[int(0.8 * args.steps)], aux_batch_size=64, weighting="arml",
+                              diagnostics=diagnostics, eval_every=args.every, checkpoint_every=args.steps)
+
+    plain = None
+    for seed in seeds:
+        tick = time.perf_counter()
+        metrics = trainables.fit(config_for(seed, True), recorder(seed, names))
+        if plain is None:   # the probe's cost: the first seed again without it, side by side
+            probed_s = time.perf_counter() - tick
+            tick = time.perf_counter()
+            plain = trainables.fit(config_for(seed, False), lambda metrics, checkpoint: None)
+            plain_s = time.perf_counter() - tick
+            evaluations = len({p["step"] for p in PROBES if p["seed"] == seed})
+            same = all(plain[f"weight/{n}"] == metrics[f"weight/{n}"] for n in names) \
+                and plain["test_acc_at_best_val"] == metrics["test_acc_at_best_val"]
+            print(f"probe cost (seed {seed}): {probed_s:.2f} s with diagnostics, {plain_s:.2f} s without, "
+                  f"{(probed_s - plain_s) / max(evaluations, 1):.3f} s per evaluation ({evaluations} evaluations); "
+                  f"weights and accuracy identical with and without: {same}")
         for n in names:
             finals[n].append(float(metrics[f"weight/{n}"]))
     print(f"K = {args.k}, {len(finals[names[0]])} seeds, {args.steps} steps, probes every {args.every} steps")
