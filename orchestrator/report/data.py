@@ -8,6 +8,7 @@ grid point with the best mean validation accuracy over seeds at that budget (nev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 
 from orchestrator.store.records import load_rows, trials_table
 from orchestrator.store.schema import DONE as SCHEMA_DONE
-from orchestrator.store.schema import PlanFile, Trial, read_plan
+from orchestrator.store.schema import WEIGHT_PREFIX, PlanFile, Trial, read_plan
 from orchestrator.study.vocabulary import budget_fields
 
 DONE = tuple(sorted(SCHEMA_DONE))      # trials whose results count (stopped: ended early by a scheduler)
@@ -108,8 +109,26 @@ class RunData:
             rows = self.rows[self.rows["trial_id"].isin(ids)] if len(self.rows) else self.rows
             methods = [m for m in self.methods if (trials["method"] == m).any()]
             cell = {axis: trials[axis].iloc[0] for axis in self.axes}
-            out.append((cell, RunData(self.plan, trials, rows, methods, self.weighting)))
+            names = self._cell_aux_names(ids, rows)
+            plan = dataclasses.replace(self.plan, aux_names=names) if names else self.plan
+            out.append((cell, RunData(plan, trials, rows, methods, self.weighting)))
         return out
+
+    def _cell_aux_names(self, ids: set[str], rows: pd.DataFrame) -> list[str] | None:
+        """The auxiliary tasks a cell trains with when they are not the first K of the study's (a sweep over the
+        PACS target domain changes the source domains), told from its trials' configuration and checked against
+        the weights its records hold; None to keep the study's."""
+        from trainables.config import aux_names
+
+        trial = next((t for t in self.plan.trials if t.trial_id in ids), None)
+        try:
+            names = list(aux_names(trial.config)) if trial is not None else []
+        except Exception:   # a configuration this version cannot resolve: keep the study's names
+            return None
+        if not names or names == list(self.plan.aux_names[:len(names)]):
+            return None
+        recorded = rows.empty or all(f"{WEIGHT_PREFIX}{name}" in rows for name in names)
+        return names if recorded else None
 
 
 def weights_move(rows: pd.DataFrame, names: list[str]) -> bool:

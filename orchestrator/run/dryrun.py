@@ -90,6 +90,7 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
     return {
         "study": study.name, "description": study.description, "file": str(study.path), "preset": study.preset,
         "setting": study.setting, "dataset": study.dataset, "aux_tasks": list(plan.aux_names),
+        "aux_tasks_by_cell": {cell: list(names) for cell, names in plan.aux_names_by_cell().items()},
         "budget": {"field": study.budget.field, "values": list(study.budget.values)} if study.budget else None,
         "seeds": list(study.seeds),
         "sweep": [{"key": axis.key, "values": list(axis.values)} for axis in study.sweep],
@@ -116,7 +117,9 @@ def plan_text(plan: Any, options: Any) -> str:
     lines = [
         f"study {d['study']}: {d['description'] or '(no description)'}",
         f"  file {d['file']}; preset {d['preset']}; setting {d['setting']}; data set {d['dataset']}",
-        f"  {len(d['aux_tasks'])} auxiliary tasks: {', '.join(d['aux_tasks'])}",
+        f"  {len(d['aux_tasks'])} auxiliary tasks: {', '.join(d['aux_tasks'])}" if not d["aux_tasks_by_cell"] else
+        "  auxiliary tasks per cell: " + "; ".join(f"{cell}: {', '.join(names)}"
+                                                     for cell, names in d["aux_tasks_by_cell"].items()),
         f"  {budget}; seeds: {', '.join(map(str, d['seeds']))}",
         *([f"  sweep: {'; '.join(a['key'] + ' in ' + ', '.join(map(str, a['values'])) for a in d['sweep'])} "
            f"({d['cells']} cells; each cell is compared on its own)"] if d["sweep"] else []),

@@ -90,6 +90,22 @@ class Plan:
     def __len__(self) -> int:
         return len(self.trials)
 
+    def aux_names_by_cell(self) -> dict[str, tuple[str, ...]]:
+        """Per sweep cell (its label), the auxiliary tasks its trials train with, when some cell's are not the
+        first K of the study's: a sweep over the PACS target domain changes the source domains. Empty when every
+        cell trains with a prefix of `aux_names` (no sweep, or one over aux_count)."""
+        from orchestrator.study.sweep import cell_label
+        from trainables.config import aux_names
+
+        out: dict[str, tuple[str, ...]] = {}
+        for trial in self.trials:
+            label = cell_label(trial.cell)
+            if label not in out:
+                out[label] = tuple(aux_names(trial.config))
+        if all(names == self.aux_names[:len(names)] for names in out.values()):
+            return {}
+        return out
+
 
 def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | None:
     """Every K-tuple of the method's grid values, or None for a method that is not a grid search."""

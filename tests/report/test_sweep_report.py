@@ -97,3 +97,37 @@ def test_the_regime_map_compares_with_uniform_and_with_the_search_at_16x(tmp_pat
     assert vs_search.loc[(400, 20), "mean_diff"] == pytest.approx(-0.02) and vs_search.loc[(400, 20), "trials"] == 3
     chosen = panels["single run chosen on validation vs random at 16x"].set_index(["steps", "budget"])
     assert chosen.loc[(100, 40), "name"] == "arml" and chosen.loc[(400, 40), "name"] == "uniform"
+
+
+def test_a_sweep_over_the_target_domain_reports_each_cells_own_source_domains(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    domains = ["photo", "art_painting", "cartoon", "sketch"]
+    trials, states, rows = [], {}, []
+    for target in ("photo", "sketch"):
+        sources = [d for d in domains if d != target]
+        for method in ("uniform", "arml"):
+            for seed in range(3):
+                tid = f"{method}-{target}-{seed}"
+                trials.append({"trial_id": tid, "method": method, "weighting": method, "budget_key": "per_class",
+                               "budget": 5, "seed": seed, "grid_point": None, "cell": {"target_domain": target},
+                               "config": {"setting": "dg", "dataset": "pacs", "target_domain": target,
+                                          "per_class": 5}})
+                states[tid] = {"status": "finished"}
+                for step, moved in ((10, 0.0), (20, 0.5)):
+                    weights = {f"weight/{d}": 1.0 + (moved * (i - 1) if method == "arml" else 0.0)
+                               for i, d in enumerate(sources)}
+                    rows.append({"trial_id": tid, "step": step, "best_val_acc": 0.5, "test_acc_at_best_val": 0.5,
+                                 "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0, **weights})
+    plan = {"study": "pacs", "setting": "dg", "dataset": "pacs", "preset": "dg_pacs_paper",
+            "aux_names": ["art_painting", "cartoon", "sketch"], "margin": 1.0, "axes": ["target_domain"],
+            "trials": trials}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    report = Path(make_report(str(folder)))
+    weights = pd.read_csv(report / "weights.csv")
+    tasks = {target: set(weights.loc[weights["target_domain"] == target, "task"]) for target in ("photo", "sketch")}
+    assert tasks == {"photo": {"art_painting", "cartoon", "sketch"}, "sketch": {"photo", "art_painting", "cartoon"}}
+    assert "auxiliary tasks (photo, art_painting, cartoon)" in (report / "results.md").read_text()

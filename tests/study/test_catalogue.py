@@ -21,7 +21,9 @@ STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.toml"
 PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
 DIGITS = [p for p in STUDIES if p.name.startswith(("digits_table", "digits_fig"))]   # the paper's twins
 KSCALING = [p for p in STUDIES if p.name.startswith("digits_k_scaling")]   # checked in tests/report/test_searches.py
-EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS + KSCALING]   # search/grid vs ARML
+REGIMES = [p for p in STUDIES if p.name == "digits_regimes.toml"]   # its own test below
+# search and grid against ARML
+EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS + KSCALING + REGIMES]
 FAST = "paper_table4_pacs.toml"   # the paper study whose smoke run (two of its cells) is in the fast suite
 
 
@@ -164,6 +166,9 @@ def test_a_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path
         (d, m) for d in ("photo", "sketch") for m in methods - {"uniform"}}
     assert "## target_domain = photo" in (report / "results.md").read_text()
     assert (report / "cells" / "target_domain-sketch" / "data_requirement.png").stat().st_size > 0
+    weights = pd.read_csv(report / "weights.csv")      # each cell's own source domains
+    assert set(weights.loc[weights["target_domain"] == "sketch", "task"]) <= {"photo", "art_painting", "cartoon"}
+    assert "sketch" in set(weights.loc[weights["target_domain"] == "photo", "task"])
 
 
 @pytest.mark.integration
@@ -184,3 +189,32 @@ def test_every_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_
     (117 trials of ResNet-18 at 224 px would take hours on a CPU)."""
     pacs = study(path)["study"]["preset"] == "dg_pacs_paper"
     smoke_run(path, data_root, tmp_path / "runs", small_images=pacs and path.name != FAST)
+
+
+def test_the_dry_run_of_a_target_domain_sweep_names_each_cells_source_domains(capsys):
+    assert main(["run", str(next(p for p in PAPER if p.name == FAST)), "--dry-run", "--address", "127.0.0.1:1"]) == 0
+    out = capsys.readouterr().out
+    assert "auxiliary tasks per cell: target_domain = art_painting: photo, cartoon, sketch; " in out
+    assert "target_domain = sketch: photo, art_painting, cartoon" in out
+
+
+def test_the_regime_study_plans_every_cell_with_each_methods_defaults():
+    from orchestrator.study.plan import make_plan
+    from orchestrator.study.spec import load_study
+
+    path = REGIMES[0]
+    plan = make_plan(load_study(path))
+    assert len(plan.trials) == 840
+    cells = {(t.cell["aux_count"], t.cell["steps"]) for t in plan.trials}
+    assert cells == {(4, 100), (4, 400), (16, 100), (16, 400)}
+    names = study(path)["train"]["aux_attributes"]
+    for trial in plan.trials:
+        k, steps = trial.cell["aux_count"], trial.cell["steps"]
+        assert list(trial.config.aux_attributes) == names[:k] and trial.config.steps == steps
+        assert trial.config.diagnostics and trial.budget in (40, 200)
+    by_method = {m: [t for t in plan.trials if t.method == m] for m in
+                 ("uniform", "arml", "arml_authors", "arml_cheap", "autolambda", "random")}
+    assert {m: len(ts) for m, ts in by_method.items()} == {**{m: 40 for m in by_method}, "random": 640}
+    assert by_method["arml"][0].weighting_options == {} and by_method["autolambda"][0].weighting_options == {}
+    assert by_method["arml_authors"][0].weighting_options == {"protocol": "authors"}
+    assert by_method["arml_cheap"][0].weighting_options == {"amortize": 10}
