@@ -3,6 +3,7 @@ commentary in docs/results_notes.md: every table is read from the runs, every fi
 
     for s in digits_table1_ssl digits_table2_mlc ...; do arml run studies/$s.toml; done   # (see results.md)
     .venv/bin/python docs/build_results.py [--runs runs]
+    .venv/bin/python docs/build_results.py --only regimes     # that section alone, from runs/digits_regimes
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SEARCH = "digits_search_vs_arml"
 GRID_VS_ARML = ["digits_ssl_grid_vs_arml", "digits_mlc_grid_vs_arml", "digits_dg_grid_vs_arml"]
 FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
 KSCALING = "digits_k_scaling"   # one sweep over aux_count
+REGIMES = "digits_regimes"       # K x steps x labels: single-run weightings against Uniform and a search
+REGIMES_TITLE = "Where auxiliary weighting pays"
 
 
 def notes() -> dict[str, str]:
@@ -253,11 +256,123 @@ def k_scaling(runs: str, study: str, note: str) -> list[str]:
             "`searches.csv`, `searches_verdicts.csv`, `searches_budgeted.csv` next to it.", ""]
 
 
+def _verdict_cell(row: pd.Series | None) -> str:
+    """'**better** +1.2 [+0.3, +2.1]' (points) or '-' when there is no comparison."""
+    if row is None or pd.isna(row.get("mean_diff")):
+        return "-"
+    low, high = 100 * row["diff_low"], 100 * row["diff_high"]
+    interval = "" if pd.isna(low) else f" [{low:+.1f}, {high:+.1f}]"
+    return f"**{row['verdict']}** {100 * row['mean_diff']:+.1f}{interval}"
+
+
+def regimes(runs: str, study: str, note: str) -> list[str]:
+    """The regime study's section: the command and its time, the regime map, per cell each method's accuracy,
+    cost and verdicts against Uniform and against the search at 16x its compute, the single run chosen on
+    validation against the search, and the weight diagnostics."""
+    report = os.path.join(runs, study, "report")
+    out = os.path.join(HERE, "results", study)
+    os.makedirs(out, exist_ok=True)
+    for name in ("regime_map.png", "sweep.png", "diagnostics_summary.png", "searches.md", "results.md",
+                 "comparisons.csv", "searches_budgeted.csv", "data_requirement.csv", "diagnostics_summary.csv",
+                 "diagnostics.csv"):
+        if os.path.exists(os.path.join(report, name)):
+            shutil.copyfile(os.path.join(report, name), os.path.join(out, name))
+    data = run_data(runs, study)
+    axes = list(data.axes)
+    order = [*axes, "budget"]   # cell by cell, a budget's methods together, in study order
+    points = pd.read_csv(os.path.join(report, "data_requirement.csv")).sort_values(order, kind="stable")
+    paired = pd.read_csv(os.path.join(report, "comparisons.csv"))
+    budgeted = pd.read_csv(os.path.join(report, "searches_budgeted.csv")).sort_values(order, kind="stable")
+    costs = pd.read_csv(os.path.join(report, "searches.csv"))
+    uniform = data.reference("uniform")
+    searches = data.searches()
+
+    def one(frame: pd.DataFrame, **where) -> pd.Series | None:
+        for key, value in where.items():
+            frame = frame[frame[key] == value]
+        return frame.iloc[0] if len(frame) else None
+
+    rows = []
+    for _, p in points.iterrows():
+        where = {axis: p[axis] for axis in axes} | {"budget": p["budget"]}
+        cost = one(costs, method=p["method"], **where)
+        vs_uniform = one(paired, method=p["method"], versus=uniform, **where)
+        vs_search = [one(budgeted, method=p["method"], search=s, **where) for s in searches]
+        rows.append([*(str(p[a]) for a in axes), f"{p['budget']:g}", p["method"],
+                     pct(p["test_acc_mean"], p["test_acc_ci95"], int(p["seeds"]), int(p["seeds"])),
+                     "" if cost is None else f"{cost['device_s_per_trial']:.2f}"
+                     + (f" x {int(cost['trials_per_seed'])}" if cost["trials_per_seed"] > 1 else ""),
+                     "" if p["method"] == uniform else _verdict_cell(vs_uniform),
+                     *("" if p["method"] in searches else _verdict_cell(v) for v in vs_search)])
+    words = {"aux_count": "K", "steps": "steps"}
+    header = [*(words.get(a, a) for a in axes), "labels", "method", "test acc % (95% CI, seeds)",
+              "CPU-s per run", f"vs {uniform}", *(f"vs {s} at 16x its CPU-s" for s in searches)]
+    chosen = budgeted[budgeted["chosen"].astype(bool)]
+    answer = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{100 * r['method_val_acc']:.2f}",
+               r["search"], str(int(r["trials"])), _verdict_cell(r)] for _, r in chosen.iterrows()]
+    summary = pd.read_csv(os.path.join(report, "diagnostics_summary.csv")) \
+        if os.path.exists(os.path.join(report, "diagnostics_summary.csv")) else pd.DataFrame()
+    why = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{r['r_size']:+.2f}",
+            f"{r['r_cos']:+.2f}", "size" if r["follows_size"] else ""] for _, r in summary.iterrows()]
+    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
+    cell_figure = "cells/aux_count-16_steps-400/diagnostics.png"
+    if os.path.exists(os.path.join(report, cell_figure)):
+        shutil.copyfile(os.path.join(report, cell_figure), os.path.join(out, "diagnostics_k16_400steps.png"))
+    return [f"## {REGIMES_TITLE}", "",
+            f"`arml run studies/{study}.toml --until-decided --max-seeds 8` ({len(trials)} trials, "
+            f"{trials['cpu_s'].sum() / 3600:.1f} CPU-hours of training; {span_s(runs, study) / 60:.0f} minutes of "
+            f"trials on 2 CPUs{waves_of(runs, study)}).", "",
+            note, "",
+            f"![{study} regime map](results/{study}/regime_map.png)", "",
+            "Per cell: each method's test accuracy (at its best validation step; a search's trial chosen on "
+            "validation per seed), its CPU-seconds per run (median over seeds; a search: per trial x trials), and "
+            "its paired verdict (method minus reference, points, 95% t interval; margin 1 point) against Uniform "
+            "and against the random search given 16 times the method's CPU-seconds (the longest prefix of its "
+            "draws that fits).", "",
+            md_table(header, rows), "",
+            "**Is one run enough?** Per cell, the single-run method with the best mean validation accuracy (what a "
+            "user would pick without looking at test) against the search at 16x its compute:", "",
+            md_table([*(words.get(a, a) for a in axes), "labels", "chosen single run", "its val acc %", "search",
+                      "search draws", "verdict"], answer), "",
+            "**Why the weights are what they are.** Pearson's r, across the K auxiliary tasks, of each learned "
+            "method's final weight with the logarithm of the task's gradient size relative to the main task's and "
+            "with the task's cosine to the main gradient (run averages, mean over seeds; 'size': |r_size| >= 0.7 "
+            "with p < 0.05 and |r_cos| < 0.3):", "",
+            md_table([*(words.get(a, a) for a in axes), "labels", "method", "r with size", "r with cosine",
+                      "follows"], why), "",
+            f"![{study} diagnostics](results/{study}/diagnostics_summary.png)", "",
+            f"![{study} diagnostics at K = 16, 400 steps](results/{study}/diagnostics_k16_400steps.png)", "",
+            f"Every number with its interval: [results/{study}/results.md](results/{study}/results.md) (per cell), "
+            f"[searches.md](results/{study}/searches.md), and the CSV files next to them.", ""]
+
+
+def replace_section(title: str, lines: list[str], before: str) -> None:
+    """Puts the '## title' section into the existing results.md: in place of the old one, else before the
+    '## before' heading."""
+    path = os.path.join(HERE, "results.md")
+    text = open(path).read()
+    body = "\n".join(lines).rstrip() + "\n\n"
+    match = re.search(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    if match:
+        text = text[:match.start()] + body + text[match.end():]
+    else:
+        at = text.index(f"\n## {before}\n") + 1
+        text = text[:at] + body + text[at:]
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="the storage folder the studies ran into (default runs)")
+    parser.add_argument("--only", choices=["regimes"], help="rebuild this section alone in the existing results.md")
     args = parser.parse_args()
     text = notes()
+    if args.only == "regimes":
+        replace_section(REGIMES_TITLE, regimes(args.runs, REGIMES, text.get("regimes", "")),
+                        "When one ARML run matches grid search")
+        print(os.path.join(HERE, "results.md"))
+        return 0
     out = [text["intro"], "", "## The paper's results, on digits", ""]
     for study in TWINS:
         if os.path.exists(os.path.join(args.runs, study, "report")):
@@ -266,6 +381,8 @@ def main() -> int:
         out += search(args.runs, text.get(SEARCH, ""))
     if os.path.exists(os.path.join(args.runs, KSCALING, "report", "searches.md")):
         out += k_scaling(args.runs, KSCALING, text.get("k_scaling", ""))
+    if os.path.exists(os.path.join(args.runs, REGIMES, "report", "searches_budgeted.csv")):
+        out += regimes(args.runs, REGIMES, text.get("regimes", ""))
     out += ["## When one ARML run matches grid search", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
         if os.path.exists(os.path.join(args.runs, study, "report")):
