@@ -21,6 +21,7 @@ from orchestrator.study.vocabulary import BY_FIELD
 
 VERDICT_COLORS = {BETTER: "#1a9850", AS_GOOD: "#a6d96a", NOT_DECIDED: "#e0e0e0", WORSE: "#d73027"}
 AXIS_WORDS = {"aux_count": "auxiliary tasks K", "steps": "training steps"}
+SHORT = {"aux_count": "K"}   # an axis' name in a panel's labels
 
 __all__ = ["cell_label", "cell_slug", "combine_markdown", "sweep_figures", "with_cell"]
 
@@ -96,33 +97,31 @@ def sweep_figures(data: RunData, folder: str, colors: dict[str, str]) -> None:
 
 
 def regime_panels(data: RunData, paired: pd.DataFrame, budgeted: pd.DataFrame | None
-                  ) -> list[tuple[str, pd.DataFrame]]:
+                  ) -> list[list[tuple[str, pd.DataFrame]]]:
     """The regime map's panels, each (title, rows with the axes' columns, verdict, mean_diff and optionally a
     `name` to write in the cell). With Uniform in the study: every other method against Uniform; with searches:
     every single-run method against each search given its allowance of device-seconds (searches_budgeted.csv),
     then, per search, the single run a user would choose on validation against it. Without Uniform: each pair
-    of methods once, Uniform-less references first."""
+    of methods once. Returned in groups (against Uniform; against each search), each drawn on rows of its own."""
     uniform = data.reference("uniform")
-    panels: list[tuple[str, pd.DataFrame]] = []
     if uniform is None:
         paired = unordered(paired, data.methods)   # each pair once (grid vs uniform, not also uniform vs grid)
         pairs = sorted(dict.fromkeys(zip(paired["method"], paired["versus"])), key=lambda p: (p[1], p[0]))
-        return [(f"{m} vs {v}", paired[(paired["method"] == m) & (paired["versus"] == v)]) for m, v in pairs]
-    for method in data.methods:
-        mine = paired[(paired["method"] == method) & (paired["versus"] == uniform)]
-        if method != uniform and len(mine):
-            panels.append((f"{method} vs {uniform}", mine))
+        return [[(f"{m} vs {v}", paired[(paired["method"] == m) & (paired["versus"] == v)]) for m, v in pairs]]
+    groups = [[(f"{method} vs {uniform}", mine) for method in data.methods if method != uniform
+               and len(mine := paired[(paired["method"] == method) & (paired["versus"] == uniform)])]]
     if budgeted is None or budgeted.empty:
-        return panels
+        return [g for g in groups if g]
     multiple = f"{float(budgeted['multiple'].iloc[0]):g}x"
     for search in dict.fromkeys(budgeted["search"]):
         against = budgeted[budgeted["search"] == search]
-        for method in dict.fromkeys(against["method"]):
-            panels.append((f"{method} vs {search} at {multiple} its compute", against[against["method"] == method]))
+        group = [(f"{method} vs {search} at {multiple} its compute", against[against["method"] == method])
+                 for method in dict.fromkeys(against["method"])]
         chosen = against[against["chosen"].astype(bool)].assign(name=lambda f: f["method"])
         if len(chosen):
-            panels.append((f"single run chosen on validation vs {search} at {multiple}", chosen))
-    return panels
+            group.append((f"single run chosen on validation vs {search} at {multiple}", chosen))
+        groups.append(group)
+    return [g for g in groups if g]
 
 
 def _figure(width: float, height: float):
@@ -140,7 +139,7 @@ def _panels(others: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
 
 def _where_text(data: RunData, where: dict[str, Any]) -> str:
     """'steps = 100, 40 labels' (a budget in its own words)."""
-    return ", ".join(budget_text(data.budget_key, v) if key == "budget" else f"{key} = {v}"
+    return ", ".join(budget_text(data.budget_key, v) if key == "budget" else f"{SHORT.get(key, key)} = {v}"
                      for key, v in where.items())
 
 
@@ -177,20 +176,26 @@ def accuracy_along(data: RunData, points: pd.DataFrame, key: str, others: list[t
     fig.savefig(path)
 
 
-def regime_map(data: RunData, panels: list[tuple[str, pd.DataFrame]], axes: list[tuple[str, list[Any]]],
+def regime_map(data: RunData, groups: list[list[tuple[str, pd.DataFrame]]], axes: list[tuple[str, list[Any]]],
                path: str) -> None:
-    """One panel per comparison (regime_panels): rows are the values of all axes but the last, columns the last
-    axis' values; each cell is coloured by the paired verdict there and shows the mean difference in points (and
-    the method's name where the panel chooses one per cell)."""
+    """One panel per comparison (regime_panels, each group starting a row): rows are the values of all axes but
+    the last, columns the last axis' values; each cell is coloured by the paired verdict there and shows the mean
+    difference in points (and the method's name where the panel chooses one per cell)."""
     rows_axes, (col_key, col_values) = axes[:-1], axes[-1]
     row_cells = _panels(rows_axes)
-    n = len(panels)
-    cols = min(n, 5)
-    lines = math.ceil(n / cols)
-    fig = _figure(3.6 * cols, (0.55 * len(row_cells) + 1.3) * lines + 0.8)
-    grid = fig.subplots(lines, cols, squeeze=False)
-    for index, (title, mine) in enumerate(panels):
-        ax = grid[index // cols][index % cols]
+    cols = min(max(len(g) for g in groups), 6)
+    places, line = [], 0      # (figure row, column) of each panel
+    for group in groups:
+        for at, panel in enumerate(group):
+            places.append((line + at // cols, at % cols, panel))
+        line += math.ceil(len(group) / cols)
+    fig = _figure(3.6 * cols, (0.55 * len(row_cells) + 1.3) * line + 0.8)
+    grid = fig.subplots(line, cols, squeeze=False)
+    used = set()
+    for row, col, (title, mine) in places:
+        ax = grid[row][col]
+        used.add((row, col))
+        first = col == 0
         for i, where in enumerate(row_cells):
             for j, value in enumerate(col_values):
                 at = _select(mine, {**where, col_key: value})
@@ -206,12 +211,14 @@ def regime_map(data: RunData, panels: list[tuple[str, pd.DataFrame]], axes: list
         ax.set_xticks([j + 0.5 for j in range(len(col_values))], [f"{v:g}" if isinstance(v, float) else str(v)
                                                                   for v in col_values])
         ax.set_yticks([i + 0.5 for i in range(len(row_cells))],
-                      [_where_text(data, w) or "all" for w in row_cells] if index % cols == 0 else [], fontsize=7)
-        ax.tick_params(left=index % cols == 0)
+                      [_where_text(data, w) or "all" for w in row_cells] if first else [], fontsize=7)
+        ax.tick_params(left=first)
         ax.set_xlabel(_axis_words(data, col_key), fontsize=8)
         ax.set_title(title, fontsize=8)
-    for index in range(n, grid.size):
-        grid[index // cols][index % cols].set_visible(False)
+    for row in range(line):
+        for col in range(cols):
+            if (row, col) not in used:
+                grid[row][col].set_visible(False)
     from matplotlib.patches import Patch
 
     margin = float(data.plan.margin)
