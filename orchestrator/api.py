@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.study.catalogue import find_study, nest
-from orchestrator.study.spec import merge
+from orchestrator.study.catalogue import find_study
+from orchestrator.study.overrides import merge, nest
 
 STUDY_KEYS = ("name", "description", "preset", "setting", "dataset", "seeds", "max_trials")
 

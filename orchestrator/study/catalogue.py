@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.study.overrides import nest
 
 SHIPPED = Path(__file__).resolve().parents[2] / "studies"
 
@@ -54,22 +55,6 @@ def parse_value(text: str) -> Any:
         if text and all(c.isalnum() or c in "_-./" for c in text):
             return text
         raise UsageError(f"--set {text!r}: not a TOML value; write strings in quotes, lists as [1, 2]") from None
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"train.steps": 100} -> {"train": {"steps": 100}}; a key without a dot stays at the top."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        parts = key.split(".")
-        if not all(parts):
-            raise UsageError(f"override {key!r}: write SECTION.KEY, e.g. train.steps")
-        here = out
-        for part in parts[:-1]:
-            here = here.setdefault(part, {})
-            if not isinstance(here, dict):
-                raise UsageError(f"override {key!r} conflicts with another override of {part!r}")
-        here[parts[-1]] = value
-    return out
 
 
 def overrides_from(settings: Iterable[str]) -> dict[str, Any]:

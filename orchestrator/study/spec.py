@@ -7,7 +7,6 @@ budgets), `[resources]` (per trial) and `[report]` (targets). See studies/quicks
 
 from __future__ import annotations
 
-import copy
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pydantic.dataclasses import dataclass as validated
 from orchestrator.errors import MissingComponentError, StudyError
 from orchestrator.study.checks import build_config, check_budgets, check_model_options, check_names
 from orchestrator.study.methods import check_method
+from orchestrator.study.overrides import merge, nest
 from orchestrator.study.reader import Reader, build, scan, show
 from orchestrator.study.sweep import AUX_COUNT, Axis, cells, check_cell, method_train, parse_sweep, train_values
 from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY, RESERVED_TRAIN
@@ -185,8 +185,6 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def _blame_override(error: StudyError, doc: dict, overrides: dict, path: Path) -> StudyError:
     """The error names the `--set` that caused it when the study file is fine without that override."""
-    from orchestrator.study.catalogue import nest
-
     flat = _flat(overrides)
     for key, value in flat.items():
         others = {k: v for k, v in flat.items() if k != key}
@@ -197,17 +195,6 @@ def _blame_override(error: StudyError, doc: dict, overrides: dict, path: Path) -
         message = str(error).removeprefix(f"{path}:").strip()
         return StudyError(f"--set {key}={show(value)}: {message}")
     return error
-
-
-def merge(doc: dict, overrides: dict) -> dict:
-    """A copy of `doc` with `overrides` merged in: tables merge key by key, any other value replaces."""
-    out = copy.deepcopy(doc)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def parse_study(text: str, path: str | Path = "<study>", overrides: dict | None = None) -> Study:

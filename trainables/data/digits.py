@@ -7,7 +7,6 @@ dg: four visibly different domains (original, inverted, rotated, noisy) from dis
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import torch
@@ -28,6 +27,7 @@ from trainables.data.digits_attributes import (
     class_attributes,
 )
 from trainables.data.digits_attributes import describe as describe_attributes
+from trainables.data.digits_source import load
 from trainables.data.registry import resize_images
 from trainables.data.splits import (
     SPLIT_SEED,
@@ -49,29 +49,6 @@ PATH = "sklearn.datasets.load_digits (bundled with scikit-learn)"
 
 
 @lru_cache(maxsize=1)
-def load() -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1797 images as float [N, 1, 8, 8] in [0, 1] and their digit labels [N]: scikit-learn's bundled
-    digits.csv.gz read directly (what `load_digits` reads, without importing scikit-learn: a second saved on
-    every command that checks a digits study); `load_digits` itself where that file is not found."""
-    import importlib.util
-
-    import numpy as np
-
-    spec = importlib.util.find_spec("sklearn")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    path = os.path.join(folders[0], "datasets", "data", "digits.csv.gz") if folders else ""
-    if path and os.path.exists(path):
-        table = np.loadtxt(path, delimiter=",")
-        data, target = table[:, :-1], table[:, -1].astype(np.int64)
-    else:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        data, target = digits.data, digits.target
-    images = torch.tensor(data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    return images, torch.tensor(target, dtype=torch.long)
-
-
 def fixed_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train, val, test) positions: a fixed stratified 55/15/30 split."""
     n = len(labels)

@@ -190,7 +190,7 @@ def image_attributes(images: torch.Tensor) -> torch.Tensor:
 @lru_cache(maxsize=1)
 def attribute_table() -> torch.Tensor:
     """0/1 [1797, len(ALL_ATTRIBUTES)] for all of scikit-learn's digits, in `ALL_ATTRIBUTES` order."""
-    from trainables.data.digits import load
+    from trainables.data.digits_source import load
 
     images, labels = load()
     non_image = tuple(n for n in ALL_ATTRIBUTES if n not in IMAGE_MEASURES)
