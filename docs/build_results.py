@@ -82,10 +82,17 @@ def seconds_of(runs: str, study: str) -> str:
 
 
 def span_s(runs: str, study: str) -> float:
-    """Wall seconds from the first trial's start to the last record (Ray's start-up and the report excluded)."""
+    """Wall seconds during which some trial was training: the union of the trials' spans (Ray's start-up, the
+    report and any pause between an interrupted run and its --resume excluded)."""
     with open(os.path.join(runs, study, "records.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return max(r["recorded_at"] for r in rows) - min(r["recorded_at"] - r["time_total_s"] for r in rows)
+    spans = sorted((r["recorded_at"] - r["time_total_s"], r["recorded_at"]) for r in rows)
+    total, start, end = 0.0, *spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            total, start = total + end - start, s
+        end = max(end, e)
+    return total + end - start
 
 
 def paired(runs: str, study: str) -> list[str]:
