@@ -206,7 +206,7 @@ class ARML(Weighting):
         tiny = torch.finfo(torch.float64).tiny
         units = per_task / per_task.norm(dim=1, keepdim=True).clamp_min(tiny)
         main_unit = g_main.double() / g_main.double().norm().clamp_min(tiny)
-        residual = main_unit - self._weights.to(units.device) @ units
+        residual = main_unit - self._weights_on(units.device, torch.float64) @ units
         return (-2.0 * units @ residual).cpu()
 
     def update(self, alpha_grad: torch.Tensor) -> None:

@@ -169,8 +169,7 @@ class AutoLambda(Weighting):
         virtual step on the weighted loss; keeps the graph of `main` and `aux`, leaves `.grad` and the model
         as they were."""
         theta = self._lookahead_params(params)
-        weights = self._weights.to(device=aux.device, dtype=aux.dtype)
-        total = main_weight * main + (weights * aux).sum()
+        total = main_weight * main + (self._weights_on(aux.device, aux.dtype) * aux).sum()
         g = all_mean(grad_of(total, theta, retain_graph=True))
         rates, moves = self._virtual_step(theta, split_like(g, theta))
         data = [p.data for p in theta]       # .data: moving them must not invalidate the caller's graph

@@ -85,6 +85,30 @@ class Weighting:
         return True
 
     @property
+    def _weights(self) -> torch.Tensor:
+        """The K weights held (float64, on the CPU); setting them forgets their copies on other devices."""
+        return self._held
+
+    @_weights.setter
+    def _weights(self, value: torch.Tensor) -> None:
+        self._held = value
+        self._copies: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def _weights_on(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The weights as a `dtype` tensor on `device`, copied once per change of the weights: a method whose
+        weights do not move (Uniform, fixed weights) copies them once, not every step. To a GPU the copy goes
+        through pinned memory without waiting, so it does not stall the host (a pageable copy would)."""
+        key = (torch.device(device), dtype)
+        copy = self._copies.get(key)
+        if copy is None:
+            if key[0].type == "cuda":
+                copy = self._held.to(dtype).pin_memory().to(key[0], non_blocking=True)
+            else:
+                copy = self._held.to(device=key[0], dtype=dtype)
+            self._copies[key] = copy
+        return copy
+
+    @property
     def weights(self) -> torch.Tensor:
         """The K auxiliary weights now (a copy, float32); the main task's weight is 1."""
         return self._weights.float().clone()
@@ -149,8 +173,7 @@ class Weighting:
         return None
 
     def _total(self, main: torch.Tensor, aux: torch.Tensor, main_weight: float) -> torch.Tensor:
-        weights = self._weights.to(device=aux.device, dtype=aux.dtype)
-        return main_weight * main + (weights * aux).sum()
+        return main_weight * main + (self._weights_on(aux.device, aux.dtype) * aux).sum()
 
     def _gradients(self, main: torch.Tensor, aux: torch.Tensor, params: list[torch.Tensor],
                    main_weight: float, keep_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:

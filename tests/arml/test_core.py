@@ -234,3 +234,38 @@ def test_weights_never_become_nan():
     assert torch.equal(w.weights, torch.ones(3)) and w.skipped_updates == 2
     w.update(torch.tensor([1e30, -1e30, 0.0], dtype=torch.float64))
     assert bool(torch.isfinite(w.weights).all()) and abs(float(w.weights.sum()) - 3) < 1e-4
+
+
+
+def test_weights_are_copied_to_the_losses_device_once_per_change():
+    """Fixed weights are copied to the losses' device and dtype once, not every step (a per-step copy to a GPU
+    stalls the host); every change of the weights (an update, a loaded state) is used at the next step."""
+    p = torch.ones(2, requires_grad=True)
+
+    def step(weighting, scale):
+        p.grad = None
+        aux = p * torch.tensor(scale)                      # d aux_k / d p_k = scale_k
+        used = weighting.backward((p * 0).sum(), aux, [p])
+        return used, p.grad.clone()
+
+    fixed = arml.make_weighting("fixed", num_aux=2, weights=[0.5, 2.0])
+    first = fixed._weights_on(torch.device("cpu"), torch.float32)
+    assert first.dtype == torch.float32 and first.tolist() == [0.5, 2.0]
+    for _ in range(3):
+        _, grad = step(fixed, [1.0, 1.0])
+        assert grad.tolist() == [0.5, 2.0]
+    assert fixed._weights_on(torch.device("cpu"), torch.float32) is first
+
+    state = fixed.state_dict()
+    state["weights"] = torch.tensor([3.0, 1.0], dtype=torch.float64)
+    fixed.load_state_dict(state)
+    assert step(fixed, [1.0, 1.0])[1].tolist() == [3.0, 1.0]
+
+    adaloss = arml.make_weighting("adaloss", num_aux=2)      # moves its weights every step
+    grads = []
+    for scale in ([1.0, 4.0], [4.0, 1.0]):
+        used, grad = step(adaloss, scale)
+        assert torch.allclose(grad, used * torch.tensor(scale))
+        grads.append(grad / torch.tensor(scale))
+    # the weights moved, and each step used its own
+    assert torch.allclose(grads[0], torch.tensor([1.0, 0.3])) and torch.allclose(grads[1], torch.tensor([0.3, 1.0]))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.augment import rotate
+from trainables.augment import rotate, to_device
 from trainables.tasks.base import AuxTask, Context
 
 
@@ -24,7 +24,7 @@ class Rotation(AuxTask):
 
     def prepare(self, batch, context: Context):
         images, _ = batch
-        turns = torch.randint(0, 4, (images.shape[0],), generator=context.generator).to(images.device)
+        turns = to_device(torch.randint(0, 4, (images.shape[0],), generator=context.generator), images.device)
         return [rotate(images, turns)], turns
 
     def losses(self, heads, features, turns) -> torch.Tensor:
