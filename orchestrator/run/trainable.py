@@ -189,8 +189,11 @@ def _restored(checkpoint: Any) -> Iterator[str | None]:
 
 def _warm_up() -> float:
     """Imports the training code (torch, torchvision, the data sets) before a trial's cost meter starts, so the
-    first trial on a Ray worker costs what the others do; returns the CPU-seconds this took (0 once warm)."""
+    first trial on a Ray worker costs what the others do; returns the CPU-seconds this took (0 once warm).
+    torch._dynamo too: torch's first optimizer imports it (1.7 CPU-seconds on 2 CPUs), which made the first
+    trial on each worker look 2x as costly as the rest."""
     start = time.process_time()
+    import torch._dynamo  # noqa: F401
     import trainables.loop  # noqa: F401
 
     return time.process_time() - start
