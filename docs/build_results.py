@@ -326,7 +326,7 @@ def regimes(runs: str, study: str, note: str) -> list[str]:
     if os.path.exists(os.path.join(report, cell_figure)):
         shutil.copyfile(os.path.join(report, cell_figure), os.path.join(out, "diagnostics_k16_400steps.png"))
     return [f"## {REGIMES_TITLE}", "",
-            f"`arml run studies/{study}.toml --until-decided --max-seeds 8` ({len(trials)} trials, "
+            f"`arml run studies/{study}.toml --until-decided --max-seeds 16` ({len(trials)} trials, "
             f"{trials['cpu_s'].sum() / 3600:.1f} CPU-hours of training; {span_s(runs, study) / 60:.0f} minutes of "
             f"trials on 2 CPUs{waves_of(runs, study)}).", "",
             note, "",

@@ -3,7 +3,7 @@
 #   bash docs/run_digits_studies.sh            (STORAGE=runs by default; run it again after an interruption:
 #                                              a study already started is resumed)
 # The twins add seeds until their paired comparisons are decided (at most MAX_SEEDS); the grid-vs-ARML and
-# search studies run their planned seeds; the regime study adds seeds up to 8. Each study's wall time is
+# search studies run their planned seeds; the regime study adds seeds up to 16. Each study's wall time is
 # appended to $STORAGE/timings.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ TWINS="digits_table1_ssl digits_table2_mlc digits_table4_dg digits_fig3_dg_shots
 OTHERS="digits_mlc_grid_vs_arml digits_dg_grid_vs_arml digits_ssl_grid_vs_arml"
 LAST="digits_fig2_ssl_labels"      # the largest twin (90 trials a wave)
 SEARCH="digits_search_vs_arml"
-REGIMES="digits_regimes"           # K x steps x labels, up to 8 seeds: about an hour on 2 CPUs
+REGIMES="digits_regimes"           # K x steps x labels, up to 16 seeds: about 2 hours on 2 CPUs
 mkdir -p "$STORAGE"
 run() {
     local study=$1; shift
@@ -29,5 +29,5 @@ for study in $TWINS; do run "$study" --until-decided --max-seeds "$MAX_SEEDS" "$
 for study in $OTHERS; do run "$study" "$@"; done
 run "$LAST" --until-decided --max-seeds "$MAX_SEEDS" "$@"
 run "$SEARCH" "$@"
-run "$REGIMES" --until-decided --max-seeds 8 "$@"
+run "$REGIMES" --until-decided --max-seeds 16 "$@"
 .venv/bin/python docs/build_results.py --runs "$STORAGE"
