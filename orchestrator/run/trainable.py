@@ -194,6 +194,7 @@ def _warm_up() -> float:
     trial on each worker look 2x as costly as the rest."""
     start = time.process_time()
     import torch._dynamo  # noqa: F401
+
     import trainables.loop  # noqa: F401
 
     return time.process_time() - start
