@@ -1,5 +1,6 @@
 """Shared by every test: the helper modules of tests/helpers importable by name (studyfiles, fakedata, tiny_nets),
-and one local Ray (2 CPUs, no dashboard) started once for the tests that run studies in this process."""
+one local Ray (2 CPUs, no dashboard) started once for the tests that run studies in this process, and
+`one_thread` for the modules that train tiny models."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers"))
 
@@ -28,3 +30,13 @@ def local_ray(_ray_for_the_session):
 
         start_ray()
     return ray
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over a shared machine's CPUs (a module asks
+    for it with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,14 +23,7 @@ from trainables.diagnostics import GradientDiagnostics, gradient_diagnostics
 from trainables.errors import ConfigError
 from trainables.loop import aux_names, fit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting over a shared machine's CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (tests/conftest.py)
 
 
 def direct(net: MLP) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,13 +13,7 @@ from trainables.config import resolve_config
 from trainables.errors import ConfigError
 from trainables.loop import aux_names, fit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (tests/conftest.py)
 
 
 def test_pairs_fall_in_their_groups() -> None:

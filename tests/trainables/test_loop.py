@@ -23,13 +23,7 @@ STATE_KEYS = {"step", "model", "optimizer", "weighting", "teacher", "streams", "
 EVIDENCE = ["is_0", "is_6", "is_8", "is_9", "random_0", "random_1", "random_2", "random_3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting over a shared machine's CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one intra-op thread (tests/conftest.py)
 
 
 def run(config, **kwargs) -> tuple[list[dict], list[dict]]:
