@@ -4,12 +4,11 @@ short training run, resuming and option checks."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
 import torch
-from tiny_nets import F64, MLP
+from tiny_nets import F64, MLP, resume_through_checkpoint
 from torch import nn
 from torch.func import functional_call
 
@@ -207,15 +206,7 @@ def test_state_dict_round_trip_continues_identically():
     first_net = MLP(3)
     first, opt = fresh(first_net)
     run(first, first_net, 4, opt)
-    buffer = io.BytesIO()
-    torch.save({"w": first.state_dict(), "net": first_net.state_dict(), "opt": opt.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed_net = MLP(3)
-    resumed_net.load_state_dict(saved["net"])
-    resumed, opt = fresh(resumed_net)
-    opt.load_state_dict(saved["opt"])
-    resumed.load_state_dict(saved["w"])
+    resumed, resumed_net, opt = resume_through_checkpoint(first, first_net, opt, fresh)
     assert resumed.state_dict()["extra"]["adam_steps"] == 4
     run(resumed, resumed_net, 4, opt)
 

@@ -3,12 +3,11 @@ answer, and a state_dict round trip for every method that continues exactly like
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
 import torch
-from tiny_nets import F64, MLP
+from tiny_nets import F64, MLP, resume_through_checkpoint
 from torch import nn
 
 import arml
@@ -297,15 +296,7 @@ def test_state_dict_round_trip_continues_identically(name, options, use_closure)
     first_net = MLP(3)
     first, opt = fresh(first_net)
     train(first, first_net, 4, closure=use_closure, opt=opt)
-    buffer = io.BytesIO()
-    torch.save({"w": first.state_dict(), "net": first_net.state_dict(), "opt": opt.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed_net = MLP(3)
-    resumed_net.load_state_dict(saved["net"])
-    resumed, opt = fresh(resumed_net)
-    opt.load_state_dict(saved["opt"])
-    resumed.load_state_dict(saved["w"])
+    resumed, resumed_net, opt = resume_through_checkpoint(first, first_net, opt, fresh)
     train(resumed, resumed_net, 4, closure=use_closure, opt=opt)
 
     a, b = straight.state_dict(), resumed.state_dict()

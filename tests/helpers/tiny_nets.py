@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 from torch import nn
 
@@ -27,3 +29,19 @@ class MLP(nn.Module):
 
     def shared(self) -> list[nn.Parameter]:
         return list(self.backbone.parameters())
+
+
+def resume_through_checkpoint(weighting, net: MLP, opt: torch.optim.Optimizer, fresh) -> tuple:
+    """Saves the weighting, net and optimizer as a checkpoint would (torch.save, then torch.load with
+    weights_only=True) and loads them into new ones made by `fresh(net) -> (weighting, optimizer)`; returns
+    (weighting, net, optimizer), ready to go on training."""
+    buffer = io.BytesIO()
+    torch.save({"w": weighting.state_dict(), "net": net.state_dict(), "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed_net = MLP(len(net.heads) - 1)
+    resumed_net.load_state_dict(saved["net"])
+    resumed, resumed_opt = fresh(resumed_net)
+    resumed_opt.load_state_dict(saved["opt"])
+    resumed.load_state_dict(saved["w"])
+    return resumed, resumed_net, resumed_opt
