@@ -4,6 +4,7 @@ commentary in docs/results_notes.md: every table is read from the runs, every fi
     for s in digits_table1_ssl digits_table2_mlc ...; do arml run studies/$s.toml; done   # (see results.md)
     .venv/bin/python docs/build_results.py [--runs runs]
     .venv/bin/python docs/build_results.py --only regimes     # that section alone, from runs/digits_regimes
+    .venv/bin/python docs/build_results.py --only digits_ssl_grid_vs_arml   # one grid-vs-ARML study alone
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
 KSCALING = "digits_k_scaling"   # one sweep over aux_count
 REGIMES = "digits_regimes"       # K x steps x labels: single-run weightings against Uniform and a search
 REGIMES_TITLE = "Where auxiliary weighting pays"
+GRID_TITLE = "When one ARML run matches grid search"
 
 
 def notes() -> dict[str, str]:
@@ -353,17 +355,29 @@ def regimes(runs: str, study: str, note: str) -> list[str]:
             f"[searches.md](results/{study}/searches.md), and the CSV files next to them.", ""]
 
 
-def replace_section(title: str, lines: list[str], before: str) -> None:
-    """Puts the '## title' section into the existing results.md: in place of the old one, else before the
-    '## before' heading."""
+def replace_section(title: str, lines: list[str], before: str, level: int = 2, within: str | None = None) -> None:
+    """Puts the section `title` (a heading of `level` #s) into the existing results.md: in place of the old one,
+    else before the heading `before` (same level); `within` names the '## ' section a '### ' one belongs to
+    (inserted at its end when `before` is not there)."""
     path = os.path.join(HERE, "results.md")
     text = open(path).read()
     body = "\n".join(lines).rstrip() + "\n\n"
-    match = re.search(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    hashes = "#" * level
+    ends = rf"(?=^#{{2,{level}}} |\Z)"                  # the next heading of this level or above
+    match = re.search(rf"^{hashes} {re.escape(title)}\n.*?{ends}", text, flags=re.S | re.M)
     if match:
         text = text[:match.start()] + body + text[match.end():]
     else:
-        at = text.index(f"\n## {before}\n") + 1
+        found = re.search(rf"^{hashes} {re.escape(before)}\n", text, flags=re.M)
+        if found:
+            at = found.start()
+        elif within is not None:
+            parent = re.search(rf"^## {re.escape(within)}\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+            if parent is None:
+                raise SystemExit(f"results.md has no '## {within}' section to put '{title}' in")
+            at = parent.end()
+        else:
+            raise SystemExit(f"results.md has no '{hashes} {before}' heading to put '{title}' before")
         text = text[:at] + body + text[at:]
     with open(path, "w") as f:
         f.write(text)
@@ -372,12 +386,18 @@ def replace_section(title: str, lines: list[str], before: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="the storage folder the studies ran into (default runs)")
-    parser.add_argument("--only", choices=["regimes"], help="rebuild this section alone in the existing results.md")
+    parser.add_argument("--only", choices=["regimes", *GRID_VS_ARML],
+                        help="rebuild this section alone in the existing results.md")
     args = parser.parse_args()
     text = notes()
     if args.only == "regimes":
-        replace_section(REGIMES_TITLE, regimes(args.runs, REGIMES, text.get("regimes", "")),
-                        "When one ARML run matches grid search")
+        replace_section(REGIMES_TITLE, regimes(args.runs, REGIMES, text.get("regimes", "")), GRID_TITLE)
+    elif args.only:
+        later = GRID_VS_ARML[GRID_VS_ARML.index(args.only) + 1:]
+        replace_section(args.only, grid_vs_arml(args.runs, args.only, text.get(args.only, "")),
+                        later[0] if later else "Verdict", level=3, within=GRID_TITLE)
+        replace_section("Verdict", [text.get("verdict", "")], "", level=3, within=GRID_TITLE)   # its commentary
+    if args.only:
         print(os.path.join(HERE, "results.md"))
         return 0
     out = [text["intro"], "", "## The paper's results, on digits", ""]
@@ -390,7 +410,7 @@ def main() -> int:
         out += k_scaling(args.runs, KSCALING, text.get("k_scaling", ""))
     if os.path.exists(os.path.join(args.runs, REGIMES, "report", "searches_budgeted.csv")):
         out += regimes(args.runs, REGIMES, text.get("regimes", ""))
-    out += ["## When one ARML run matches grid search", "", text.get("grid_vs_arml", ""), ""]
+    out += [f"## {GRID_TITLE}", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
         if os.path.exists(os.path.join(args.runs, study, "report")):
             out += grid_vs_arml(args.runs, study, text.get(study, ""))

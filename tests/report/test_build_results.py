@@ -1,8 +1,11 @@
-"""docs/build_results.py: the wall time it quotes for a study counts only the time trials were training."""
+"""docs/build_results.py: the wall time it quotes for a study counts only the time trials were training, and
+one section rebuilt alone (`--only`) replaces its old text or goes where the full build would put it."""
 
 import importlib.util
 import json
 import os
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC = importlib.util.spec_from_file_location(
@@ -29,3 +32,62 @@ def test_span_is_the_union_of_trial_spans(tmp_path):
 def test_span_of_back_to_back_trials(tmp_path):
     runs = _records(tmp_path, [(0, 10), (10, 25), (5, 12)])
     assert build_results.span_s(runs, "study") == 25
+
+
+RESULTS = """# Results
+
+## Where auxiliary weighting pays
+
+regimes text
+
+## When one ARML run matches grid search
+
+intro
+
+### digits_mlc_grid_vs_arml
+
+mlc old
+
+### Verdict
+
+old verdict
+"""
+
+
+def _results(tmp_path, monkeypatch, text=RESULTS):
+    monkeypatch.setattr(build_results, "HERE", str(tmp_path))
+    (tmp_path / "results.md").write_text(text)
+    return lambda: (tmp_path / "results.md").read_text()
+
+
+def test_a_study_section_goes_in_before_the_next_study_of_its_section(tmp_path, monkeypatch):
+    read = _results(tmp_path, monkeypatch)
+    build_results.replace_section("digits_ssl_grid_vs_arml", ["### digits_ssl_grid_vs_arml", "", "ssl new"],
+                                  "digits_mlc_grid_vs_arml", level=3, within=build_results.GRID_TITLE)
+    text = read()
+    assert text.index("ssl new") < text.index("### digits_mlc_grid_vs_arml") < text.index("old verdict")
+    assert text.count("### digits_ssl_grid_vs_arml") == 1 and "mlc old" in text
+
+
+def test_a_study_section_is_replaced_up_to_the_next_heading_of_its_level(tmp_path, monkeypatch):
+    read = _results(tmp_path, monkeypatch)
+    build_results.replace_section("digits_mlc_grid_vs_arml", ["### digits_mlc_grid_vs_arml", "", "mlc new"],
+                                  "Verdict", level=3, within=build_results.GRID_TITLE)
+    text = read()
+    assert "mlc old" not in text and "mlc new" in text
+    assert text.index("mlc new") < text.index("### Verdict\n\nold verdict")     # the next ### heading kept
+    assert text.index("## Where auxiliary weighting pays\n\nregimes text") < text.index("mlc new")
+
+
+def test_the_last_section_of_a_section_is_replaced_up_to_the_next_section(tmp_path, monkeypatch):
+    read = _results(tmp_path, monkeypatch, RESULTS + "\n## Later\n\nkept\n")
+    build_results.replace_section("Verdict", ["### Verdict", "", "new verdict"], "", level=3,
+                                  within=build_results.GRID_TITLE)
+    text = read()
+    assert "old verdict" not in text and text.index("new verdict") < text.index("## Later\n\nkept")
+
+
+def test_a_missing_section_without_a_place_for_it_is_one_message(tmp_path, monkeypatch):
+    _results(tmp_path, monkeypatch, "# Results\n")
+    with pytest.raises(SystemExit, match="no '## When one ARML run matches grid search' section"):
+        build_results.replace_section("x", ["### x"], "y", level=3, within=build_results.GRID_TITLE)
