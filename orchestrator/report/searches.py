@@ -1,6 +1,6 @@
 """Searches over the fixed auxiliary weights against single runs (ARML, its cheap variant, Uniform), cell by cell
 of a study: how much device time each search needs to become "as good" as one ARML run, the verdicts of every
-method against ARML, and each single run against each search given `--multiple` times its device-seconds. With a
+method against ARML, and each single run against each search given `MULTIPLE` (16) times its device-seconds. With a
 sweep over the number K of auxiliary tasks (`aux_count`), this is the K-scaling report.
 
 For every cell and search method, each seed's search is read in plan order as a best-so-far curve: after its

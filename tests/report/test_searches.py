@@ -166,19 +166,15 @@ def hand_made(folder: Path, k: int) -> Path:
         "tpe_box": ("tpe", good), "random": ("random", never), "grid": ("grid", grid)})
 
 
-def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
-    def report_main(args: list[str]) -> int:   # the searches' files over run folders (one K each)
-        at = args.index("--out")
-        multiple = float(args[args.index("--multiple") + 1]) if "--multiple" in args else 16.0
-        if multiple <= 0:
-            return 2
-        write_searches([cell for run in args[:at] for cell in load_run(run).cells()], args[at + 1],
-                       multiple=multiple)
-        return 0
+def searches_of(runs: list[Path], out: Path, multiple: float = 16.0) -> None:
+    """The searches' files (what `arml report` writes for a sweep over aux_count) over run folders, one K each."""
+    write_searches([cell for run in runs for cell in load_run(str(run)).cells()], str(out), multiple=multiple)
 
+
+def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_never(tmp_path):
     runs = [hand_made(tmp_path / "k4", 4), hand_made(tmp_path / "k2", 2)]
     out = tmp_path / "out"
-    assert report_main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    searches_of(runs, out)
     table = pd.read_csv(out / "searches.csv")
     assert table["K"].tolist()[:5] == [2] * 5 and set(table["K"]) == {2, 4}
     rows = table[table["K"] == 2].set_index("method")
@@ -221,23 +217,13 @@ def test_k_scaling_report_finds_when_each_search_is_as_good_as_arml_and_when_nev
 
 
 def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
-    def report_main(args: list[str]) -> int:   # the searches' files over run folders (one K each)
-        at = args.index("--out")
-        multiple = float(args[args.index("--multiple") + 1]) if "--multiple" in args else 16.0
-        if multiple <= 0:
-            return 2
-        write_searches([cell for run in args[:at] for cell in load_run(run).cells()], args[at + 1],
-                       multiple=multiple)
-        return 0
-
     run = hand_made(tmp_path / "k2", 2)
-    assert report_main([str(run), "--out", str(tmp_path / "out"), "--multiple", "1"]) == 0
+    searches_of([run], tmp_path / "out", multiple=1)
     mine = pd.read_csv(tmp_path / "out" / "searches_budgeted.csv")
     mine = mine[mine["method"] == "arml"].set_index("search")
     # 1x ARML's 2 s: two 1-s TPE trials (whose choice is 5 points below ARML), one 2-s grid point
     assert mine.loc["tpe_box", "trials"] == 2 and mine.loc["grid", "trials"] == 1
     assert mine.loc["tpe_box", "verdict"] == "better" and mine.loc["tpe_box", "mean_diff"] == pytest.approx(0.05)
-    assert report_main([str(run), "--out", str(tmp_path / "bad"), "--multiple", "0"]) == 2   # Click: above 0
 
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
