@@ -6,7 +6,9 @@ rate and shows, per method, the best validation accuracy so far: selection is on
 test number chosen across trials ever reaches the line. On a terminal the line updates in place and fits
 the terminal's width (shorter words first, then without the rate and time left, the accuracies last); in
 a log (stdout not a TTY) it is a timestamped line every `every_s` seconds, changed or not, and at each
-completion. Until Ray starts a first trial the line says it is waiting for Ray to schedule trials.
+completion once Tune has started the next trial in its place (or 2 s later): a line written the moment a trial
+ends would always show one trial fewer running than the study runs. Until Ray starts a first trial the line
+says it is waiting for Ray to schedule trials.
 
 `quiet_ray(run_dir)` sends Ray's and Tune's own output (TensorBoard hint, token-authentication warning,
 Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the terminal.
@@ -98,6 +100,8 @@ class Progress:
         self.counts = {"finished": 0, "running": 0, "pending": total, "failed": 0}
         self._done_at_start: int | None = None   # trials already finished when this session started (resume)
         self._started = False                    # whether a trial ran or ended in this session
+        self._slots = 0                          # the most trials seen running at once (the study's concurrency)
+        self._due: float | None = None           # when a trial ended whose log line waits for its slot's next trial
         self._last_print = 0.0
         self._last_line = ""
         self._open_line = False
@@ -116,6 +120,7 @@ class Progress:
             counts[key] += self.ended_before[key]
         counts["pending"] += max(0, self.total - sum(counts.values()))
         self.counts = counts
+        self._slots = max(self._slots, counts["running"] + (ending is not None))   # the ending trial ran too
         if self._done_at_start is None:
             self._done_at_start = counts["finished"] + counts["failed"]
         self._started |= counts["running"] > 0 or counts["finished"] + counts["failed"] > self._done_at_start
@@ -173,8 +178,9 @@ class Progress:
 
     def update(self, trials: Iterable[Any] | None = None, force: bool = False,
                ending: tuple[Any, str] | None = None) -> None:
-        """Recounts from `trials` and shows the line: in place on a terminal (at most twice a second), as a
-        timestamped line in a log (every `every_s` seconds, or at once when `force`, e.g. a completion)."""
+        """Recounts from `trials` and shows the line: in place on a terminal (at most twice a second, at once when
+        `force`), as a timestamped line in a log (every `every_s` seconds; at once when `force`; for a trial that
+        is `ending`, once the next trial runs in its place or 2 s later, at most one line per 2 s)."""
         if trials is not None:
             self.count(trials, ending)
         now = self.clock()
@@ -185,11 +191,21 @@ class Progress:
                 self.stream.flush()
                 self._open_line = True
             return
-        # in a log: every `every_s` seconds even when nothing changed (the log shows the study is alive)
-        if now - self._last_print < (2.0 if force else self.every_s):
+        if ending is not None and self._due is None:
+            self._due = now
+        gap = self.every_s                   # in a log: every `every_s` seconds even when nothing changed
+        if force and ending is None:
+            gap = 2.0
+        elif self._due is not None:
+            c = self.counts
+            unfinished = self.total - c["finished"] - c["failed"]
+            if c["running"] < min(self._slots, unfinished) and now - self._due < 2.0:
+                return                       # the ended trial's slot not refilled yet: wait for it
+            gap = 2.0
+        if now - self._last_print < gap:
             return
         text = self._log_line()
-        self._last_print, self._last_line = now, text
+        self._last_print, self._last_line, self._due = now, text, None
         self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
         self.stream.flush()
 

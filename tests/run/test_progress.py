@@ -39,10 +39,30 @@ def test_counts_come_from_tunes_trial_list_and_time_left_from_the_rate() -> None
     clock.now += 60
     live = trials("TERMINATED", "TERMINATED", "RUNNING", "RUNNING", "ERROR")
     progress.update(live, force=True, ending=(live[2], "finished"))   # Tune calls back before TERMINATED
+    assert len(out.getvalue().splitlines()) == 1      # its slot is free for a moment: no "1 running" line
+    progress.update(trials("TERMINATED", "TERMINATED", "TERMINATED", "RUNNING", "ERROR", "RUNNING"))
     line = out.getvalue().splitlines()[-1]
-    assert "3/10 done, 1 running, 5 pending, 1 failed" in line
+    assert "3/10 done, 2 running, 4 pending, 1 failed" in line       # the next trial runs in its place
     assert "4.0 trials/min, ~1m30s left" in line     # 4 ended in 60 s, 6 to go
     assert line.startswith("[") and line[9] == "]"   # a timestamp in a log
+
+
+def test_a_completion_whose_slot_stays_empty_is_shown_two_seconds_later() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(4, stream=out, tty=False, every_s=30, clock=clock)
+    progress.update(trials("RUNNING", "RUNNING"), force=True)
+    clock.now += 40
+    live = trials("RUNNING", "RUNNING")
+    progress.update(live, force=True, ending=(live[0], "finished"))
+    progress.update(trials("TERMINATED", "RUNNING"))     # every_s has passed, but the slot may fill at once
+    assert len(out.getvalue().splitlines()) == 1
+    clock.now += 2
+    progress.update(trials("TERMINATED", "RUNNING"))     # nothing took it: the line says so
+    assert out.getvalue().splitlines()[-1].split("] ")[1].startswith("1/4 done, 1 running, 2 pending")
+    clock.now += 5
+    last = trials("TERMINATED", "TERMINATED", "RUNNING", "RUNNING")
+    progress.update(last, force=True, ending=(last[2], "finished"))   # one trial left, and it runs: at once
+    assert out.getvalue().splitlines()[-1].split("] ")[1].startswith("3/4 done, 1 running, 0 pending")
 
 
 def test_a_resumed_run_measures_its_rate_from_its_own_completions() -> None:
