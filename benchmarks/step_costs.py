@@ -4,10 +4,13 @@ this machine; written to orchestrator/run/step_costs.json with the machine's des
 
 Digits presets run on the embedded data set at their real sizes; the paper presets on fake data in the real
 on-disk formats (tests/helpers/fakedata.py) at their real image sizes and batch sizes, for a few steps (their set-up
-on real data is not measured: the estimate leaves it out). How other weightings scale a step comes from
-benchmarks/weighting_overhead.py (WEIGHTING_FACTORS below).
+on real data is not measured: the estimate leaves it out). Digits presets are measured again with the width-16
+CNN the shipped digits studies use (`model_options = { width = 16 }`): a study with measured model options is
+estimated from those (per-step time does not follow FLOPs on models this small). How other weightings scale a
+step comes from benchmarks/weighting_overhead.py (WEIGHTING_FACTORS below).
 
     python benchmarks/step_costs.py               # about 5 minutes on 2 CPUs
+    python benchmarks/step_costs.py --only digits_ssl       # one preset (and its variants), merged into the file
     python benchmarks/step_costs.py --only digits_mlc --no-write
 """
 
@@ -24,12 +27,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+sys.path.insert(0, str(ROOT))
+from orchestrator.run.dryrun import model_key  # noqa: E402  (the estimate's name for a model variant)
+
 OUT = ROOT / "orchestrator" / "run" / "step_costs.json"
 # a weighting's step over a Uniform step (benchmarks/weighting_overhead.py and cheap_arml.py on this machine:
 # ARML 2.2-2.7x with its closure, amortize=8 1.1-1.2x, Auto-Lambda 3.1-3.4x, GradNorm 1.1-3.3x with K)
 # images one evaluation reads at the real data sets' sizes (validation + test): CIFAR-10 5,000 + 10,000; SVHN
 # 7,325 + 26,032; CelebA 19,867 + 19,962; PACS (target art_painting) a tenth of the 7,943 source images + 2,048
 REAL_EVAL_IMAGES = {"cifar10": 15_000, "svhn": 33_357, "celeba": 39_829, "pacs": 2_842}
+# model variants measured besides each preset's own model (what the shipped studies use)
+VARIANTS = {"digits_ssl": [{"width": 16}], "digits_mlc": [{"width": 16}], "digits_dg": [{"width": 16}]}
 WEIGHTING_FACTORS = {"uniform": 1.0, "fixed": 1.0, "adaloss": 1.05, "cosinesim": 1.5, "olaux": 1.5,
                      "gradnorm": 2.0, "arml": 2.4, "arml_amortized": 1.15, "autolambda": 3.3}
 
@@ -100,17 +108,26 @@ def main() -> int:
     small = {"ssl_cifar10_paper": {"label_budget": 400}, "ssl_svhn_paper": {"label_budget": 400},
              "mlc_celeba_paper": {"label_fraction": 0.5}, "dg_pacs_paper": {"per_class": 4}}
     presets = [args.only] if args.only else sorted(PRESETS)
-    costs = {}
+    costs, variants = {}, {}
     for preset in presets:
         started = time.perf_counter()
         costs[preset] = measure(preset, root, small.get(preset, {}))
         print(f"{preset:20s} {costs[preset]}  ({time.perf_counter() - started:.0f} s)", flush=True)
+        for options in VARIANTS.get(preset, []):
+            key = model_key(options)
+            variants.setdefault(preset, {})[key] = measure(preset, root, {**small.get(preset, {}),
+                                                                          "model_options": options})
+            print(f"{preset + ' ' + key:20s} {variants[preset][key]}", flush=True)
     if args.no_write:
         return 0
     payload = {"machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, 1 thread per trial "
                           f"({platform.processor() or platform.platform()})",
                "measured_with": "benchmarks/step_costs.py", "weighting_factors": WEIGHTING_FACTORS,
-               "presets": costs}
+               "presets": costs, "variants": variants}
+    if args.only and OUT.exists():    # one preset measured again: the others' costs stay
+        old = json.loads(OUT.read_text())
+        payload["presets"] = {**old.get("presets", {}), **costs}
+        payload["variants"] = {**old.get("variants", {}), **variants}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {OUT}")

@@ -17,11 +17,17 @@ STEP_COSTS = Path(__file__).with_name("step_costs.json")   # written by benchmar
 ORCHESTRATION_S = (12.0, 0.09)   # a study's fixed and per-trial cost beyond training (orchestration_overhead.py)
 
 
-def estimate(plan: Any) -> dict[str, Any] | None:
-    """The time the plan would take on this machine, from the per-step costs of its preset (measured on the
-    machine step_costs.json names; a study's other batch sizes scale them, other weightings by their measured
-    factor): training and evaluation seconds summed over trials, then spread over the trials that run at once.
-    None when the preset was not measured. Rough: within about 2x."""
+def model_key(model_options: dict[str, Any] | None) -> str:
+    """How step_costs.json names a model variant of a preset: 'width=16' (options sorted), '' for the preset's."""
+    return ",".join(f"{k}={v}" for k, v in sorted((model_options or {}).items()))
+
+
+def estimate(plan: Any, done: frozenset[str] | set[str] = frozenset()) -> dict[str, Any] | None:
+    """The time the plan's trials not in `done` would take on this machine, from the per-step costs of its preset
+    (measured on the machine step_costs.json names; a model variant's own costs where they were measured, e.g.
+    the width-16 CNN of the digits studies; a study's other batch sizes scale them, other weightings by their
+    measured factor): training and evaluation seconds summed over trials, then spread over the trials that run
+    at once. None when the preset was not measured. Rough: within about 2x."""
     if not STEP_COSTS.exists():
         return None
     costs = json.loads(STEP_COSTS.read_text())
@@ -31,30 +37,34 @@ def estimate(plan: Any) -> dict[str, Any] | None:
         return None
     from trainables.config import PRESETS, TrainConfig
 
+    variants = costs.get("variants", {}).get(preset, {})
     reference = {**TrainConfig().to_dict(), **PRESETS[preset]}
     ref_batch = reference["batch_size"] + (reference["aux_batch_size"] or reference["batch_size"])
     factors = costs["weighting_factors"]
     total = 0.0
-    for trial in plan.trials:
+    todo = [trial for trial in plan.trials if trial.trial_id not in done]
+    for trial in todo:
         c = trial.config
+        measured = variants.get(model_key(c.model_options), base)
         scale = (c.batch_size + (c.aux_batch_size or c.batch_size)) / ref_batch
         name = trial.weighting
         if name == "arml" and int(trial.weighting_options.get("amortize", 1) or 1) > 1:
             name = "arml_amortized"
         evals = math.ceil(c.steps / c.eval_every)
-        per_eval = base["eval_s"] * (min(1.0, 2 * c.max_eval_items / base["eval_images"]) if c.max_eval_items
-                                     else 1.0)
-        total += (base.get("setup_s") or 0.0) + c.steps * base["step_s"] * scale * factors.get(name, 1.5) \
+        per_eval = measured["eval_s"] * (min(1.0, 2 * c.max_eval_items / measured["eval_images"])
+                                         if c.max_eval_items else 1.0)
+        total += (measured.get("setup_s") or 0.0) + c.steps * measured["step_s"] * scale * factors.get(name, 1.5) \
             + evals * per_eval
     resources = plan.study.resources
     cpus = os.cpu_count() or 1
     at_once = max(1, int(cpus // max(resources.cpus_per_trial, 1e-9)))
     if resources.max_concurrent:
         at_once = min(at_once, resources.max_concurrent)
-    at_once = min(at_once, max(1, len(plan.trials)))
+    at_once = min(at_once, max(1, len(todo)))
     fixed, per_trial = ORCHESTRATION_S
-    return {"trial_s": total, "wall_s": total / at_once + fixed + per_trial * len(plan.trials),
-            "at_once": at_once, "measured_on": costs["machine"], "gpu": resources.gpus_per_trial > 0}
+    return {"trial_s": total, "wall_s": total / at_once + fixed + per_trial * len(todo), "trials": len(todo),
+            "done": len(plan.trials) - len(todo), "at_once": at_once, "measured_on": costs["machine"],
+            "gpu": resources.gpus_per_trial > 0}
 
 
 def duration(seconds: float) -> str:
@@ -81,6 +91,17 @@ def _kind(method: Any, k: int) -> str:
     return kind
 
 
+def _finished(plan: Any, folder: RunFolder) -> set[str]:
+    """The plan's trials the run folder records as done (what --resume keeps instead of running)."""
+    if not folder.has_plan():
+        return set()
+    from orchestrator.store.records import load_states
+    from orchestrator.store.schema import DONE
+
+    states = load_states(folder.path)
+    return {t.trial_id for t in plan.trials if states.get(t.trial_id, {}).get("status") in DONE}
+
+
 def plan_data(plan: Any, options: Any) -> dict[str, Any]:
     """The plan as plain values (`arml run --dry-run --json`)."""
     study, resources = plan.study, plan.study.resources
@@ -103,7 +124,8 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
                       "max_failures": resources.max_failures},
         "output_folder": where.shown(), "tune_storage": where.tune_home if where.remote else None,
         "holds_run": folder.holds_run(), "in_use_by": folder.in_use(),
-        "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan),
+        "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan, _finished(plan, folder)
+                                                                                   if options.resume else set()),
         "until_decided": bool(getattr(options, "until_decided", False)),
         "max_seeds": getattr(options, "max_seeds", None),
     }
@@ -141,11 +163,15 @@ def plan_text(plan: Any, options: Any) -> str:
     if guess and guess["gpu"]:
         lines.append("time: the trials ask for GPUs; per-step costs on a GPU are in docs/performance.md (this "
                      "machine's CPU figures do not apply)")
+    elif guess and not guess["trials"]:
+        lines.append(f"time: none; all {guess['done']} planned trials have finished")
     elif guess:
-        lines.append(f"time on this machine: about {duration(guess['wall_s'])} ({duration(guess['trial_s'])} of "
-                     f"training and evaluation, {guess['at_once']} trial{'s' if guess['at_once'] > 1 else ''} at a "
-                     f"time; per-step costs of preset {d['preset']} measured on a {guess['measured_on']}; rough, "
-                     "within about 2x)")
+        left = (f" for the {guess['trials']} trials left ({guess['done']} finished are kept)" if guess["done"]
+                else "")
+        lines.append(f"time on this machine: about {duration(guess['wall_s'])}{left} ({duration(guess['trial_s'])} "
+                     f"of training and evaluation, {guess['at_once']} trial{'s' if guess['at_once'] > 1 else ''} "
+                     f"at a time; per-step costs of preset {d['preset']} measured on a {guess['measured_on']}; "
+                     "rough, within about 2x)")
         if guess["wall_s"] > 86400:
             lines.append(f"  that is {duration(guess['wall_s'])}: check the plan (trials, steps) before you start")
     else:

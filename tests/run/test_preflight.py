@@ -4,6 +4,9 @@ depend on this machine."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from orchestrator.cli import main
@@ -83,3 +86,49 @@ def test_the_dry_run_says_how_long(tmp_path, capsys):
     assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--set", "train.steps=10000000",
                  "--set", "train.lr_milestones=[]", "--allow-large"]) == 0
     assert "check the plan (trials, steps) before you start" in capsys.readouterr().out
+
+
+def _quickstart_plan(model_options: dict | None = None):
+    from orchestrator.study.plan import make_plan
+    from orchestrator.study.spec import parse_study
+
+    text = (Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml").read_text()
+    overrides = {"train": {"model_options": model_options}} if model_options else None
+    return make_plan(parse_study(text, overrides=overrides))
+
+
+def test_a_measured_model_variant_is_estimated_from_its_own_costs(tmp_path, monkeypatch):
+    from orchestrator.run import dryrun
+
+    costs = json.loads(dryrun.STEP_COSTS.read_text())
+    measured = {"step_s": costs["presets"]["digits_mlc"]["step_s"] / 4, "eval_s": 0.0, "eval_images": 809,
+                "setup_s": 0.0}
+    costs["variants"] = {"digits_mlc": {"width=16": measured}}
+    path = tmp_path / "step_costs.json"
+    path.write_text(json.dumps(costs))
+    monkeypatch.setattr(dryrun, "STEP_COSTS", path)
+    preset = dryrun.estimate(_quickstart_plan({"width": 32}))["trial_s"]   # the CNN's default: not a variant
+    narrow = dryrun.estimate(_quickstart_plan({"width": 16}))["trial_s"]   # what the quickstart file asks for
+    other = dryrun.estimate(_quickstart_plan({"width": 24}))["trial_s"]
+    assert narrow < preset / 2            # the variant's measured steps (a quarter), no evaluation cost
+    assert other == preset                # an unmeasured variant: the preset's own costs
+    assert dryrun.model_key({"width": 16, "depth": 2}) == "depth=2,width=16" and dryrun.model_key(None) == ""
+
+
+def test_a_resumed_dry_run_estimates_only_the_trials_left(tmp_path, capsys):
+    from orchestrator.store.schema import write_plan
+
+    plan = _quickstart_plan()
+    run_dir = tmp_path / "quickstart"
+    write_plan(str(run_dir), plan)
+    done = [t.trial_id for t in plan.trials[:30]]
+    (run_dir / "trials.json").write_text(json.dumps({tid: {"status": "finished"} for tid in done}))
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "for the 10 trials left (30 finished are kept)" in out
+    (run_dir / "trials.json").write_text(json.dumps({t.trial_id: {"status": "finished"} for t in plan.trials}))
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
+    assert "time: none; all 40 planned trials have finished" in capsys.readouterr().out
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0   # without --resume: all 40
+    out = capsys.readouterr().out
+    assert "time on this machine: about" in out and "trials left" not in out
