@@ -176,7 +176,9 @@ def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
     points = method_points(data)
     names = list(data.plan.aux_names)
     trials = data.trials
-    lines = [f"### {study}", "", f"`arml run studies/{study}.toml` ({seconds_of(runs, study)}).", ""]
+    waves = waves_of(runs, study)
+    command = f"arml run studies/{study}.toml" + (" --until-decided" if "added" in waves else "")
+    lines = [f"### {study}", "", f"`{command}` ({seconds_of(runs, study)}{waves}).", ""]
     frame = comparisons(data, margin_of(data))
     for budget in data.budgets or [math.nan]:
         at = points[points["budget"] == budget].set_index("method")

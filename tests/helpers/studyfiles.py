@@ -28,6 +28,24 @@ BASE: dict[str, Any] = {
     "report": {"targets": [0.85, 0.8]},
 }
 
+def mlc_head(name: str, steps: int = 20, eval_every: int = 2) -> str:
+    """The head of a small digits multi-label study (two auxiliary attributes, a width-8 CNN, one seed) that the
+    search and scheduler tests add their methods to."""
+    return f"""
+[study]
+name = "{name}"
+preset = "digits_mlc"
+seeds = [0]
+[train]
+aux_attributes = ["is_0", "random_0"]
+model_options = {{ width = 8 }}
+steps = {steps}
+eval_every = {eval_every}
+batch_size = 16
+aux_batch_size = 16
+"""
+
+
 def toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from studyfiles import mlc_head
 
 pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
 
@@ -219,18 +220,7 @@ def test_killed_data_parallel_worker_is_retried_from_its_checkpoint_and_keeps_it
     assert trials["cpu_s"].iloc[0] >= records["cpu_s"].max() - 1e-6
 
 
-SEARCH_STUDY = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0]
-[train]
-aux_attributes = ["is_0", "random_0"]
-model_options = {{ width = 8 }}
-steps = 100
-eval_every = 20
-batch_size = 16
-aux_batch_size = 16
+SEARCH_METHODS = """
 [methods.tpe]
 weighting = "search"
 num_samples = 10
@@ -240,7 +230,7 @@ num_samples = 10
 @pytest.mark.slow
 def test_a_killed_search_resumes_with_its_sampler_and_samples_each_trial_once(tmp_path):
     study = tmp_path / "search.toml"
-    study.write_text(textwrap.dedent(SEARCH_STUDY.format(name="search")))
+    study.write_text(mlc_head("search", steps=100, eval_every=20) + SEARCH_METHODS)
     storage, run_dir = str(tmp_path / "runs"), tmp_path / "runs" / "search"
     driver = subprocess.Popen([*ARML, "run", str(study), "--storage", storage], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)

@@ -9,29 +9,16 @@ import textwrap
 
 import pandas as pd
 import pytest
+from studyfiles import mlc_head
 
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
 from orchestrator.study.plan import make_plan
 from orchestrator.study.spec import parse_study
 
-HEAD = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0]
-[train]
-aux_attributes = ["is_0", "random_0"]
-model_options = {{ width = 8 }}
-steps = 20
-eval_every = 2
-batch_size = 16
-aux_batch_size = 16
-"""
-
 
 def study(body: str, name: str = "s") -> str:
-    return textwrap.dedent(HEAD.format(name=name)) + textwrap.dedent(body)
+    return mlc_head(name) + textwrap.dedent(body)
 
 
 def test_search_and_asha_parse_and_plan():
