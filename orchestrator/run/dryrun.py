@@ -98,7 +98,10 @@ def _finished(plan: Any, folder: RunFolder) -> set[str]:
     from orchestrator.store.records import load_states
     from orchestrator.store.schema import DONE
 
-    states = load_states(folder.path)
+    try:
+        states = load_states(folder.path)
+    except (OSError, ValueError, TypeError, KeyError):   # a plan or state file this version cannot read
+        return set()                                     # the estimate counts every trial; the run says more
     return {t.trial_id for t in plan.trials if states.get(t.trial_id, {}).get("status") in DONE}
 
 
