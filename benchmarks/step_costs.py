@@ -27,7 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-sys.path.insert(0, str(ROOT))
 from orchestrator.run.dryrun import model_key  # noqa: E402  (the estimate's name for a model variant)
 
 OUT = ROOT / "orchestrator" / "run" / "step_costs.json"
