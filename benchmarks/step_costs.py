@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.run.dryrun import model_key  # the estimate's name for a model variant
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-from orchestrator.run.dryrun import model_key  # noqa: E402  (the estimate's name for a model variant)
-
 OUT = ROOT / "orchestrator" / "run" / "step_costs.json"
 # a weighting's step over a Uniform step (benchmarks/weighting_overhead.py and cheap_arml.py on this machine:
 # ARML 2.2-2.7x with its closure, amortize=8 1.1-1.2x, Auto-Lambda 3.1-3.4x, GradNorm 1.1-3.3x with K)
