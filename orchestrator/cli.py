@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from orchestrator.errors import MissingComponentError, RunFault, UsageError
+from orchestrator.run.signals import early, exit_code_of
 from orchestrator.study.catalogue import find_study, list_entries, list_text, overrides_from, study_files, study_folders
 
 DESCRIPTION = """\
@@ -108,9 +109,10 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., int]:
     def wrapper(*args: Any, **kwargs: Any) -> int:
         try:
             return _exit_code(fn(*args, **kwargs))
-        except KeyboardInterrupt:
-            _say("arml: interrupted")
-            return 130
+        except KeyboardInterrupt as error:   # Ctrl-C, or a SIGTERM before a run took the signals over
+            code = exit_code_of(error)
+            _say("arml: stopped by SIGTERM" if code == 143 else "arml: interrupted")
+            return code
         except (MissingComponentError, RunFault) as error:
             _say(f"arml: error: {one_line(error)}")
             return 1
@@ -289,6 +291,7 @@ def report_command(run_dir: str, log_mlflow: bool, mlflow_uri: str | None) -> in
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `arml` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    early()   # a SIGTERM from here on is a one-line stop (exit 143), like a Ctrl-C
     try:
         result = cli.main(args=args, prog_name="arml", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:
@@ -305,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         _say("arml: interrupted")
         return 130
+    except KeyboardInterrupt as error:   # a signal while Click parses the command line
+        code = exit_code_of(error)
+        _say("arml: stopped by SIGTERM" if code == 143 else "arml: interrupted")
+        return code
     return _exit_code(result)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import zipfile
 from typing import Any
 
 import torch
@@ -11,12 +13,31 @@ FILE = "state.pt"
 
 
 def save(directory: str, state: dict[str, Any]) -> str:
-    """Writes `state` to `directory/state.pt` (atomically: a crash never leaves half a file)."""
+    """Writes `state` to `directory/state.pt` atomically and durably: written under a temporary name, flushed to
+    the disk, then renamed, so that a crash or a full disk never leaves a cut or empty state.pt."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, FILE)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        raise
     return directory
+
+
+def is_complete(directory: str) -> bool:
+    """True when `directory` holds a whole state.pt (torch's zip format, readable to its central directory): a
+    checkpoint cut by a crash or a full disk, or an empty file, is not."""
+    path = os.path.join(directory, FILE)
+    try:
+        return os.path.isfile(path) and os.path.getsize(path) > 0 and zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def load(directory: str) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from orchestrator.report.tables import (
 )
 from orchestrator.report.text import budget_text, md_table, pct, points_text, seeds_text
 from orchestrator.report.verdicts import comparisons, comparisons_markdown, decided_winner
-from orchestrator.store.folder import MLFLOW_DB, REPORT_DIR, RunFolder
-from orchestrator.store.schema import ACTIVE, ENDED, TrialStatus
+from orchestrator.store.folder import MLFLOW_DB, REPORT_DIR, RunFolder, atomic_path
+from orchestrator.store.schema import ACTIVE, TrialStatus
 
 FLOAT_FORMAT = "%.6g"
 DEFAULT_MARGIN = 1.0
@@ -220,11 +220,12 @@ def cost_vs_accuracy(data: RunData, points: pd.DataFrame, cost: pd.DataFrame) ->
 
 def _csv(frame: pd.DataFrame, folder: str, name: str) -> None:
     # rounded first: a CI of identical values is 1e-16, not 0, and that noise differs between machines
-    frame.round(9).to_csv(os.path.join(folder, name), index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    with atomic_path(os.path.join(folder, name)) as temporary:
+        frame.round(9).to_csv(temporary, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
 
 
 def _text(text: str, folder: str, name: str) -> None:
-    with open(os.path.join(folder, name), "w") as f:
+    with atomic_path(os.path.join(folder, name)) as temporary, open(temporary, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
@@ -343,6 +344,8 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
     tracker = Tracker(uri, data.plan.study, run_dir, data.plan.trials)
     if not tracker.enabled:
         return False
+    # a study running right now (another process holds the folder) owns its runs' statuses: only log
+    busy = None if final else RunFolder(run_dir).in_use()
     states = dict(zip(data.trials["trial_id"], data.trials["status"]))
     if log_records:
         had = set(tracker.children)
@@ -356,22 +359,22 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
             tracker.child(trial_id)
             for row in by_trial.get(trial_id, []):
                 tracker.log(trial_id, row)
-            if status in ENDED:
-                tracker.finish(trial_id, status)
         new = len(set(tracker.children) - had)
         if tracker.enabled:
             print(f"MLflow: {new} trial run(s) logged, {len(had)} were there already ({redact(uri)})")
     statuses = set(states.values())
-    if statuses & ACTIVE:   # the study is not over: log, keep it RUNNING
-        if final:
+    if busy:
+        tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
+        print(f"MLflow: the study is running ({busy}): its runs' statuses are left to it")
+    else:
+        tracker.reconcile(states)   # every trial's run as its records say
+        if statuses & ACTIVE:   # the study is not over: an interrupted one is KILLED, never FINISHED
             tracker.close("interrupted", [folder, *extra_artifacts], params=study_params(data),
                           metrics=headline_metrics(data))
         else:
-            tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
-    else:
-        tracker.close(TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED,
-                      [folder, *extra_artifacts],
-                      params=study_params(data), metrics=headline_metrics(data))
+            tracker.close(TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED,
+                          [folder, *extra_artifacts],
+                          params=study_params(data), metrics=headline_metrics(data))
     if tracker.enabled:
         print(f"MLflow: report logged on the study's run ({redact(uri)})")
     return tracker.enabled

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.data import RunData, _budget_rows, weights_move
+from orchestrator.store.folder import atomic_path
 from orchestrator.store.schema import WEIGHT_PREFIX
 
 SIZE_PREFIX = "grad_norm_ratio/"
@@ -186,7 +187,8 @@ def plot(data: RunData, tasks: pd.DataFrame, summary: pd.DataFrame, path: str, t
             ax.legend(fontsize=7)
     fig.suptitle(f"{title}: why the weights are what they are (one point per auxiliary task, mean over seeds)",
                  fontsize=10)
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
 
 
 def summary_plot(summary: pd.DataFrame, path: str, title: str, colors: dict[str, str]) -> None:
@@ -222,4 +224,5 @@ def summary_plot(summary: pd.DataFrame, path: str, title: str, colors: dict[str,
     ax.axvline(0, color="grey", linewidth=0.6)
     ax.grid(True, alpha=0.2)
     ax.legend(fontsize=7, loc="best")
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from orchestrator.report.text import budget_text, points_text, seeds_text
+from orchestrator.store.folder import atomic_path
 from orchestrator.study.vocabulary import BY_FIELD
 
 MAX_LINES = 10   # tasks drawn per weight panel: the 5 highest and 5 lowest final weights beyond this
@@ -120,7 +121,8 @@ def data_requirement_plot(points: pd.DataFrame, paired: pd.DataFrame, path: str,
                   + ("Under a grid's name, its weights chosen on validation. " if single and
                      points["selected_weights"].astype(bool).any() else "")
                   + f"Up to {seeds_text(seeds)} per {'method' if single else 'point'}.{right}")
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
 
 
 def _accuracy_by_budget(ax, points: pd.DataFrame, colors: dict[str, str]) -> bool:
@@ -242,7 +244,8 @@ def weights_plot(trajectories: pd.DataFrame, path: str, study: str, budget_key: 
         ordered = [name for name in aux_names if name in drawn]
         fig.legend([drawn[n] for n in ordered], ordered, loc="outside right upper", fontsize=8,
                    title="auxiliary task", title_fontsize=8)
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
 
 
 def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: str, study: str, budget_key: str,
@@ -296,4 +299,5 @@ def cost_vs_accuracy_plot(progress: pd.DataFrame, singles: pd.DataFrame, path: s
                   "the results table's; a search's curve: per seed, the trial with the best validation accuracy so "
                   f"far. Single runs: mean with 95% t interval over {seeds_text(seeds)}"
                   + ("; error bars clipped at 0 or 100%." if clipped else "."))
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)

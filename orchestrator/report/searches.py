@@ -29,6 +29,7 @@ import pandas as pd
 
 from orchestrator.report.data import DONE, RunData, _budget_rows, chosen_grid_point
 from orchestrator.report.verdicts import AS_GOOD, BETTER, compare, per_seed
+from orchestrator.store.folder import atomic_path
 
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
@@ -376,7 +377,8 @@ def plot(table: pd.DataFrame, path: str) -> None:
     left.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=120)
     plt.close(fig)
 
 
@@ -390,8 +392,9 @@ def write_searches(cells: list[tuple[dict[str, Any], RunData]], out_dir: str, ma
              ("searches.csv", "searches_verdicts.csv", "searches_budgeted.csv", "searches.md", "searches.png")}
     for frame, name in ((table, "searches.csv"), (verdicts, "searches_verdicts.csv"),
                         (budgeted, "searches_budgeted.csv")):   # rounded, as every table of the report
-        frame.round(9).to_csv(paths[name], index=False, float_format="%.6g", lineterminator="\n")
-    with open(paths["searches.md"], "w") as f:
+        with atomic_path(paths[name]) as temporary:
+            frame.round(9).to_csv(temporary, index=False, float_format="%.6g", lineterminator="\n")
+    with atomic_path(paths["searches.md"]) as temporary, open(temporary, "w") as f:
         f.write(markdown(table, verdicts, budgeted))
     plot(table, paths["searches.png"])
     return paths

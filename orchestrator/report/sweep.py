@@ -16,6 +16,7 @@ import pandas as pd
 from orchestrator.report.data import RunData
 from orchestrator.report.text import budget_text, points_text
 from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, unordered
+from orchestrator.store.folder import atomic_path
 from orchestrator.study.sweep import cell_label
 from orchestrator.study.vocabulary import BY_FIELD
 
@@ -173,7 +174,8 @@ def accuracy_along(data: RunData, points: pd.DataFrame, key: str, others: list[t
         ax.grid(True, alpha=0.2)
     axes[0].set_ylabel("test accuracy % (at best validation), mean and 95% CI")
     axes[0].legend(fontsize=7)
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
 
 
 def regime_map(data: RunData, groups: list[list[tuple[str, pd.DataFrame]]], axes: list[tuple[str, list[Any]]],
@@ -226,7 +228,8 @@ def regime_map(data: RunData, groups: list[list[tuple[str, pd.DataFrame]]], axes
                ncol=4, fontsize=8, title=f"paired verdict over seeds, method minus reference (margin "
                                            f"{points_text(margin)}); numbers: mean difference in points",
                title_fontsize=8)
-    fig.savefig(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
 
 
 def _rect(x: float, y: float, color: str):

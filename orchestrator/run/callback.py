@@ -7,6 +7,7 @@ which is why it holds only plain values until `setup()` opens the record book an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -49,7 +50,8 @@ def _recording(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: StudyCallback, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            with self.interrupts.recording() if self.interrupts is not None else contextlib.nullcontext():
+                return method(self, *args, **kwargs)
         except OSError as error:
             self.faults.append(error)
             raise
@@ -87,7 +89,8 @@ class StudyCallback(tune.Callback):
         book = RecordBook(self.run_dir, self.plan_meta)
         statuses = [s.get("status") for s in book.states.values()]
         before = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
-        self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta),
+        self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta,
+                                                     reopen=True),
                       "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s, ended_before=before)}
 
     @property
@@ -106,7 +109,7 @@ class StudyCallback(tune.Callback):
         tid = trial.config["trial_id"]
         extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
         self.book.set_state(tid, TrialStatus.RUNNING, failures=trial.num_failures, **extra)
-        self.tracker.child(tid)
+        self.tracker.child(tid, running=True)
 
     @_recording
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

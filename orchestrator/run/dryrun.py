@@ -91,6 +91,11 @@ def _kind(method: Any, k: int) -> str:
     return kind
 
 
+DAMAGED = {"plan.json": "--resume sets it aside and writes it anew from the study file (the seeds the records show)",
+           "trials.json": "--resume rebuilds the trial states from the records (a failed trial counts as not run)",
+           "waves.json": "--resume runs every unfinished trial in one wave"}
+
+
 def _finished(plan: Any, folder: RunFolder) -> set[str]:
     """The plan's trials the run folder records as done (what --resume keeps instead of running)."""
     if not folder.has_plan():
@@ -126,7 +131,7 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
         "resources": {"per_trial": describe_resources(resources), "max_concurrent": resources.max_concurrent,
                       "max_failures": resources.max_failures},
         "output_folder": where.shown(), "tune_storage": where.tune_home if where.remote else None,
-        "holds_run": folder.holds_run(), "in_use_by": folder.in_use(),
+        "holds_run": folder.holds_run(), "in_use_by": folder.in_use(), "damaged": folder.damaged(),
         "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan, _finished(plan, folder)
                                                                                    if options.resume else set()),
         "until_decided": bool(getattr(options, "until_decided", False)),
@@ -188,6 +193,10 @@ def plan_text(plan: Any, options: Any) -> str:
     elif d["holds_run"]:
         lines.append("  it already holds a run of this study: add --resume to finish its unfinished trials, "
                      "or remove the folder, or pass another --storage")
+    for name in d["damaged"]:
+        lines.append(f"  its {name} is damaged (not valid JSON): "
+                     + (DAMAGED.get(name, "--resume starts that part afresh") if d["resume"] else
+                        "run with --resume to repair it from the study file and the records"))
     if d["smoke"]:
         lines.append("smoke: every trial shrunk to <= 4 steps, evaluation every 2 steps, batches <= 16")
     if d["until_decided"]:

@@ -13,7 +13,7 @@ from orchestrator.run.signals import Interrupts
 from orchestrator.run.trainable import run_trial, trial_resources
 from orchestrator.store.folder import RunFolder
 from orchestrator.store.records import load_states
-from orchestrator.store.schema import PlanFile, TrialStatus, read_plan
+from orchestrator.store.schema import PLAN_FORMAT, PlanFile, TrialStatus, read_plan
 from orchestrator.study.plan import Plan
 
 CHECKPOINTS_KEPT = 4   # per trial; the records name the last one reported
@@ -38,7 +38,8 @@ def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_di
     sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in chosen))
     saved = read_plan(run_dir)
     callback = StudyCallback(run_dir, plan.study.name, saved.trials, uri, interrupts)
-    table = _trial_table(sub, resume.checkpoints(rows, ids, plan.tune_home, run_dir))
+    table = _trial_table(sub, resume.checkpoints(rows, ids, plan.tune_home, run_dir,
+                                                 legacy=saved.format < PLAN_FORMAT))
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=table),
                                     trial_resources(dataclasses.asdict(plan.study.resources)))
     r = plan.study.resources

@@ -16,12 +16,13 @@ Tune's tables) to `RUN_DIR/ray.log` and keeps MLflow's INFO lines out of the ter
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 # Tune's trial states -> ours; a trial Tune has not created yet (a searcher still to draw it) is pending
@@ -64,6 +65,36 @@ def quiet_ray(run_dir: str) -> str:
         logger.addHandler(handler)
         logger.propagate = False
     return path
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: str) -> Iterator[None]:
+    """While Ray runs, what its native code writes to this process's stderr (the driver's C++ core worker: a lost
+    node's raylet lines with their colour codes, "Failed to connect to GCS") goes to `path` (RUN_DIR/ray.log);
+    Python's own `sys.stderr` (the run's one-line messages) still reaches the terminal. Only when `sys.stderr` is
+    the process's file descriptor 2 (not under a test's capture)."""
+    try:
+        redirect = sys.stderr is sys.__stderr__ and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        redirect = False
+    if not redirect:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    original = sys.stderr
+    sys.stderr = io.TextIOWrapper(io.FileIO(saved, "w", closefd=False), line_buffering=True,
+                                  encoding=original.encoding, errors="backslashreplace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr = original
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _duration(seconds: float) -> str:

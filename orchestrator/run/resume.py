@@ -12,10 +12,9 @@ import os
 import re
 from typing import Any
 
+from orchestrator.run.trainable import whole
 from orchestrator.store.folder import ROWS_FILE
 from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, Trial
-
-STATE_FILE = "state.pt"   # trainables.checkpoint.FILE: a checkpoint folder without it is incomplete
 
 
 def to_run(trial_ids: list[str], states: dict[str, dict[str, Any]]) -> list[str]:
@@ -47,32 +46,40 @@ def last_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def checkpoints(rows: list[dict[str, Any]], trial_ids: list[str], tune_home: str, run_dir: str) -> dict[str, str]:
-    """Per trial, the latest checkpoint an earlier launch recorded (`tune_home`/its recorded relative path); for a
-    run folder written before records named their checkpoints, the newest complete `checkpoint_*` folder of the
-    trial found in the run folder (local storage only)."""
+def checkpoints(rows: list[dict[str, Any]], trial_ids: list[str], tune_home: str, run_dir: str,
+                legacy: bool = False) -> dict[str, str]:
+    """Per trial, the latest checkpoint an earlier launch recorded (`tune_home`/its recorded relative path) that is
+    whole: a checkpoint cut by a full disk or a crash (a missing or empty state.pt, a cost.json that does not
+    parse) is passed over for the one recorded before it. Only what the records name is used: a checkpoint Ray
+    wrote whose evaluation never reached the records would resume a trial past rows it does not have. For a
+    `legacy` run folder (begun before records named checkpoints), a trial the records name none for continues
+    from the newest whole `checkpoint_*` folder of the trial in the run folder (local storage only)."""
     wanted = set(trial_ids)
-    best: dict[str, tuple[float, str]] = {}
+    recorded: dict[str, list[tuple[float, str]]] = {}
     for row in rows:
         tid, where = row.get("trial_id"), row.get(CHECKPOINT)
         if tid in wanted and where and isinstance(row.get(STEP), (int, float)):
-            if tid not in best or row[STEP] >= best[tid][0]:
-                best[tid] = (row[STEP], f"{tune_home.rstrip('/')}/{where}")
-    out = {tid: path for tid, (_, path) in best.items() if "://" in path or os.path.isdir(path)}
-    for tid in wanted - set(out):
-        legacy = _legacy_checkpoint(run_dir, tid)
-        if legacy:
-            out[tid] = legacy
+            recorded.setdefault(tid, []).append((row[STEP], f"{tune_home.rstrip('/')}/{where}"))
+    out = {}
+    for tid, found in recorded.items():
+        for _, path in sorted(found, key=lambda item: item[0], reverse=True):
+            if "://" in path or whole(path):
+                out[tid] = path
+                break
+    if legacy and not any(row.get(CHECKPOINT) for row in rows):
+        for tid in wanted - set(out):
+            if found_legacy := _legacy_checkpoint(run_dir, tid):
+                out[tid] = found_legacy
     return out
 
 
 def _legacy_checkpoint(run_dir: str, trial_id: str) -> str | None:
-    """The newest complete checkpoint of a trial in Tune's trial folders named `..._trial_id=<id>_...`."""
+    """The newest whole checkpoint of a trial in Tune's trial folders named `..._trial_id=<id>_...`."""
     found = []
     for pattern in (f"*trial_id={trial_id}*/checkpoint_*", f"*/*trial_id={trial_id}*/checkpoint_*"):
         for path in glob.glob(os.path.join(glob.escape(run_dir), pattern)):
             number = re.search(r"checkpoint_(\d+)$", path)
-            if number and os.path.exists(os.path.join(path, STATE_FILE)):
+            if number and whole(path):
                 found.append((os.path.getmtime(path), int(number.group(1)), path))
     return max(found)[2] if found else None
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.run import reaper
+from orchestrator.run.signals import Stopped
 
 
 def use_cluster_token() -> None:
@@ -38,12 +42,14 @@ def _probe_address(address: str, timeout: float = 5.0) -> None:
 
 class RaySession:
     """`start()` joins `address` or starts a local Ray (True when it started one); `stop()` ends what it started.
-    A Ray the caller already started (a notebook, the tests) is used and left running."""
+    A Ray the caller already started (a notebook, the tests) is used and left running. `watch(on_lost)` calls
+    `on_lost(reason)` from a thread if the Ray it started, or the cluster's head it joined, goes away mid-run."""
 
     def __init__(self, address: str | None) -> None:
         self.address = address
         self.started = False
         self._watcher: Any = None
+        self._lifeline: Lifeline | None = None
 
     def start(self) -> bool:
         import ray
@@ -59,34 +65,66 @@ class RaySession:
             _probe_address(self.address)
             try:
                 ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except SystemExit:   # Ray's own SIGTERM handler while joining: a stop like any other
+                raise Stopped("SIGTERM") from None
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise UsageError(f"cannot join the Ray cluster at {self.address} ({str(error).splitlines()[0]}); "
                                  "check the address (`ray status` on the head node prints it) and that this "
                                  "machine has the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
             print(f"Ray: joined the cluster at {self.address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
             return False
-        before = set(reaper.children(os.getpid()))
+        # the watcher first: everything Ray starts below this process is noted from its first moment, so that a
+        # start stopped half-way, or a driver that dies, leaves nothing behind (None without /proc)
+        self._watcher = reaper.start([os.getpid()])
         print(f"Ray: starting a local Ray with {os.cpu_count() or 1} CPUs ...", flush=True)
         try:
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
-        except KeyboardInterrupt:
-            raise
-        except Exception as error:  # noqa: BLE001 - whatever Ray raises when its processes do not come up
-            ray.shutdown()
-            reaper.reap(reaper.roots([p for p in reaper.children(os.getpid()) if p not in before]))
+        except BaseException as error:   # a signal (Ray's SIGTERM handler raises SystemExit), or Ray failing
+            self._abandon()
+            if isinstance(error, SystemExit):
+                raise Stopped("SIGTERM") from None
+            if isinstance(error, KeyboardInterrupt):
+                raise
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise RunFault(f"Ray could not start on this machine ({first}); Ray's own logs are under "
                            "/tmp/ray/session_latest/logs. Try again (a busy machine can time out), or join a "
                            "running cluster with --address") from None
-        # if this process dies, its watcher ends this Ray at once (None without /proc)
-        self._watcher = reaper.start([p for p in reaper.children(os.getpid()) if p not in before])
         self.started = True
         print("Ray: started (pass --address to use a cluster)", flush=True)
         return True
 
+    def _abandon(self) -> None:
+        """A `ray.init` that did not complete: whatever it started ends now."""
+        import ray
+
+        try:
+            ray.shutdown()
+        except BaseException:  # noqa: BLE001 - half-started: the watcher ends what shutdown cannot
+            pass
+        reaper.reap_now(self._watcher)
+        self._watcher = None
+
+    def watch(self, on_lost: Callable[[str], None]) -> None:
+        """From now until `stop()`, `on_lost(reason)` is called (once, from a thread) when the Ray this run uses
+        goes away: the local Ray's GCS server or raylet ended (a signal to the process group, the OOM killer), or
+        the cluster's head stopped answering. A Ray the caller started is not watched."""
+        import ray
+
+        if not self.started and not self.address:
+            return
+        if self.started:
+            pids = [p for p in reaper.children(os.getpid()) if _name(p) in ("gcs_server", "raylet")]
+            self._lifeline = Lifeline(on_lost, pids=pids)
+        else:
+            self._lifeline = Lifeline(on_lost, address=ray.get_runtime_context().gcs_address)
+        self._lifeline.start()
+
     def stop(self) -> None:
         """Shuts down the local Ray this session started, then lets its watcher go."""
+        if self._lifeline is not None:
+            self._lifeline.stop()
+            self._lifeline = None
         if not self.started:
             return
         import ray
@@ -94,3 +132,67 @@ class RaySession:
         ray.shutdown()
         reaper.release(self._watcher)
         self._watcher, self.started = None, False
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class Lifeline(threading.Thread):
+    """Calls `on_lost(reason)` once when Ray is gone: any of `pids` (a local Ray's GCS server and raylet) ended,
+    or nothing answered at `address` (a cluster's GCS, host:port) for `grace_s` seconds. Ray's own driver gives
+    up 60 s after losing the GCS and ends the process with its own line (exit 1): the grace leaves time to
+    export what was recorded before that."""
+
+    def __init__(self, on_lost: Callable[[str], None], pids: list[int] = (), address: str | None = None,
+                 every_s: float = 0.5, grace_s: float = 20.0) -> None:
+        super().__init__(name="arml-ray-lifeline", daemon=True)
+        self.on_lost, self.address, self.every_s, self.grace_s = on_lost, address, every_s, grace_s
+        self.pids = {pid: stat[1] for pid in pids if (stat := reaper._stat(pid)) is not None}
+        self.names = {pid: _name(pid) or "process" for pid in self.pids}
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        silent_since: float | None = None
+        while not self._stop.wait(self.every_s):
+            gone = [pid for pid, started in self.pids.items()
+                    if (stat := reaper._stat(pid)) is None or stat[1] != started or _zombie(pid)]
+            if gone:
+                return self._lost(f"the local Ray's {' and '.join(sorted({self.names[p] for p in gone}))} ended")
+            if self.address is None:
+                continue
+            if _answers(self.address):
+                silent_since = None
+            elif silent_since is None:
+                silent_since = time.monotonic()
+            elif time.monotonic() - silent_since >= self.grace_s:
+                return self._lost(f"the Ray cluster's head at {self.address} has not answered for "
+                                  f"{self.grace_s:.0f} s")
+
+    def _lost(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.on_lost(reason)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _answers(address: str, timeout: float = 2.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False

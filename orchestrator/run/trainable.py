@@ -129,6 +129,35 @@ def _previous_cost(directory: str | None) -> dict[str, float] | None:
     return None
 
 
+def write_cost(directory: str, cost: dict[str, float]) -> None:
+    """DIRECTORY/cost.json, atomically and durably (a full disk never leaves a cut file)."""
+    path = os.path.join(directory, COST_FILE)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(cost, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        raise
+
+
+def whole(directory: str) -> bool:
+    """A checkpoint folder a trial can continue from: a whole state.pt (`trainables.checkpoint.is_complete`) and,
+    when there is one, a cost.json that parses."""
+    from trainables.checkpoint import is_complete
+
+    if not is_complete(directory):
+        return False
+    try:
+        _previous_cost(directory)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _threads(cpus: float) -> None:
     import torch
 
@@ -152,9 +181,10 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     from trainables import fit
 
     checkpoint = tune.get_checkpoint()   # this launch's own, when Tune retries the trial
-    if checkpoint is None and trial.get("resume_from"):   # the last one an earlier launch recorded (--resume)
-        checkpoint = tune.Checkpoint(trial["resume_from"])
-    with _restored(checkpoint) as resume_from:
+    fallback = tune.Checkpoint(trial["resume_from"]) if trial.get("resume_from") else None
+    if checkpoint is None:   # the last whole one an earlier launch recorded (--resume)
+        checkpoint, fallback = fallback, None
+    with _restored(checkpoint, fallback) as resume_from:
         meter = CostMeter(resources["gpus_per_trial"], _previous_cost(resume_from))
         where = _where()
 
@@ -164,8 +194,7 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
             if checkpoint_dir is None:
                 tune.report(out)
                 return
-            with open(os.path.join(checkpoint_dir, COST_FILE), "w") as f:
-                json.dump(cost, f)
+            write_cost(checkpoint_dir, cost)
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
         trial_start_step = _checkpoint_step(resume_from)
@@ -177,14 +206,19 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
 
 
 @contextlib.contextmanager
-def _restored(checkpoint: Any) -> Iterator[str | None]:
-    """The folder a Tune or Train checkpoint was unpacked into (None without one), removed afterwards."""
-    if checkpoint is None:
-        yield None
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint.to_directory(folder)
-        yield folder
+def _restored(checkpoint: Any, fallback: Any = None) -> Iterator[str | None]:
+    """The folder a Tune or Train checkpoint was unpacked into (None without one), removed afterwards. A checkpoint
+    that is not whole (cut by a full disk) gives way to `fallback`, and that to a start from scratch."""
+    for candidate in (checkpoint, fallback):
+        if candidate is None:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            candidate.to_directory(folder)
+            if whole(folder):
+                yield folder
+                return
+        print(f"checkpoint {candidate.path} is not whole (a cut or empty file); not continuing from it", flush=True)
+    yield None
 
 
 def _warm_up() -> float:
@@ -259,8 +293,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                    "retry_from_step": start_step,
                    "startup_cpu_s": startup}
             if checkpoint_dir and rank == 0:
-                with open(os.path.join(checkpoint_dir, COST_FILE), "w") as f:
-                    json.dump(cost, f)
+                write_cost(checkpoint_dir, cost)
                 train.report(out, checkpoint=train.Checkpoint.from_directory(checkpoint_dir))
             else:
                 train.report(out)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.store.folder import RunFolder
+from orchestrator.store.records import last_rows
 from orchestrator.store.schema import read_plan
 from orchestrator.study.plan import Plan, make_plan, map_configs, smoke
 
@@ -38,13 +39,18 @@ def with_seeds(plan: Plan, seeds: list[int], cells: list[dict] | None = None) ->
 def with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
     """On --resume: the seeds an earlier --until-decided added (kept in plan.json) join the study's own, with the
     trials it planned for them (only its open cells, in a sweep)."""
-    if not RunFolder(run_dir).has_plan():
+    folder = RunFolder(run_dir)
+    if not folder.has_plan() and not folder.has_records():
         return plan
-    saved = read_plan(run_dir)
-    extra = [s for s in saved.seeds if s not in plan.study.seeds]
+    saved = read_plan(run_dir) if folder.has_plan() else None
+    if saved is None:   # plan.json lost or damaged: the seeds and trials the records show
+        rows = last_rows(run_dir)
+        seeds, planned = {row.get("seed") for row in rows.values()}, set(rows)
+    else:
+        seeds, planned = set(saved.seeds), {t.trial_id for t in saved.trials}
+    extra = sorted(s for s in seeds if isinstance(s, int) and s not in plan.study.seeds)
     if not extra:
         return plan
-    planned = {t.trial_id for t in saved.trials}
     bigger = with_seeds(plan, [*plan.study.seeds, *extra])
     return dataclasses.replace(bigger, trials=tuple(t for t in bigger.trials
                                                     if t.seed in plan.study.seeds or t.trial_id in planned))

@@ -7,14 +7,16 @@ the trials' checkpoints, while records and reports stay in the local ./runs/STUD
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import RunFault, UsageError
 
 DEFAULT_STORAGE = "runs"
 PLAN_FILE = "plan.json"            # the plan: every trial and what it means (store/schema.py)
@@ -27,6 +29,34 @@ PARENT_FILE = "mlflow_run.json"    # the study's MLflow parent run id
 MLFLOW_DB = "mlflow.db"            # the default MLflow store
 REPORT_DIR = "report"
 RAY_LOG = "ray.log"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary name beside `path` (same suffix, so writers that go by it still do) that replaces `path` when
+    the block ends without an error: a Ctrl-C or a full disk half-way never leaves a cut file under the real name
+    (a PNG no image reader opens); the temporary file is removed either way."""
+    folder, name = os.path.split(path)
+    stem, suffix = os.path.splitext(name)
+    temporary = os.path.join(folder, f".{stem}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+
+
+class DamagedFile(RunFault):
+    """A run folder's JSON file that does not parse (cut by a crash or a full disk, or edited): one line naming it
+    and what to do (exit 1)."""
+
+
+WHAT_TO_DO = {
+    PLAN_FILE: "run the study again with --resume (e.g. `arml run {dir}/study.toml --storage {parent} --resume`): "
+               "the study file writes it anew",
+    STATES_FILE: "the trial states are rebuilt from records.jsonl",
+}
 
 
 @dataclass(frozen=True)
@@ -88,15 +118,44 @@ class RunFolder:
         os.replace(path + ".tmp", path)
 
     def read_json(self, name: str, default: Any = None) -> Any:
+        """RUN_DIR/name parsed, `default` when it does not exist; `DamagedFile` when it does not parse."""
         try:
             with open(self.file(name)) as f:
                 return json.load(f)
         except FileNotFoundError:
             return default
+        except (ValueError, UnicodeDecodeError) as error:   # JSONDecodeError is a ValueError
+            todo = WHAT_TO_DO.get(name, "remove it to start that part afresh").format(
+                dir=self.path, parent=os.path.dirname(self.path))
+            raise DamagedFile(f"{self.file(name)} is damaged ({type(error).__name__}: {str(error)[:80]}); "
+                              f"{todo}") from None
+
+    def damaged(self) -> list[str]:
+        """The run folder's JSON files that exist but do not parse (plan.json, trials.json, waves.json)."""
+        found = []
+        for name in (PLAN_FILE, STATES_FILE, WAVES_FILE):
+            try:
+                self.read_json(name)
+            except DamagedFile:
+                found.append(name)
+        return found
+
+    def set_aside_if_damaged(self, name: str) -> bool:
+        """RUN_DIR/name moved to name.damaged when it does not parse (True then): a resumed run writes it anew."""
+        try:
+            self.read_json(name)
+            return False
+        except DamagedFile:
+            os.replace(self.file(name), self.file(name + ".damaged"))
+            return True
 
     # ---- waves, the study file --------------------------------------------------------------------
     def waves(self) -> list[dict[str, Any]]:
-        return self.read_json(WAVES_FILE, [])
+        """The waves so far; none when waves.json is missing or damaged (its trials then run as one wave)."""
+        try:
+            return self.read_json(WAVES_FILE, [])
+        except DamagedFile:
+            return []
 
     def save_waves(self, waves: list[dict[str, Any]]) -> None:
         self.write_json(WAVES_FILE, waves)
@@ -107,11 +166,18 @@ class RunFolder:
             shutil.copyfile(source, self.file(STUDY_COPY))
 
     def holds_run(self) -> bool:
-        """True when the folder already holds a run of a study (its plan, or Ray Tune's state of an old one)."""
+        """True when the folder already holds a run of a study (its plan, its records, or Ray Tune's state of an
+        old one)."""
         if not os.path.isdir(self.path):
             return False
         names = os.listdir(self.path)
-        return PLAN_FILE in names or "tuner.pkl" in names or any(n.startswith("experiment_state") for n in names)
+        return PLAN_FILE in names or self.has_records() or "tuner.pkl" in names or any(
+            n.startswith("experiment_state") for n in names)
+
+    def has_records(self) -> bool:
+        """True when a trial's evaluation or state was ever recorded here (records.jsonl or trials.json)."""
+        return any(os.path.isfile(self.file(name)) and os.path.getsize(self.file(name)) > 0
+                   for name in (ROWS_FILE, STATES_FILE))
 
     # ---- the lock ---------------------------------------------------------------------------------
     def lock(self) -> Any:

@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.store.folder import ROWS_FILE, STATES_FILE, RunFolder
+from orchestrator.store.folder import ROWS_FILE, STATES_FILE, DamagedFile, RunFolder, atomic_path
 from orchestrator.store.schema import (
     ACTIVE,
     BEST_STEP,
     BEST_VAL_ACC,
+    DONE,
     STEP,
     TEST_ACC,
     TEST_AT_BEST_VAL,
@@ -87,7 +88,12 @@ class RecordBook:
         self.states: dict[str, dict[str, Any]] = {tid: {"status": TrialStatus.PENDING} for tid in self.meta}
         # a resumed study keeps what it knew, settled by its records (a trial whose rows reached its last step)
         self.states.update({k: v for k, v in load_states(run_dir).items() if k in self.meta})
-        self._rows = open(os.path.join(run_dir, ROWS_FILE), "a")
+        path = os.path.join(run_dir, ROWS_FILE)
+        cut = os.path.exists(path) and os.path.getsize(path) > 0 and _last_byte(path) != b"\n"
+        self._rows = open(path, "a")
+        if cut:   # the last line was cut by a crash: the next row starts a line of its own
+            self._rows.write("\n")
+            self._rows.flush()
 
     def row(self, trial_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
         meta = self.meta[trial_id]
@@ -112,6 +118,12 @@ class RecordBook:
     def close(self) -> None:
         self._rows.close()
         write_states(self.run_dir, self.states)
+
+
+def _last_byte(path: str) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def load_rows(run_dir: str) -> pd.DataFrame:
@@ -154,27 +166,44 @@ def last_rows(run_dir: str) -> dict[str, dict[str, Any]]:
 
 
 def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
-    """Each trial's state as recorded: trials.json, settled by the records themselves. A trial whose rows reach
-    its last step finished training even if the driver died before it wrote so (kill -9, SIGTERM between the
-    last report and the completion): it is finished, never run again, and counted in the report."""
-    path = os.path.join(run_dir, STATES_FILE)
-    states: dict[str, dict[str, Any]] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            states = json.load(f)
-    if not RunFolder(run_dir).has_plan():
+    """Each trial's state as its records show it: trials.json, settled by the records themselves. A trial whose
+    rows reach its last step finished training even if the driver died before it wrote so (kill -9, SIGTERM between
+    the last report and the completion): it is finished, never run again, and counted in the report. A trial that
+    trials.json calls finished or stopped early but that has no evaluation in the records (an edited or stale
+    trials.json) is not: it is pending and runs. A damaged trials.json is rebuilt from the records."""
+    folder = RunFolder(run_dir)
+    try:
+        states: dict[str, dict[str, Any]] = folder.read_json(STATES_FILE, {})
+    except DamagedFile as error:
+        _warn_once(f"{error}; trial states are rebuilt from the records (a failed trial counts as not run)")
+        states = {}
+    if not folder.has_plan():
         return states
     plan = read_plan(run_dir)
     last = last_rows(run_dir)
     for meta in plan.trials:
         state = states.get(meta.trial_id, {"status": TrialStatus.PENDING})
         row = last.get(meta.trial_id)
-        if row is None or state.get("status") not in ACTIVE or row.get("fatal_error"):
+        status = state.get("status")
+        if row is None or row.get("fatal_error"):
+            if status in DONE:   # no evaluation recorded: nothing shows it ran
+                states[meta.trial_id] = {**state, "status": TrialStatus.PENDING}
             continue
-        if row[STEP] >= meta.config.steps > 0:
+        if row[STEP] >= meta.config.steps > 0 and status in ACTIVE:
             states[meta.trial_id] = {**state, "status": TrialStatus.FINISHED,
                                      **{k: row[k] for k in COST_COLUMNS if isinstance(row.get(k), (int, float))}}
     return states
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    import sys
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"arml: warning: {message}", file=sys.stderr, flush=True)
 
 
 def trials_table(run_dir: str) -> pd.DataFrame:
@@ -231,11 +260,13 @@ def export_tables(run_dir: str) -> dict[str, str]:
     paths = {name: os.path.join(run_dir, name)
              for name in ("records.parquet", "records.csv", "trials.parquet", "trials.csv")}
     for frame, stem in ((rows, "records"), (trials, "trials")):
-        as_lists(frame).to_parquet(paths[f"{stem}.parquet"], index=False)
+        with atomic_path(paths[f"{stem}.parquet"]) as temporary:
+            as_lists(frame).to_parquet(temporary, index=False)
         flat = _as_weight_columns(frame, aux)
         if stem == "trials":
             flat = flat.drop(columns=[c for c in flat if flat[c].map(_empty).all()])
-        flat.to_csv(paths[f"{stem}.csv"], index=False)
+        with atomic_path(paths[f"{stem}.csv"]) as temporary:
+            flat.to_csv(temporary, index=False)
     return paths
 
 

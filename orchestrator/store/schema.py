@@ -4,7 +4,7 @@ metrics a trial reports. Written and read here only; the run, the records, MLflo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +39,9 @@ BEST_STEP = "best_step"
 COST_COLUMNS = ("wall_s", "cpu_s", "gpu_s")
 WEIGHT_PREFIX = "weight/"                   # weight/<aux task>: the auxiliary weights
 CHECKPOINT = "checkpoint"                   # a record's checkpoint, relative to the run's Tune storage (resume)
+# plan.json's format: 2 = records have named every checkpoint a trial may continue from since the run began; a run
+# folder first written by an older version keeps its lower number (0 when plan.json has none)
+PLAN_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class PlanFile:
     margin: float = 1.0                     # [report] margin of the paired verdicts, accuracy points
     smoke: bool = False
     axes: list[str] = field(default_factory=list)   # the swept keys ([sweep.train]), in file order
+    format: int = 0                          # PLAN_FORMAT of the version that first wrote the run folder
 
     @classmethod
     def from_plan(cls, plan: Any) -> PlanFile:
@@ -65,7 +69,7 @@ class PlanFile:
         return cls(study=study.name, trials=list(plan.trials), description=study.description,
                    setting=study.setting, dataset=study.dataset, preset=study.preset, seeds=list(study.seeds),
                    aux_names=list(plan.aux_names), targets=list(study.report.targets), margin=study.report.margin,
-                   smoke=plan.smoke, axes=[axis.key for axis in study.sweep])
+                   smoke=plan.smoke, axes=[axis.key for axis in study.sweep], format=PLAN_FORMAT)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PlanFile:
@@ -84,9 +88,13 @@ class PlanFile:
 
 
 def write_plan(run_dir: str, plan: Any) -> PlanFile:
-    """Writes RUN_DIR/plan.json for an `orchestrator.study.plan.Plan` (atomically) and returns what it wrote."""
+    """Writes RUN_DIR/plan.json for an `orchestrator.study.plan.Plan` (atomically) and returns what it wrote; a
+    folder an older version began keeps its format number."""
     payload = PlanFile.from_plan(plan)
-    RunFolder(run_dir).write_json(PLAN_FILE, payload.to_dict())
+    folder = RunFolder(run_dir)
+    if folder.has_plan():
+        payload = replace(payload, format=min(payload.format, int(folder.read_json(PLAN_FILE).get("format", 0))))
+    folder.write_json(PLAN_FILE, payload.to_dict())
     return payload
 
 

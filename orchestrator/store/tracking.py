@@ -38,15 +38,26 @@ URI_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s\"<>`]*)")
 SECRETS: set[str] = set()   # passwords taken from URIs in this process, hidden wherever they appear
 
 
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:\d*)?")   # what an authority's host part starts with
+
+
 def split_user_info(rest: str) -> tuple[str | None, str]:
     """`user:pw@host/path` (a URI after its "://") -> (`user:pw`, `host/path`); (None, rest) without user-info.
-    The user-info ends at the LAST `@` before any `?` or `#`, so a password may hold `/`, `:` or even `@`
-    unencoded; an empty authority (`file:///a@b`, `sqlite:///x@y.db`) has none."""
-    head = re.split(r"[?#]", rest, maxsplit=1)[0]
-    at = head.rfind("@")
-    if at < 0 or head.startswith("/"):
+
+    As a user types it, not as a URI parser reads it: the user-info runs to the last `@` that is followed by a
+    host (name or [IPv6], optional port), so a password may hold `/`, `:`,
+    `@`, `#` or `?` unencoded (a parser would end the authority at the `#`). Text before such an `@` that holds
+    `/`, `?` or `#` is user-info only with a `:` in it (user:password); an empty authority (`file:///a@b`,
+    `sqlite:///x@y.db`) has none."""
+    if rest.startswith("/"):
         return None, rest
-    return rest[:at], rest[at + 1:]
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) > 0:
+        user_info, host = rest[:at], rest[at + 1:]
+        if HOST.match(host) and (
+                ":" in user_info or not re.search(r"[/?#]", user_info)):
+            return user_info, host
+    return None, rest
 
 
 def take_credentials(uri: str) -> str:
@@ -110,6 +121,23 @@ def trial_run_name(meta: Trial) -> str:
     return name
 
 
+MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy")
+
+
+def quiet_mlflow() -> None:
+    """MLflow, SQLAlchemy and Alembic log their own tracebacks when a store fails (a folder gone read-only):
+    kept out of the terminal, where the run says in one line what went wrong (`Tracker._guard`)."""
+    import logging
+
+    for name in MLFLOW_LOGGERS:
+        logger = logging.getLogger(name)
+        if not getattr(logger, "arml_quiet", False):
+            logger.addHandler(logging.NullHandler())
+            logger.propagate = False
+            logger.setLevel(logging.CRITICAL)
+            logger.arml_quiet = True  # type: ignore[attr-defined]
+
+
 def git_revision() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     try:
@@ -144,16 +172,21 @@ class Tracker:
     """MLflow parent/child runs for one run folder; every call is safe to make when MLflow is down."""
 
     def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[Trial],
-                 say=print) -> None:
+                 say=print, reopen: bool = False) -> None:
+        """`reopen`: the study runs again (the driver of a resumed run): its parent run is RUNNING again. Anyone
+        else (the report, the end of a run) logs without changing a status it does not mean to."""
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
+        quiet_mlflow()
         uri = take_credentials(uri)
         self.uri, self.study, self.run_dir, self.say = uri, study, os.path.abspath(run_dir), say
         self.meta = {m.trial_id: m for m in plan_meta}
         self.enabled, self.error = True, ""
         self.children: dict[str, str] = {}
+        self.statuses: dict[str, str] = {}        # each child run's MLflow status, as this tracker knows it
         self.logged_step: dict[str, float] = {}   # a resumed trial re-reports steps MLflow already has
         self.parent = ""
+        self.reopen = reopen
         self._guard(self._start)
 
     # ---- safety ---------------------------------------------------------------------------------
@@ -179,11 +212,14 @@ class Tracker:
         parent = self._saved_parent() or self._parent_by_tag()
         if parent:
             self.parent = parent
-            self.client.update_run(self.parent, status="RUNNING")
+            if self.reopen:
+                self.client.update_run(self.parent, status="RUNNING")
             for run in self.client.search_runs([self.experiment_id], filter_string=(
                     f"tags.mlflow.parentRunId = '{self.parent}'"), max_results=50000):
-                self.children[run.data.tags.get("trial_id", "")] = run.info.run_id
-                self.logged_step[run.data.tags.get("trial_id", "")] = run.data.metrics.get("step", -1.0)
+                trial_id = run.data.tags.get("trial_id", "")
+                self.children[trial_id] = run.info.run_id
+                self.statuses[trial_id] = run.info.status
+                self.logged_step[trial_id] = run.data.metrics.get("step", -1.0)
         else:
             self.parent = self.client.create_run(self.experiment_id, run_name=self.study, tags={
                 "arml_role": "study", "arml_run_dir": self.run_dir, "study": self.study,
@@ -226,12 +262,15 @@ class Tracker:
         RunFolder(self.run_dir).write_json(PARENT_FILE, {"parent_run_id": self.parent,
                                                          "experiment_id": self.experiment_id})
 
-    def child(self, trial_id: str) -> str | None:
-        return self._guard(self._child, trial_id)
+    def child(self, trial_id: str, running: bool = False) -> str | None:
+        """The trial's child run (created when missing); `running`: the trial starts (again) now."""
+        return self._guard(self._child, trial_id, running)
 
-    def _child(self, trial_id: str) -> str:
+    def _child(self, trial_id: str, running: bool = False) -> str:
         if trial_id in self.children:
-            self.client.update_run(self.children[trial_id], status="RUNNING")
+            if running and self.statuses.get(trial_id) != "RUNNING":
+                self.client.update_run(self.children[trial_id], status="RUNNING")
+                self.statuses[trial_id] = "RUNNING"
             return self.children[trial_id]
         from mlflow.entities import Param
 
@@ -250,6 +289,7 @@ class Tracker:
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start:start + 100])
         self.children[trial_id] = run.info.run_id
+        self.statuses[trial_id] = "RUNNING"
         return run.info.run_id
 
     def log(self, trial_id: str, row: dict[str, Any]) -> None:
@@ -276,6 +316,23 @@ class Tracker:
     def _finish(self, trial_id: str, status: str) -> None:
         run_id = self.children.get(trial_id) or self._child(trial_id)
         self.client.set_terminated(run_id, status=FINISHED.get(status, "FAILED"))
+        self.statuses[trial_id] = FINISHED.get(status, "FAILED")
+
+    def reconcile(self, states: dict[str, str]) -> None:
+        """Every child run's status as the records say (`states`: trial id -> our status): a trial that ended
+        gets its final status, one that did not run to the end is KILLED; a trial without a child run, or one
+        still pending, is left alone. What an earlier driver killed with -9 left RUNNING is closed here."""
+        self._guard(self._reconcile, states)
+
+    def _reconcile(self, states: dict[str, str]) -> None:
+        for trial_id, run_id in self.children.items():
+            status = states.get(trial_id)
+            if status is None or status == TrialStatus.PENDING:
+                continue
+            wanted = FINISHED.get(status, "KILLED")   # running/retrying/interrupted at the end: did not finish
+            if self.statuses.get(trial_id) != wanted:
+                self.client.set_terminated(run_id, status=wanted)
+                self.statuses[trial_id] = wanted
 
     def close(self, status: str, artifacts: list[str] = (), params: dict[str, Any] | None = None,
               metrics: dict[str, float] | None = None) -> None:

@@ -125,13 +125,41 @@ def test_log_mlflow_logs_the_report_and_missing_records_once(tmp_path, monkeypat
     children = {r.data.tags["trial_id"]: r for r in runs if r.data.tags.get("arml_role") == "trial"}
     assert len(children) == 8 and "m008" not in children            # the pending trial has nothing to log
     assert children["m004"].info.status == "FAILED" and children["m000"].info.status == "FINISHED"
-    assert parent.info.status == "RUNNING"                           # a trial is still pending
+    assert parent.info.status == "KILLED"     # a trial is still pending and no driver runs the study: not RUNNING
     assert {"report/results.md", "report/weights.png"} <= {
         f.path for f in client.list_artifacts(parent.info.run_id, "report")}
     assert main(["report", str(folder), "--log-mlflow"]) == 0       # again: nothing is logged twice
     assert "0 trial run(s) logged, 8 were there already" in capsys.readouterr().out
     history = client.get_metric_history(children["m000"].info.run_id, "test_acc_at_best_val")
     assert sorted(m.step for m in history) == [2, 4]
+
+
+def test_log_mlflow_while_the_study_runs_leaves_the_statuses_to_it(tmp_path, monkeypatch, capsys):
+    """A report logged while a driver holds the run folder never sets a run back to RUNNING or closes one: the
+    running study owns its statuses. Afterwards, statuses follow the records (a run left RUNNING by a killed
+    driver is closed)."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.store.folder import RunFolder
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    folder = run_folder(tmp_path, "mlc_failed")
+    assert main(["report", str(folder), "--log-mlflow"]) == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("golden_mlc").experiment_id])
+    children = {r.data.tags["trial_id"]: r.info.run_id for r in runs if r.data.tags.get("arml_role") == "trial"}
+    client.set_terminated(children["m001"], status="RUNNING")    # what a driver killed with -9 leaves
+    lock = RunFolder(folder).lock()                                # a driver runs the study now
+    try:
+        assert main(["report", str(folder), "--log-mlflow"]) == 0
+        assert "the study is running" in capsys.readouterr().out
+        assert client.get_run(children["m000"]).info.status == "FINISHED"
+        assert client.get_run(children["m001"]).info.status == "RUNNING"   # left to the driver
+    finally:
+        lock.close()
+    assert main(["report", str(folder), "--log-mlflow"]) == 0
+    assert client.get_run(children["m001"]).info.status == "FINISHED"      # as the records say
 
 
 def test_an_unreachable_tracking_server_costs_one_line_and_no_files(tmp_path, capsys):
@@ -163,7 +191,9 @@ def figures(monkeypatch):
     def keep(width, height):
         fig = make(width, height)
         save = fig.savefig
-        fig.savefig = lambda path, **kw: (made.__setitem__(Path(path).stem, fig), save(path, **kw))
+        # saved under a temporary name first (".data_requirement.<pid>.tmp.png"), then renamed
+        fig.savefig = lambda path, **kw: (made.__setitem__(Path(path).name.lstrip(".").split(".")[0], fig),
+                                          save(path, **kw))
         return fig
 
     monkeypatch.setattr(report_plots, "_figure", keep)

@@ -104,3 +104,41 @@ def test_main_task_names_the_settings_main_task(config: dict, name: str) -> None
     from trainables.config import TrainConfig
 
     assert main_task(TrainConfig.from_dict(config)) == name
+
+
+def test_a_row_after_a_cut_last_line_starts_a_line_of_its_own(run_dir: Path) -> None:
+    """A crash cut records.jsonl's last line: the next row must not be glued onto it (and lost with it)."""
+    path = run_dir / "records.jsonl"
+    path.write_text(path.read_text() + '{"trial_id": "a", "step": 6, "val_a')
+    plan = read_plan(str(run_dir))
+    book = RecordBook(str(run_dir), plan.trials)
+    book.row("a", {"step": 8, "val_acc": 0.7})
+    book.close()
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 8 and lines[-2].endswith('"val_a')
+    from orchestrator.store.records import load_rows
+
+    assert sorted(load_rows(str(run_dir)).query("trial_id == 'a'")["step"]) == [2, 4, 8]
+
+
+def test_trials_json_cannot_claim_a_trial_finished_that_has_no_records(run_dir: Path) -> None:
+    """What a run reports comes from the records: an edited trials.json does not make a trial finished."""
+    from orchestrator.store.records import load_states
+
+    (run_dir / "records.jsonl").write_text("".join(
+        line + "\n" for line in (run_dir / "records.jsonl").read_text().splitlines() if '"a"' in line))
+    states = json.loads((run_dir / "trials.json").read_text())
+    states["g1"]["status"] = states["g2"]["status"] = "finished"
+    (run_dir / "trials.json").write_text(json.dumps(states))
+    settled = load_states(str(run_dir))
+    assert settled["a"]["status"] == "finished"
+    assert settled["g1"]["status"] == settled["g2"]["status"] == "pending"
+    assert list(trials_table(str(run_dir))["status"]) == ["finished", "pending", "pending"]
+
+
+def test_a_damaged_trials_json_is_rebuilt_from_the_records(run_dir: Path, capsys) -> None:
+    from orchestrator.store.records import load_states
+
+    (run_dir / "trials.json").write_text("")
+    assert {s["status"] for s in load_states(str(run_dir)).values()} == {"finished"}   # rows reach step 4 of 4
+    assert "trials.json is damaged" in capsys.readouterr().err

@@ -31,6 +31,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("https://tok3n@host:443/p", "https://host:443/p", "tok3n", None),
     ("http://user:pw@[::1]:5000", "http://[::1]:5000", "user", "pw"),
     ("HTTP://user:x/y@host", "HTTP://host", "user", "x/y"),
+    ("http://alice:Tr0ub4dor#3@127.0.0.1:9", "http://127.0.0.1:9", "alice", "Tr0ub4dor#3"),
+    ("http://alice:wh?at@host:5000/p?x=1#top", "http://host:5000/p?x=1#top", "alice", "wh?at"),
+    ("http://alice:a#b?c/d@e@host", "http://host", "alice", "a#b?c/d@e"),
 ])
 def test_credentials_leave_the_uri_for_the_environment(uri, bare, user, password):
     assert take_credentials(uri) == bare
@@ -57,7 +60,8 @@ def test_credentials_already_in_the_environment_win(monkeypatch):
     assert "other/pw" not in redact("failed: other/pw rejected")   # the URI's password stays hidden all the same
 
 
-@pytest.mark.parametrize("password", ["se/cret", "p@ss", "a:b/c@d", "se%2Fcret", "p%40ss", "pässwörd", "x/y:z@w"])
+@pytest.mark.parametrize("password", ["se/cret", "p@ss", "a:b/c@d", "se%2Fcret", "p%40ss", "pässwörd", "x/y:z@w",
+                                      "Tr0ub4dor#3", "wh?at", "a#b?c"])
 def test_redact_hides_user_info_inside_a_longer_text(password):
     text = (f"MLflow logging failed (http://user:{password}@127.0.0.1:1/api: ConnectionError: refused); "
             f"try 'https://user:{password}@host:5000/x?y=1' again")
@@ -81,6 +85,16 @@ def test_redact_hides_the_password_wherever_it_appears(monkeypatch):
 ])
 def test_redact_leaves_texts_without_credentials_alone(text):
     assert redact(text) == text
+
+
+def test_a_password_with_a_hash_is_never_printed_in_full(tmp_path, capsys):
+    """As typed on a command line: the user-info is found before any '#' or '?' is read as a fragment or query."""
+    uri = resolve_uri("http://alice:Tr0ub4dor#3@127.0.0.1:9", str(tmp_path))
+    assert uri == "http://127.0.0.1:9" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "Tr0ub4dor#3"
+    said: list[str] = []
+    tracker = Tracker("http://alice:Tr0ub4dor#3@127.0.0.1:9", "s", str(tmp_path), [], say=said.append)
+    shown = redact("study s (MLflow: http://alice:Tr0ub4dor#3@127.0.0.1:9)") + said[0] + tracker.error
+    assert "Tr0ub4dor" not in shown and "#3" not in shown and "alice" not in shown
 
 
 def test_the_study_header_and_the_failure_line_never_show_the_password(tmp_path):
