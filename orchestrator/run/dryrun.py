@@ -98,7 +98,7 @@ DAMAGED = {"plan.json": "--resume sets it aside and writes it anew from the stud
 
 def _finished(plan: Any, folder: RunFolder) -> set[str]:
     """The plan's trials the run folder records as done (what --resume keeps instead of running)."""
-    if not folder.has_plan():
+    if not folder.has_plan() or folder.damaged():
         return set()
     from orchestrator.store.records import load_states
     from orchestrator.store.schema import DONE

@@ -56,7 +56,7 @@ def _check_resume(plan: Plan, folder: RunFolder, resume: bool) -> None:
     in it must be trusted (what the run reports comes from them), and --resume may grow the study, not shrink it."""
     recorded = folder.has_records()
     if recorded or folder.has_plan():
-        folder.check_trusted()
+        folder.check_trusted(resume)
     started = os.path.isfile(folder.file(ROWS_FILE)) and os.path.getsize(folder.file(ROWS_FILE)) > 0 or any(
         state.get("status") != TrialStatus.PENDING for state in load_states(folder.path).values())
     if (folder.has_plan() or recorded) and not resume and started:
@@ -222,9 +222,11 @@ class Ending:
         tracker = _tracker(self.run_dir, self.uri, self.plan.study.name)
         states = load_states(self.run_dir)
         tracker.reconcile({tid: s.get("status", TrialStatus.PENDING) for tid, s in states.items()})
-        if not report_written:
-            ended = all(s.get("status") not in ACTIVE for s in states.values())
-            tracker.close(TrialStatus.FINISHED if ended and not self.interrupts.received else "interrupted")
+        if not report_written:   # as the records say: a signal that stopped only the report stopped no trial
+            statuses = {states.get(t.trial_id, {}).get("status", TrialStatus.PENDING)
+                        for t in read_plan(self.run_dir).trials}
+            tracker.close("interrupted" if statuses & ACTIVE else
+                          TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED)
 
     def _summary(self, paths: dict[str, str], report_dir: str | None) -> int:
         interrupts, run_dir = self.interrupts, self.run_dir

@@ -229,14 +229,15 @@ class RunFolder:
             raise UsageError(f"--storage: {self.path} is not writable (read-only or another user's); give a "
                              "folder you can write to")
 
-    def check_trusted(self) -> None:
-        """A resumed study continues from the checkpoints and records in its folder and reports them as its
-        results: refuse a folder another user owns or may write to (they could have changed them)."""
+    def check_trusted(self, resume: bool = True) -> None:
+        """A run into a folder that holds records continues from its checkpoints and records and reports them as
+        its results (a resumed one, and a plain one that finds trial states there): refuse a folder another user
+        owns or may write to (they could have changed them)."""
         if not os.path.exists(self.path):
             return
         info = os.stat(self.path)
         if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            raise UsageError(f"refusing to resume from {self.path}: it is owned by another user or writable by "
-                             "others, and a resumed study continues from the checkpoints and records in it; resume "
-                             f"only run folders only you can write (chmod go-w {self.path}), or start a fresh run "
-                             "with another --storage")
+            raise UsageError(f"refusing to {'resume from' if resume else 'run in'} {self.path}: it is owned by "
+                             "another user or writable by others, and a run there continues from the checkpoints "
+                             "and records in it and reports them; use only run folders only you can write (chmod "
+                             f"go-w {self.path}), or start a fresh run with another --storage")

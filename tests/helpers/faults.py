@@ -128,8 +128,11 @@ def stop_at(tmp_path: Path, which: str, phase: str) -> tuple[Outcome, Path]:
 
 
 def resume(tmp_path: Path) -> Outcome:
+    """The same command again, with --resume when the stopped run had planned its trials (a run stopped before
+    that recorded nothing: the same command without --resume starts it)."""
     storage = tmp_path / "runs"
-    run = Watched([*ARML, "run", *SHAPE, "--storage", str(storage), "--resume"],
+    again = ["--resume"] if (storage / "quickstart" / "plan.json").exists() else []
+    run = Watched([*ARML, "run", *SHAPE, "--storage", str(storage), *again],
                   {**os.environ, "ARML_PAUSE_AT": "", "MLFLOW_TRACKING_URI": ""})
     return run.finish(timeout=600)
 
