@@ -124,18 +124,34 @@ def trial_run_name(meta: Trial) -> str:
 MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy")
 
 
+def _cause(error: BaseException) -> str:
+    """'MlflowException: unable to open database file': the error's name with the first line of its deepest cause
+    (MLflow wraps SQLAlchemy's error, which wraps the database driver's, the one that says what went wrong)."""
+    root, seen = error, {id(error)}
+    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        root = inner
+    lines = [line for line in str(root).splitlines() if line.strip()] or [str(error) or type(root).__name__]
+    return f"{type(error).__name__}: {lines[0].strip()[:200]}"
+
+
 def quiet_mlflow() -> None:
-    """MLflow, SQLAlchemy and Alembic log their own tracebacks when a store fails (a folder gone read-only):
-    kept out of the terminal, where the run says in one line what went wrong (`Tracker._guard`)."""
+    """MLflow, SQLAlchemy and Alembic log their own tracebacks when a store fails (a folder gone read-only) and
+    INFO lines when a store is created: kept out of the terminal, where the run says in one line what went wrong
+    (`Tracker._guard`). After MLflow's import, which sets its loggers up from $MLFLOW_LOGGING_LEVEL."""
     import logging
+
+    import mlflow  # noqa: F401 - configures its loggers on import: quieted after that
 
     for name in MLFLOW_LOGGERS:
         logger = logging.getLogger(name)
-        if not getattr(logger, "arml_quiet", False):
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
-            logger.propagate = False
-            logger.setLevel(logging.CRITICAL)
-            logger.arml_quiet = True  # type: ignore[attr-defined]
+        logger.propagate = False
+        logger.setLevel(logging.CRITICAL)
 
 
 def git_revision() -> str:
@@ -197,7 +213,7 @@ class Tracker:
             return fn(*args)
         except Exception as error:  # noqa: BLE001 - any MLflow/network failure must not stop the study
             self.enabled = False
-            self.error = redact(f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
+            self.error = redact(_cause(error))
             self.say(f"MLflow logging failed ({redact(self.uri)}: {self.error}); the study goes on and its records "
                      f"are complete in {self.run_dir}. Log them later with: arml report {self.run_dir} --log-mlflow")
             return None

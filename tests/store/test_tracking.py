@@ -104,3 +104,32 @@ def test_the_study_header_and_the_failure_line_never_show_the_password(tmp_path)
     tracker = Tracker("http://user:se/cret@127.0.0.1:1", "s", str(tmp_path), [], say=said.append)
     assert not tracker.enabled and len(said) == 1 and "MLflow logging failed (http://127.0.0.1:1:" in said[0]
     assert "cret" not in redact(f"study s (MLflow: {uri})") + said[0] + tracker.error
+
+
+def test_a_store_that_fails_mid_run_is_one_line_without_mlflows_tracebacks(tmp_path, capfd):
+    """A storage folder gone read-only: MLflow and SQLAlchemy log the error with its traceback before raising;
+    none of that reaches the terminal, the one line names the database's own error."""
+    import logging
+    import sqlite3
+
+    said: list[str] = []
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "s", str(tmp_path), [], say=said.append)
+    assert tracker.enabled
+
+    def read_only(*args, **kwargs):
+        try:
+            try:
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            except sqlite3.OperationalError as inner:
+                raise RuntimeError("(raised as a result of Query-invoked autoflush; ...)") from inner
+        except RuntimeError:
+            logging.getLogger("mlflow.store.db.utils").exception("SQLAlchemy database error. The following ...")
+            logging.getLogger("sqlalchemy.pool").error("Exception during reset", exc_info=True)
+            raise
+
+    tracker.client.log_batch = read_only
+    tracker.close("finished", metrics={"a": 1.0})
+    captured = capfd.readouterr()
+    assert not tracker.enabled and len(said) == 1
+    assert "attempt to write a readonly database" in said[0]
+    assert "Traceback" not in captured.err + captured.out and "SQLAlchemy" not in captured.err + captured.out
