@@ -1,4 +1,4 @@
-"""What the orchestrator costs per trial: a study of N trivially short trials through `run_study` (local
+"""What the orchestrator costs per trial: a study of N trivially short trials through `run_plan` (`arml run`: local
 Ray, Tune, records, MLflow, report) against the same trials in a plain Python loop, side by side.
 
 The study (digits_mlc, 2 auxiliary attributes, width-8 CNN, 2 steps, evaluation and checkpoint at step 2,
@@ -9,7 +9,7 @@ fraction of a second, so nearly all of the orchestrated time is the orchestrator
 Per N, in this order, in one process (--repeat R: R times, interleaved, the fastest of each kept):
   loop     `trainables.fit(trial.config)` for every trial, one after another, torch.set_num_threads(1)
            (as a 1-CPU trial); one warm-up fit before the clock starts, so the loop is training only.
-  orch c=1 `ray.init(address="local", num_cpus=2)` + `run_study` + `ray.shutdown()`, with
+  orch c=1 `ray.init(address="local", num_cpus=2)` + `run_plan` + `ray.shutdown()`, with
            `[resources] cpus_per_trial = 1, max_concurrent = 1`; the run folder and its MLflow sqlite
            store in a fresh temporary folder.
   orch c=2 the same with `max_concurrent = 2` (two trials at once on the 2 CPUs).
@@ -131,14 +131,13 @@ def plain_loop(plan: Plan) -> float:
 
 
 def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
-    """(wall seconds of ray.init + run_study + ray.shutdown, seconds of ray.init); checks every trial
+    """(wall seconds of ray.init + run_plan + ray.shutdown, seconds of ray.init); checks every trial
     finished and has its records."""
     import ray
 
-    from orchestrator.report.build import run_hooks
-    from orchestrator.run.runner import run_study
+    from orchestrator.api import run_plan
     from orchestrator.store.folder import locate
-    from orchestrator.store.records import trials_table
+    from orchestrator.store.tables import trials_table
     from orchestrator.store.tracking import default_uri
 
     storage = os.path.join(root, plan.study.name)
@@ -153,14 +152,14 @@ def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
     init_s = time.perf_counter() - start
     try:
         with contextlib.redirect_stdout(log):
-            code = run_study(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir), **run_hooks()))
+            code = run_plan(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
     finally:
         ray.shutdown()
     wall = time.perf_counter() - start
     table = trials_table(run_dir)
     finished = int((table["status"] == "finished").sum())
     if code != 0 or finished != len(plan):
-        raise SystemExit(f"{plan.study.name}: run_study returned {code}, {finished}/{len(plan)} trials "
+        raise SystemExit(f"{plan.study.name}: run_plan returned {code}, {finished}/{len(plan)} trials "
                          f"finished; see {log.name} and {run_dir}")
     return wall, init_s
 

@@ -23,16 +23,29 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from orchestrator.report.build import margin_of  # noqa: E402
-from orchestrator.report.data import final_weights, load_run, method_points  # noqa: E402
+from orchestrator.analysis.run_data import final_weights, load_run  # noqa: E402
+from orchestrator.analysis.search_cost import MULTIPLE  # noqa: E402
+from orchestrator.analysis.tables import data_requirement  # noqa: E402
+from orchestrator.analysis.verdicts import compare, comparisons, per_seed  # noqa: E402
+from orchestrator.report.markdown import margin_of, verdict_text  # noqa: E402
 from orchestrator.report.text import budget_text, md_table, pct  # noqa: E402
-from orchestrator.report.verdicts import compare, comparisons, per_seed, verdict_text  # noqa: E402
+from orchestrator.store.folder import (  # noqa: E402
+    DEFAULT_STORAGE,
+    REPORT_DIR,
+    ROWS_FILE,
+    TRIALS_CSV,
+    WAVES_FILE,
+    ReportFiles,
+    RunFolder,
+)
+
+F = ReportFiles
 
 TWINS = ["digits_table1_ssl", "digits_fig2_ssl_labels", "digits_table2_mlc", "digits_table4_dg", "digits_fig3_dg_shots",
          "digits_fig4_dg_scarcity"]
 SEARCH = "digits_search_vs_arml"
 GRID_VS_ARML = ["digits_ssl_grid_vs_arml", "digits_mlc_grid_vs_arml", "digits_dg_grid_vs_arml"]
-FIGURES = ("data_requirement.png", "weights.png", "cost_vs_accuracy.png")
+FIGURES = (F.DATA_REQUIREMENT_PNG, F.WEIGHTS_PNG, F.COST_VS_ACCURACY_PNG)
 KSCALING = "digits_k_scaling"   # one sweep over aux_count
 REGIMES = "digits_regimes"       # K x steps x labels: single-run weightings against Uniform and a search
 REGIMES_TITLE = "Where auxiliary weighting pays"
@@ -69,24 +82,34 @@ def figures(runs: str, study: str) -> list[str]:
     os.makedirs(target, exist_ok=True)
     sweep = budgets(runs, study) > 1
     for name in FIGURES:
-        if name == "data_requirement.png" and not sweep:
+        if name == F.DATA_REQUIREMENT_PNG and not sweep:
             continue
-        path = os.path.join(runs, study, "report", name)
+        path = report_file(runs, study, name)
         if os.path.exists(path):
             shutil.copy(path, os.path.join(target, name))
             out.append(f"![{study} {name[:-4]}](results/{study}/{name})")
     return out
 
 
+def folder(runs: str, study: str) -> RunFolder:
+    """A study's run folder under `runs`."""
+    return RunFolder(os.path.join(runs, study))
+
+
+def report_file(runs: str, study: str, *name: str) -> str:
+    """A file of a study's report (RUN_DIR/report/...)."""
+    return os.path.join(folder(runs, study).file(REPORT_DIR), *name)
+
+
 def seconds_of(runs: str, study: str) -> str:
-    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
+    trials = pd.read_csv(folder(runs, study).file(TRIALS_CSV))
     return f"{len(trials)} trials, {trials['cpu_s'].sum():.0f} CPU-seconds in all"
 
 
 def span_s(runs: str, study: str) -> float:
     """Wall seconds during which some trial was training: the union of the trials' spans (Ray's start-up, the
     report and any pause between an interrupted run and its --resume excluded)."""
-    with open(os.path.join(runs, study, "records.jsonl")) as f:
+    with open(folder(runs, study).file(ROWS_FILE)) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     spans = sorted((r["recorded_at"] - r["time_total_s"], r["recorded_at"]) for r in rows)
     total, start, end = 0.0, *spans[0]
@@ -113,7 +136,7 @@ def paired(runs: str, study: str) -> list[str]:
 
 def waves_of(runs: str, study: str) -> str:
     """'; seeds 0-2 planned, 3-5 added' when --until-decided added seeds, else ''."""
-    path = os.path.join(runs, study, "waves.json")
+    path = folder(runs, study).file(WAVES_FILE)
     if not os.path.exists(path):
         return ""
     with open(path) as f:
@@ -125,21 +148,20 @@ def waves_of(runs: str, study: str) -> str:
 
 
 def twin(runs: str, study: str, note: str) -> list[str]:
-    report = os.path.join(runs, study, "report")
-    results = open(os.path.join(report, "results.md")).read()
+    results = open(report_file(runs, study, F.RESULTS_MD)).read()
     lines = [f"### {study}", "", f"`arml run studies/{study}.toml --until-decided --max-seeds 6` "
              f"({seconds_of(runs, study)}{waves_of(runs, study)}).", "", section(results, "Test accuracy (%)"), ""]
-    cost = open(os.path.join(report, "compute_cost.md")).read()
+    cost = open(report_file(runs, study, F.COMPUTE_COST_MD)).read()
     verdict = [line for line in cost.splitlines() if line.startswith("Verdict")]
     if verdict and "no grid search" not in verdict[0]:
         lines += verdict + [""]
     lines += paired(runs, study)
-    if os.path.exists(os.path.join(report, "relationships.md")):
-        text = open(os.path.join(report, "relationships.md")).read()
+    if os.path.exists(report_file(runs, study, F.RELATIONSHIPS_MD)):
+        text = open(report_file(runs, study, F.RELATIONSHIPS_MD)).read()
         title = re.search(r"^## (arml, .*)$", text, flags=re.M)
         lines += [section(text, title.group(1)) if title else "", ""]
-    if budgets(runs, study) > 1 and os.path.exists(os.path.join(report, "labels_to_reach.csv")):
-        reach = pd.read_csv(os.path.join(report, "labels_to_reach.csv"))
+    if budgets(runs, study) > 1 and os.path.exists(report_file(runs, study, F.LABELS_TO_REACH_CSV)):
+        reach = pd.read_csv(report_file(runs, study, F.LABELS_TO_REACH_CSV))
         if len(reach):
             rows = [[f"{100 * r['target']:g}%", r["method"],
                      "-" if math.isnan(r["labels_needed"]) else f"{r['labels_needed']:.0f}",
@@ -152,10 +174,9 @@ def twin(runs: str, study: str, note: str) -> list[str]:
 
 
 def search(runs: str, note: str) -> list[str]:
-    report = os.path.join(runs, SEARCH, "report")
-    cost = open(os.path.join(report, "compute_cost.md")).read()
+    cost = open(report_file(runs, SEARCH, F.COMPUTE_COST_MD)).read()
     body = cost.split("\n", 2)[2].split("\n- Device-seconds")[0].strip()
-    table = pd.read_csv(os.path.join(report, "compute_cost.csv"))
+    table = pd.read_csv(report_file(runs, SEARCH, F.COMPUTE_COST_CSV))
     arml = table[table["method"] == "arml"].set_index("budget")
     rows = []
     for _, r in table[table["method"].isin(["grid", "grid_asha", "tpe"])].iterrows():
@@ -173,7 +194,7 @@ def search(runs: str, note: str) -> list[str]:
 
 def grid_vs_arml(runs: str, study: str, note: str) -> list[str]:
     data = run_data(runs, study)
-    points = method_points(data)
+    points = data_requirement(data)
     names = list(data.plan.aux_names)
     trials = data.trials
     waves = waves_of(runs, study)
@@ -232,26 +253,22 @@ def variants_vs_arml(data, trials) -> list[str]:
 def k_scaling(runs: str, study: str, note: str) -> list[str]:
     """The K-scaling section: the searches' report of the K-scaling sweep (report/searches.*, copied to
     results/k_scaling/), its headline and budgeted tables and a condensed view of its verdicts."""
-    import shutil
-
-    from orchestrator.report.searches import MULTIPLE
-
     out = os.path.join(HERE, "results", "k_scaling")
     os.makedirs(out, exist_ok=True)
     paths = {}
-    for name in ("searches.md", "searches.csv", "searches_verdicts.csv", "searches_budgeted.csv", "searches.png"):
+    for name in (F.SEARCHES_MD, F.SEARCHES_CSV, F.SEARCHES_VERDICTS_CSV, F.SEARCHES_BUDGETED_CSV, F.SEARCHES_PNG):
         paths[name] = os.path.join(out, name)
-        shutil.copyfile(os.path.join(runs, study, "report", name), paths[name])
-    report = open(paths["searches.md"]).read()
+        shutil.copyfile(report_file(runs, study, name), paths[name])
+    report = open(paths[F.SEARCHES_MD]).read()
     headline = report.split("## Paired verdicts against ARML")[0].split("\n", 2)[2].strip()
     budgeted = section(report, report.split("\n## ")[-1].splitlines()[0]) if "given" in report else ""
-    verdicts = pd.read_csv(paths["searches_verdicts.csv"])
+    verdicts = pd.read_csv(paths[F.SEARCHES_VERDICTS_CSV])
     rows = []
     for (k, method), group in verdicts.groupby(["K", "method"], sort=False):
         cells = [(f"{int(r['trials'])}: " if len(group) > 1 else "") + f"{r['verdict']} ({100 * r['mean_diff']:+.1f})"
                  for _, r in group.iterrows()]
         rows.append([str(int(k)), method, "; ".join(cells)])
-    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
+    trials = pd.read_csv(folder(runs, study).file(TRIALS_CSV))
     return ["## As the number of auxiliary tasks grows", "",
             f"`arml run studies/{study}.toml` ({len(trials)} trials, {trials['cpu_s'].sum():.0f} CPU-seconds of "
             f"training; {span_s(runs, study) / 60:.0f} minutes of trials on 2 CPUs; its report's searches.* "
@@ -280,21 +297,22 @@ def regimes(runs: str, study: str, note: str) -> list[str]:
     """The regime study's section: the command and its time, the regime map, per cell each method's accuracy,
     cost and verdicts against Uniform and against the search at 16x its compute, the single run chosen on
     validation against the search, and the weight diagnostics."""
-    report = os.path.join(runs, study, "report")
+    report = folder(runs, study).file(REPORT_DIR)
     out = os.path.join(HERE, "results", study)
     os.makedirs(out, exist_ok=True)
-    for name in ("regime_map.png", "sweep.png", "diagnostics_summary.png", "searches.md", "results.md",
-                 "comparisons.csv", "searches_budgeted.csv", "data_requirement.csv", "diagnostics_summary.csv",
-                 "diagnostics.csv"):
+    for name in (F.REGIME_MAP_PNG, F.SWEEP_PNG, F.DIAGNOSTICS_SUMMARY_PNG, F.SEARCHES_MD, F.RESULTS_MD,
+                 F.COMPARISONS_CSV, F.SEARCHES_BUDGETED_CSV, F.DATA_REQUIREMENT_CSV, F.DIAGNOSTICS_SUMMARY_CSV,
+                 F.DIAGNOSTICS_CSV):
         if os.path.exists(os.path.join(report, name)):
             shutil.copyfile(os.path.join(report, name), os.path.join(out, name))
     data = run_data(runs, study)
     axes = list(data.axes)
     order = [*axes, "budget"]   # cell by cell, a budget's methods together, in study order
-    points = pd.read_csv(os.path.join(report, "data_requirement.csv")).sort_values(order, kind="stable")
-    paired = pd.read_csv(os.path.join(report, "comparisons.csv"))
-    budgeted = pd.read_csv(os.path.join(report, "searches_budgeted.csv")).sort_values(order, kind="stable")
-    costs = pd.read_csv(os.path.join(report, "searches.csv"))
+    # the published tables, as copied next to results.md: its numbers are theirs
+    points = pd.read_csv(os.path.join(report, F.DATA_REQUIREMENT_CSV)).sort_values(order, kind="stable")
+    paired = pd.read_csv(os.path.join(report, F.COMPARISONS_CSV))
+    budgeted = pd.read_csv(os.path.join(report, F.SEARCHES_BUDGETED_CSV)).sort_values(order, kind="stable")
+    costs = pd.read_csv(os.path.join(report, F.SEARCHES_CSV))
     uniform = data.reference("uniform")
     searches = data.searches()
 
@@ -321,12 +339,12 @@ def regimes(runs: str, study: str, note: str) -> list[str]:
     chosen = budgeted[budgeted["chosen"].astype(bool)]
     answer = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{100 * r['method_val_acc']:.2f}",
                r["search"], str(int(r["trials"])), _verdict_cell(r)] for _, r in chosen.iterrows()]
-    summary = pd.read_csv(os.path.join(report, "diagnostics_summary.csv")) \
-        if os.path.exists(os.path.join(report, "diagnostics_summary.csv")) else pd.DataFrame()
+    summary = pd.read_csv(os.path.join(report, F.DIAGNOSTICS_SUMMARY_CSV)) \
+        if os.path.exists(os.path.join(report, F.DIAGNOSTICS_SUMMARY_CSV)) else pd.DataFrame()
     why = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{r['r_size']:+.2f}",
             f"{r['r_cos']:+.2f}", "size" if r["follows_size"] else ""] for _, r in summary.iterrows()]
-    trials = pd.read_csv(os.path.join(runs, study, "trials.csv"))
-    cell_figure = "cells/aux_count-16_steps-400/diagnostics.png"
+    trials = pd.read_csv(folder(runs, study).file(TRIALS_CSV))
+    cell_figure = os.path.join(F.CELLS_DIR, "aux_count-16_steps-400", F.DIAGNOSTICS_PNG)
     if os.path.exists(os.path.join(report, cell_figure)):
         shutil.copyfile(os.path.join(report, cell_figure), os.path.join(out, "diagnostics_k16_400steps.png"))
     return [f"## {REGIMES_TITLE}", "",
@@ -387,7 +405,8 @@ def replace_section(title: str, lines: list[str], before: str, level: int = 2, w
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs", help="the storage folder the studies ran into (default runs)")
+    parser.add_argument("--runs", default=DEFAULT_STORAGE, help="the storage folder the studies ran into (default "
+                        f"{DEFAULT_STORAGE})")
     parser.add_argument("--only", choices=["regimes", *GRID_VS_ARML],
                         help="rebuild this section alone in the existing results.md")
     args = parser.parse_args()
@@ -404,17 +423,17 @@ def main() -> int:
         return 0
     out = [text["intro"], "", "## The paper's results, on digits", ""]
     for study in TWINS:
-        if os.path.exists(os.path.join(args.runs, study, "report")):
+        if os.path.exists(report_file(args.runs, study)):
             out += twin(args.runs, study, text.get(study, ""))
-    if os.path.exists(os.path.join(args.runs, SEARCH, "report")):
+    if os.path.exists(report_file(args.runs, SEARCH)):
         out += search(args.runs, text.get(SEARCH, ""))
-    if os.path.exists(os.path.join(args.runs, KSCALING, "report", "searches.md")):
+    if os.path.exists(report_file(args.runs, KSCALING, F.SEARCHES_MD)):
         out += k_scaling(args.runs, KSCALING, text.get("k_scaling", ""))
-    if os.path.exists(os.path.join(args.runs, REGIMES, "report", "searches_budgeted.csv")):
+    if os.path.exists(report_file(args.runs, REGIMES, F.SEARCHES_BUDGETED_CSV)):
         out += regimes(args.runs, REGIMES, text.get("regimes", ""))
     out += [f"## {GRID_TITLE}", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
-        if os.path.exists(os.path.join(args.runs, study, "report")):
+        if os.path.exists(report_file(args.runs, study)):
             out += grid_vs_arml(args.runs, study, text.get(study, ""))
     out += [text.get("verdict", ""), ""]
     with open(os.path.join(HERE, "results.md"), "w") as f:

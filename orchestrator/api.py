@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.store.folder import REPORT_DIR, ReportFiles
 from orchestrator.study.catalogue import find_study
 from orchestrator.study.overrides import merge, nest
 
@@ -35,7 +36,7 @@ class StudyResult:
 
     @property
     def report_dir(self) -> Path:
-        return self.run_dir / "report"
+        return self.run_dir / REPORT_DIR
 
     def __repr__(self) -> str:
         counts = self.trials["status"].value_counts().to_dict() if "status" in self.trials else {}
@@ -43,25 +44,22 @@ class StudyResult:
                 f"records, {len(self.comparisons)} comparisons)")
 
 
-def _table(run_dir: Path, parquet: str, fallback) -> pd.DataFrame:
-    """The exported Parquet table, else (a run still going) the live one with the same column types."""
-    from orchestrator.store.records import as_lists
-
-    path = run_dir / parquet
-    return pd.read_parquet(path) if path.exists() else as_lists(fallback(str(run_dir)))
-
-
 def load(run_dir: str | os.PathLike, exit_code: int | None = None) -> StudyResult:
     """The tables of a run folder (finished, or still running: then from its live records)."""
-    from orchestrator.store.folder import REPORT_DIR, RunFolder
-    from orchestrator.store.records import load_rows, trials_table
+    from orchestrator.store.folder import RECORDS_PARQUET, TRIALS_PARQUET, RunFolder
+    from orchestrator.store.records import RunRecords
+    from orchestrator.store.tables import as_lists, trials_table
 
     folder = Path(run_dir).resolve()
     RunFolder(folder).require_plan()
-    comparisons = folder / REPORT_DIR / "comparisons.csv"
-    return StudyResult(run_dir=folder, exit_code=exit_code,
-                       trials=_table(folder, "trials.parquet", trials_table),
-                       records=_table(folder, "records.parquet", load_rows),
+    comparisons = folder / REPORT_DIR / ReportFiles.COMPARISONS_CSV
+    exported = (folder / TRIALS_PARQUET).exists() and (folder / RECORDS_PARQUET).exists()
+    if exported:
+        trials, records = pd.read_parquet(folder / TRIALS_PARQUET), pd.read_parquet(folder / RECORDS_PARQUET)
+    else:   # a run still going: the live records, with the exported tables' column types
+        reading = RunRecords.read(folder)
+        trials, records = as_lists(trials_table(reading)), as_lists(reading.frame())
+    return StudyResult(run_dir=folder, exit_code=exit_code, trials=trials, records=records,
                        comparisons=pd.read_csv(comparisons) if comparisons.exists() else pd.DataFrame())
 
 
@@ -96,15 +94,31 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
     """Runs a study and returns its tables. `study`: a study file, a shipped study's name ("quickstart") or
     a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
     seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
-    from orchestrator.report.build import run_hooks
     from orchestrator.run.options import RunOptions
-    from orchestrator.run.runner import run_study
     from orchestrator.store.folder import locate
     from orchestrator.study.plan import build_plan
 
     plan = build_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large,
                       data_root=data_root, smoke_run=smoke)
-    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
-                         data_root=data_root, until_decided=until_decided, max_seeds=max_seeds, **run_hooks())
-    code = run_study(plan, options)
+    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume,
+                         data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
+    code = run_plan(plan, options)
     return load(locate(plan.study.name, storage).run_dir, exit_code=code if isinstance(code, int) else None)
+
+
+def run_plan(plan: Any, options: Any) -> int:
+    """`arml run`: the plan's trials (orchestrator/run), then the report (orchestrator/report; a signal there
+    stops the report alone), then the summary; returns the exit code. The one place running and reporting meet."""
+    from orchestrator.report.build import make_report
+    from orchestrator.run.runner import StudyRun
+
+    with StudyRun(plan, options) as run:
+        run.trials()
+        ending = run.ending
+        report = None
+        if ending.planned:
+            ending.export()
+            report = ending.stage("report", lambda: make_report(run.run_dir, mlflow_uri=ending.uri,
+                                                                extra_artifacts=ending.artifacts(), final=True),
+                                  stopped=f"report: interrupted; write it later with: arml report {run.run_dir}")
+        return ending.finish(report)

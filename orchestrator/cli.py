@@ -4,7 +4,6 @@ exit code 2. Shell completion: `eval "$(_ARML_COMPLETE=bash_source arml)"` (zsh:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import re
@@ -91,8 +90,8 @@ def _is_usage_error(error: BaseException) -> bool:
     kinds: list[type] = [UsageError]
     if "trainables.errors" in sys.modules:
         kinds.append(sys.modules["trainables.errors"].TrainablesError)
-    if "arml.registry" in sys.modules:
-        kinds.append(sys.modules["arml.registry"].UnknownNameError)
+    if "arml.registry" in sys.modules:   # a name not in a registry, a plug-in that does not load
+        kinds += [sys.modules["arml.registry"].UnknownNameError, sys.modules["arml.registry"].PluginError]
     return isinstance(error, tuple(kinds))
 
 
@@ -183,7 +182,7 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
         raise UsageError("--json goes with --dry-run (a run prints its progress as text)")
     plan = build_plan(load_study(find_study(study), overrides_from(settings) or None), allow_large=allow_large,
                       data_root=data_root, smoke_run=smoke)
-    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume, smoke=smoke,
+    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     if dry_run:
         from orchestrator.run.dryrun import plan_data, plan_text
@@ -192,10 +191,9 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
         print(json.dumps(plan_data(plan, options), indent=1) if as_json else plan_text(plan, options))
         check(plan, address, data_root or plan.study.config.data_root or None)   # what would stop the run
         return 0
-    from orchestrator.report.build import run_hooks
-    from orchestrator.run.runner import run_study
+    from orchestrator.api import run_plan
 
-    return run_study(plan, dataclasses.replace(options, **run_hooks()))
+    return run_plan(plan, options)
 
 
 # ---- list --------------------------------------------------------------------------------------
@@ -247,8 +245,10 @@ def data_check(data_root: str | None) -> int:
 
 # ---- status, report ----------------------------------------------------------------------------
 def _complete_run_dir(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
-    runs = Path("runs")
-    found = [str(p.parent) for p in runs.glob("*/plan.json")] if runs.is_dir() else []
+    from orchestrator.store.folder import DEFAULT_STORAGE, PLAN_FILE
+
+    runs = Path(DEFAULT_STORAGE)
+    found = [str(p.parent) for p in runs.glob(f"*/{PLAN_FILE}")] if runs.is_dir() else []
     return sorted(p for p in found if p.startswith(incomplete))
 
 

@@ -59,17 +59,17 @@ def test_run_dry_run_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_hands_plan_and_options_to_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.run.runner",
-                run_study=lambda plan, options: calls.append((plan, options)))
+    fake_module(monkeypatch, "orchestrator.api",
+                run_plan=lambda plan, options: calls.append((plan, options)))
     argv = ["run", str(QUICKSTART), "--smoke", "--resume", "--address", "auto", "--storage", "s3://b/runs",
             "--mlflow-uri", "http://mlflow:5000", "--data-root", "/data"]
     assert main(argv) == 0
     (plan, options), = calls
     assert len(plan) == 40 and plan.smoke and plan.trials[0].config.steps == 4
     assert plan.trials[0].config.data_root == "/data"
-    assert (options.address, options.storage, options.mlflow_uri, options.resume, options.smoke,
-            options.data_root) == ("auto", "s3://b/runs", "http://mlflow:5000", True, True, "/data")
-    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: 3)
+    assert (options.address, options.storage, options.mlflow_uri, options.resume,
+            options.data_root) == ("auto", "s3://b/runs", "http://mlflow:5000", True, "/data")
+    fake_module(monkeypatch, "orchestrator.api", run_plan=lambda plan, options: 3)
     assert main(["run", str(QUICKSTART)]) == 3
 
 
@@ -77,7 +77,7 @@ def test_run_interrupted(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     def interrupted(plan: object, options: object) -> None:
         raise KeyboardInterrupt
 
-    fake_module(monkeypatch, "orchestrator.run.runner", run_study=interrupted)
+    fake_module(monkeypatch, "orchestrator.api", run_plan=interrupted)
     assert main(["run", str(QUICKSTART)]) == 130
     assert capsys.readouterr().err == "arml: interrupted\n"
 
@@ -150,7 +150,7 @@ def test_user_errors_from_trainables_are_one_line(monkeypatch: pytest.MonkeyPatc
     def missing(plan: object, options: object) -> None:
         raise DataNotFoundError("digits: no data at /x")
 
-    fake_module(monkeypatch, "orchestrator.run.runner", run_study=missing)
+    fake_module(monkeypatch, "orchestrator.api", run_plan=missing)
     assert main(["run", str(QUICKSTART)]) == 2
     assert capsys.readouterr().err == "arml: error: digits: no data at /x\n"
     assert main(["run", "--bogus-option", str(QUICKSTART)]) == 2  # argparse's own message
@@ -201,7 +201,7 @@ def test_help_imports_nothing_heavy() -> None:
 def test_run_passes_until_decided_and_max_seeds(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: calls.append(options))
+    fake_module(monkeypatch, "orchestrator.api", run_plan=lambda plan, options: calls.append(options))
     assert main(["run", str(QUICKSTART), "--until-decided", "--max-seeds", "6"]) == 0
     assert (calls[0].until_decided, calls[0].max_seeds) == (True, 6)
     assert main(["run", str(QUICKSTART)]) == 0 and (calls[1].until_decided, calls[1].max_seeds) == (False, None)
@@ -213,7 +213,7 @@ def test_run_passes_until_decided_and_max_seeds(monkeypatch: pytest.MonkeyPatch,
 def test_set_overrides_values_of_the_study_file(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     calls = []
-    fake_module(monkeypatch, "orchestrator.run.runner", run_study=lambda plan, options: calls.append(plan))
+    fake_module(monkeypatch, "orchestrator.api", run_plan=lambda plan, options: calls.append(plan))
     argv = ["run", str(QUICKSTART), "--set", "train.steps=100", "--set", "budget.labels=[20]",
             "--set", "study.seeds=[3]"]
     assert main(argv) == 0

@@ -226,21 +226,29 @@ FIELD_WORDS = {"aux_tasks": "a list of names (strings)", "aux_attributes": "a li
                "lr_milestones": "a list of step numbers"}
 
 
+def first_problem(error: ValidationError) -> tuple[tuple, str, Any]:
+    """A pydantic validation error's first problem in words: (where: the location's keys, what the value must be
+    or do: 'be a number', 'be greater than or equal to 1'; the value given). The one reading of pydantic's errors
+    for every checked value (a [train] key here, a study file's sections in orchestrator/study/reader.py)."""
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    kind = FIELD_WORDS.get(str(loc[0])) if loc and first["type"] in TYPE_WORDS else None
+    kind = kind or TYPE_WORDS.get(first["type"])
+    need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", str(first["msg"]))
+    return loc, need, first.get("input")
+
+
 def _built(build: typing.Callable[[], TrainConfig], given: dict[str, Any], where: str) -> TrainConfig:
     """`build()`; its first validation error as ConfigError("WHERE: KEY must ..., got VALUE")."""
     try:
         return build()
     except ValidationError as error:
-        first = error.errors()[0]
-        loc = first["loc"]
+        loc, need, value = first_problem(error)
         if not loc:   # a check across fields (model validator)
-            raise ConfigError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from None
+            raise ConfigError(f"{where}: {str(error.errors()[0]['msg']).removeprefix('Value error, ')}") from None
         key = str(loc[0])
-        value = given.get(key, first.get("input"))
+        value = given.get(key, value)
         shown = list(value) if isinstance(value, tuple) else value
-        kind = FIELD_WORDS.get(key) if first["type"] in TYPE_WORDS else None
-        kind = kind or TYPE_WORDS.get(first["type"])
-        need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", str(first["msg"]))
         raise ConfigError(f"{where}: {key} must {need}, got {shown!r}") from None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arml.registry import UnknownNameError
+from arml.registry import PluginError, UnknownNameError  # one of each, the registries' (arml/registry.py)
 
 
 class TrainablesError(Exception):
@@ -15,10 +15,6 @@ class ConfigError(TrainablesError, ValueError):
 
 class DataNotFoundError(TrainablesError, FileNotFoundError):
     """Data set files missing under the data root; the message names the exact path and the source."""
-
-
-class PluginError(TrainablesError, ImportError):
-    """A plug-in declared by an installed package (an entry point) could not be loaded; names the entry point."""
 
 
 class DivergenceError(TrainablesError, FloatingPointError):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from orchestrator.store.records import trials_table
-from orchestrator.store.schema import DONE, TrialStatus, read_plan
+from orchestrator.store.records import RunRecords
+from orchestrator.store.schema import DONE, TrialStatus
+from orchestrator.store.tables import trials_table
 
 STATES = tuple(TrialStatus)
 
@@ -25,8 +26,9 @@ def _number(value: Any) -> float | None:
 def status_data(run_dir: str) -> dict[str, Any]:
     """Counts per state, per method (done, total, best validation accuracy so far), running trials with their
     last reported step (None: started, nothing reported yet) and failed trials with their errors."""
-    plan = read_plan(run_dir)
-    table = trials_table(run_dir)
+    records = RunRecords.read(run_dir, require_plan=True)
+    plan = records.plan
+    table = trials_table(records)
     counts = table["status"].value_counts()
     methods = []
     for method, group in table.groupby("method", sort=False):

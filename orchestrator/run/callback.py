@@ -17,9 +17,8 @@ from ray import tune
 
 from orchestrator.run.progress import Progress
 from orchestrator.run.signals import Interrupts
-from orchestrator.run.trainable import FATAL
 from orchestrator.store.records import RecordBook
-from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, STEP, Trial, TrialStatus
+from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, FATAL, STEP, Trial, TrialStatus
 from orchestrator.store.tracking import Tracker
 
 
@@ -65,8 +64,11 @@ class StudyCallback(tune.Callback):
     credentials: never pickled into Tune's experiment state) and the run's interrupt handlers."""
 
     def __init__(self, run_dir: str, study: str, plan_meta: list[Trial], mlflow_uri: str,
-                 interrupts: Interrupts | None = None, progress_every_s: float = 30.0) -> None:
+                 interrupts: Interrupts | None = None, progress_every_s: float = 30.0,
+                 states: dict[str, dict[str, Any]] | None = None) -> None:
+        """`states`: the trials' states as the launch read them (else read when the callback opens)."""
         self.run_dir, self.study, self.plan_meta = run_dir, study, plan_meta
+        self._states = states
         self.mlflow_uri, self.interrupts = mlflow_uri, interrupts
         self.progress_every_s = progress_every_s
         self.faults: list[OSError] = []
@@ -74,7 +76,7 @@ class StudyCallback(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_live={}, mlflow_uri="", interrupts=None, faults=[])
+        state.update(_live={}, mlflow_uri="", interrupts=None, faults=[], _states=None)
         return state
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -86,7 +88,7 @@ class StudyCallback(tune.Callback):
     def _open(self) -> None:
         if self._live:
             return
-        book = RecordBook(self.run_dir, self.plan_meta)
+        book = RecordBook(self.run_dir, self.plan_meta, self._states)
         statuses = [s.get("status") for s in book.states.values()]
         before = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
         self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta,

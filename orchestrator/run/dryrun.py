@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.store.folder import RunFolder, locate
+from orchestrator.store.folder import PLAN_FILE, STATES_FILE, WAVES_FILE, RunFolder, locate
 from orchestrator.study.plan import describe_resources
 from orchestrator.study.vocabulary import SAMPLERS, SCHEDULERS
 
@@ -85,15 +85,15 @@ def _kind(method: Any, k: int) -> str:
     elif method.is_search:
         s = method.search
         space = f"[0, {s['w_max']:g}]^{k}" if s["space"] == "box" else f"simplex sum {k}"
-        kind = f"{SAMPLERS[s['sampler']]} ({s['num_samples']} samples in {space})"
+        kind = f"{SAMPLERS[s['sampler']].words} ({s['num_samples']} samples in {space})"
     if method.scheduler:
         kind += f" + {SCHEDULERS[method.scheduler['name']]}"
     return kind
 
 
-DAMAGED = {"plan.json": "--resume sets it aside and writes it anew from the study file (the seeds the records show)",
-           "trials.json": "--resume rebuilds the trial states from the records (a failed trial counts as not run)",
-           "waves.json": "--resume runs every unfinished trial in one wave"}
+DAMAGED = {PLAN_FILE: "--resume sets it aside and writes it anew from the study file (the seeds the records show)",
+           STATES_FILE: "--resume rebuilds the trial states from the records (a failed trial counts as not run)",
+           WAVES_FILE: "--resume runs every unfinished trial in one wave"}
 
 
 def _finished(plan: Any, folder: RunFolder) -> set[str]:

@@ -1,5 +1,5 @@
 """One launch of a wave's trials: a new Ray Tune experiment over the trials the records do not show as finished
-(RUN_DIR/<wave>-<launch>), built from the records alone (orchestrator/run/resume.py): each interrupted trial
+(RUN_DIR/<wave>-<launch>), built from one reading of the records (orchestrator/run/resume.py): each interrupted trial
 continues from the last checkpoint its records name, a search's sampler and a scheduler's rungs are told what
 was recorded before."""
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from orchestrator.run import resume
 from orchestrator.run.signals import Interrupts
-from orchestrator.run.trainable import run_trial, trial_resources
+from orchestrator.run.trial_worker import run_trial, trial_resources
 from orchestrator.store.folder import RunFolder
-from orchestrator.store.records import load_states
-from orchestrator.store.schema import PLAN_FORMAT, PlanFile, TrialStatus, read_plan
+from orchestrator.store.records import RunRecords
+from orchestrator.store.schema import PLAN_FORMAT
 from orchestrator.study.plan import Plan
 
 CHECKPOINTS_KEPT = 4   # per trial; the records name the last one reported
@@ -26,18 +26,18 @@ def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_di
 
     from orchestrator.run.callback import StudyCallback
 
-    states = load_states(run_dir)
+    records = RunRecords.read(run_dir)
+    states = records.states()
     ids = resume.to_run(wave["trials"], states)
     if not ids:
         return
     wave["launches"] = wave.get("launches", 0) + 1
     RunFolder(run_dir).save_waves(waves)
-    started_before = any(states.get(t, {}).get("status", TrialStatus.PENDING) != TrialStatus.PENDING for t in ids)
-    rows = resume.read_rows(run_dir) if started_before or any(t.scheduler for t in plan.trials) else []
+    rows = records.rows
     chosen = set(ids)
     sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in chosen))
-    saved = read_plan(run_dir)
-    callback = StudyCallback(run_dir, plan.study.name, saved.trials, uri, interrupts)
+    saved = records.plan
+    callback = StudyCallback(run_dir, plan.study.name, saved.trials, uri, interrupts, states=states)
     table = _trial_table(sub, resume.checkpoints(rows, ids, plan.tune_home, run_dir,
                                                  legacy=saved.format < PLAN_FORMAT))
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=table),
@@ -47,7 +47,7 @@ def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_di
         trainable,
         **_param_space(sub),
         tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
-                                    **_search(sub, plan, saved, states, rows)),
+                                    **_search(sub, plan, records)),
         run_config=tune.RunConfig(
             name=f"{wave['name']}-{wave['launches']}", storage_path=plan.tune_home, callbacks=[callback],
             verbose=0, failure_config=tune.FailureConfig(max_failures=r.max_failures),
@@ -92,8 +92,7 @@ def _param_space(plan: Plan) -> dict[str, Any]:
     return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in plan.trials])}}
 
 
-def _search(sub: Plan, plan: Plan, saved: PlanFile, states: dict[str, dict[str, Any]],
-            rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _search(sub: Plan, plan: Plan, records: RunRecords) -> dict[str, Any]:
     """TuneConfig arguments for a launch of `sub` (trials of `plan`): the study's scheduler (FIFO, with
     successive halving for the groups that ask for it, fed the results already recorded) and, when the launch
     has a search, the searcher that hands out its trials and draws their weights, told what the records hold."""
@@ -103,10 +102,10 @@ def _search(sub: Plan, plan: Plan, saved: PlanFile, states: dict[str, dict[str, 
     out: dict[str, Any] = {}
     if any(t.scheduler for t in sub.trials):
         scheduler = StudyScheduler(meta)
-        scheduler.replay(rows)
+        scheduler.replay(records.rows)
         out["scheduler"] = scheduler
     if any(t.search for t in sub.trials):
-        history, preset = resume.search_state(saved.trials, states, resume.last_of(rows))
+        history, preset = resume.search_state(records.plan.trials, records.states(), records.last_rows())
         out["search_alg"] = StudySearcher([t.trial_id for t in sub.trials], meta, len(plan.aux_names), history,
                                           preset)
         out["num_samples"] = len(sub.trials)

@@ -56,7 +56,7 @@ def problems(plan: Any, address: str | None = None, explicit_root: str | None = 
     wants_gpu = resources.gpus_per_trial > 0 or any(d.startswith("cuda") for d in devices)
     gpus, why = _local_gpus() if local and wants_gpu else (0, "")
     if local:
-        from orchestrator.run.trainable import fit_problems
+        from orchestrator.run.trial_worker import fit_problems
 
         cpus = os.cpu_count() or 1
         found += fit_problems(dataclasses.asdict(resources), [{"CPU": float(cpus), "GPU": float(gpus)}],

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from orchestrator.store.folder import RAY_LOG, RunFolder
+
 # Tune's trial states -> ours; a trial Tune has not created yet (a searcher still to draw it) is pending
 TUNE_STATES = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "pending", "TERMINATED": "finished",
                "ERROR": "failed"}
@@ -53,7 +55,7 @@ def quiet_ray(run_dir: str) -> str:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, "ray.log")
+    path = RunFolder(run_dir).file(RAY_LOG)
     handler = _QuietFileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.arml_run_log = True  # type: ignore[attr-defined]  # replaced by the next study in this process

@@ -7,43 +7,17 @@ so a trial whose rows are recorded as finished never trains again, whatever Tune
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from typing import Any
 
-from orchestrator.run.trainable import whole
-from orchestrator.store.folder import ROWS_FILE
+from orchestrator.run.trial_worker import whole
 from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, Trial
 
 
 def to_run(trial_ids: list[str], states: dict[str, dict[str, Any]]) -> list[str]:
     """The trials among `trial_ids` whose results do not count yet (pending, interrupted, failed), in order."""
     return [tid for tid in trial_ids if states.get(tid, {}).get("status") not in DONE]
-
-
-def read_rows(run_dir: str) -> list[dict[str, Any]]:
-    """Every row of records.jsonl in the order it was written (a line cut by a crash is skipped)."""
-    path = os.path.join(run_dir, ROWS_FILE)
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
-
-
-def last_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each trial's row of its highest recorded step."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        tid, step = row.get("trial_id"), row.get(STEP)
-        if tid is not None and isinstance(step, (int, float)) and step >= out.get(tid, {}).get(STEP, -1):
-            out[tid] = row
-    return out
 
 
 def checkpoints(rows: list[dict[str, Any]], trial_ids: list[str], tune_home: str, run_dir: str,

@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+
+from orchestrator.study.vocabulary import SAMPLERS
 
 METRIC = "val_acc"             # what ASHA compares at each rung
 SEARCH_METRIC = "best_val_acc"  # what TPE maximises: the trial's best validation accuracy so far
@@ -134,26 +135,9 @@ def _seed(group: str) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
 
 
-def _tpe(search: dict[str, Any], seed: int) -> Any:
-    import optuna
-
-    startup = min(10, max(2, search["num_samples"] // 3))
-    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
-
-
-def _random(search: dict[str, Any], seed: int) -> Any:
-    import optuna
-
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-# sampler name (a search's `sampler`) -> its Optuna sampler for one group's search settings and seed
-SAMPLERS: dict[str, Callable[[dict[str, Any], int], Any]] = {"tpe": _tpe, "random": _random}
-
-
 def make_sampler(search: dict[str, Any], group: str) -> Any:
     """The Optuna sampler of a search method's group, seeded from the group's name."""
-    return SAMPLERS[search.get("sampler", "tpe")](search, _seed(group))
+    return SAMPLERS[search.get("sampler", "tpe")].make(search, _seed(group))
 
 
 def sampled_params(weights: list[float], search: dict[str, Any]) -> dict[str, float]:

@@ -1,19 +1,18 @@
 """`--until-decided`: after the planned seeds, more seeds in waves while a paired comparison is not decided.
 
-Which comparisons are still open is the verdicts' question, asked through the one function the options carry
-(`RunOptions.open_questions`, from orchestrator/report/verdicts.py): running never imports reporting. A wave's
-new trials keep the old ones' ids (ids hash what a trial computes), so a resumed study finds every finished one.
+Which comparisons are still open is the verdicts' question (orchestrator/analysis/verdicts.py, the floor below
+running and reporting). A wave's new trials keep the old ones' ids (ids hash what a trial computes), so a resumed
+study finds every finished one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import Any
 
+from orchestrator.analysis.verdicts import undecided_comparisons
 from orchestrator.store.folder import RunFolder
-from orchestrator.store.records import last_rows
+from orchestrator.store.records import RunRecords
 from orchestrator.store.schema import read_plan
 from orchestrator.study.plan import Plan, make_plan, map_configs, smoke
 
@@ -44,7 +43,7 @@ def with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
         return plan
     saved = read_plan(run_dir) if folder.has_plan() else None
     if saved is None:   # plan.json lost or damaged: the seeds and trials the records show
-        rows = last_rows(run_dir)
+        rows = RunRecords.read(run_dir).last_rows()
         seeds, planned = {row.get("seed") for row in rows.values()}, set(rows)
     else:
         seeds, planned = set(saved.seeds), {t.trial_id for t in saved.trials}
@@ -56,12 +55,11 @@ def with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
                                                     if t.seed in plan.study.seeds or t.trial_id in planned))
 
 
-def next_seeds(run_dir: str, plan: Plan, max_seeds: int, open_questions: Callable[[str], Any]
-               ) -> tuple[list[int], list[dict] | None]:
+def next_seeds(run_dir: str, plan: Plan, max_seeds: int) -> tuple[list[int], list[dict] | None]:
     """The seeds of the next wave and the sweep cells they are for (None: every cell): none when every paired
     comparison is decided or the cap is reached; else enough to reach the largest likely-deciding count (at most
     double the seeds so far, within the cap), in the cells whose comparisons are still open."""
-    questions = open_questions(run_dir)
+    questions = undecided_comparisons(run_dir)
     have = len(plan.study.seeds)
     if not questions.compared:
         print("until decided: nothing to compare (no reference method with finished trials); no seeds added")

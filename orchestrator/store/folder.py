@@ -27,8 +27,18 @@ LOCK_FILE = ".arml.lock"           # held while `arml run` works in the folder
 STUDY_COPY = "study.toml"          # the study file as it was run
 PARENT_FILE = "mlflow_run.json"    # the study's MLflow parent run id
 MLFLOW_DB = "mlflow.db"            # the default MLflow store
-REPORT_DIR = "report"
-RAY_LOG = "ray.log"
+REPORT_DIR = "report"              # the report's files (orchestrator/report/files.py names them)
+RAY_LOG = "ray.log"                # Ray's and Tune's own messages
+RECORDS_PARQUET = "records.parquet"   # the exports of records.jsonl and trials.json (store/tables.py)
+RECORDS_CSV = "records.csv"
+TRIALS_PARQUET = "trials.parquet"
+TRIALS_CSV = "trials.csv"
+EXPORTS = (RECORDS_PARQUET, RECORDS_CSV, TRIALS_PARQUET, TRIALS_CSV)
+MLFLOW_ARTIFACTS = "mlartifacts"   # the default MLflow store's artifacts
+JOB_FILE = "ray_job.json"          # the Ray job that runs the study, when it was submitted as one
+# inside a trial's checkpoint folder (Ray Tune's): the training state (trainables.checkpoint.FILE) and its cost
+CHECKPOINT_STATE = "state.pt"
+CHECKPOINT_COST = "cost.json"
 
 
 @contextlib.contextmanager
@@ -45,6 +55,26 @@ def atomic_path(path: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+
+
+class ReportFiles:
+    """The report's files in RUN_DIR/report/ (written by orchestrator/report; a sweep's per-cell ones in
+    report/cells/<cell>/)."""
+
+    RESULTS_MD = "results.md"
+    COMPARISONS_CSV, COMPARISONS_MD = "comparisons.csv", "comparisons.md"
+    DATA_REQUIREMENT_CSV, DATA_REQUIREMENT_PNG = "data_requirement.csv", "data_requirement.png"
+    LABELS_TO_REACH_CSV = "labels_to_reach.csv"
+    COMPUTE_COST_CSV, COMPUTE_COST_MD = "compute_cost.csv", "compute_cost.md"
+    COST_VS_ACCURACY_CSV, COST_VS_ACCURACY_PNG = "cost_vs_accuracy.csv", "cost_vs_accuracy.png"
+    WEIGHTS_CSV, WEIGHTS_PNG = "weights.csv", "weights.png"
+    RELATIONSHIPS_MD = "relationships.md"
+    DIAGNOSTICS_CSV, DIAGNOSTICS_PNG = "diagnostics.csv", "diagnostics.png"
+    DIAGNOSTICS_SUMMARY_CSV, DIAGNOSTICS_SUMMARY_PNG = "diagnostics_summary.csv", "diagnostics_summary.png"
+    SWEEP_PNG, REGIME_MAP_PNG = "sweep.png", "regime_map.png"
+    SEARCHES_CSV, SEARCHES_MD, SEARCHES_PNG = "searches.csv", "searches.md", "searches.png"
+    SEARCHES_VERDICTS_CSV, SEARCHES_BUDGETED_CSV = "searches_verdicts.csv", "searches_budgeted.csv"
+    CELLS_DIR = "cells"
 
 
 class DamagedFile(RunFault):

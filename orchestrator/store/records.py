@@ -15,23 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.store.folder import ROWS_FILE, STATES_FILE, DamagedFile, RunFolder, atomic_path
+from orchestrator.store.folder import ROWS_FILE, STATES_FILE, DamagedFile, RunFolder
 from orchestrator.store.schema import (
     ACTIVE,
-    BEST_STEP,
-    BEST_VAL_ACC,
+    COST_COLUMNS,
     DONE,
+    FATAL,
     STEP,
-    TEST_ACC,
-    TEST_AT_BEST_VAL,
-    VAL_ACC,
+    PlanFile,
     Trial,
     TrialStatus,
     read_plan,
 )
 
 ID_COLUMNS = ["trial_id", "method", "weighting", "budget_key", "budget", "seed", "grid_point"]
-COST_COLUMNS = ["wall_s", "cpu_s", "gpu_s"]
 # Tune's own bookkeeping in every result, not worth a column (its trial_id would hide ours)
 TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "timestamp", "time_this_iter_s",
               "done", "training_iteration", "iterations_since_restore", "time_since_restore", "experiment_tag",
@@ -63,7 +60,7 @@ def main_task(config: Any) -> str:
     return f"{config.dataset} classes".strip()
 
 
-def _cell_values(trial: Trial) -> dict[str, Any]:
+def cell_values(trial: Trial) -> dict[str, Any]:
     """The trial's sweep cell as columns named after the swept keys (a list value as its text)."""
     return {key: json.dumps(value) if isinstance(value, (list, tuple)) else value for key, value in trial.cell.items()}
 
@@ -82,12 +79,15 @@ def _clean(value: Any) -> Any:
 class RecordBook:
     """Appends evaluation rows and keeps trial states for one run folder (driver process only)."""
 
-    def __init__(self, run_dir: str, plan_trials: list[Trial]) -> None:
+    def __init__(self, run_dir: str, plan_trials: list[Trial], states: dict[str, dict[str, Any]] | None = None
+                 ) -> None:
+        """`states`: the trials' states as a reading of the records settled them (read here when not given)."""
         self.run_dir = run_dir
         self.meta = {t.trial_id: t for t in plan_trials}
         self.states: dict[str, dict[str, Any]] = {tid: {"status": TrialStatus.PENDING} for tid in self.meta}
         # a resumed study keeps what it knew, settled by its records (a trial whose rows reached its last step)
-        self.states.update({k: v for k, v in load_states(run_dir).items() if k in self.meta})
+        known = states if states is not None else load_states(run_dir)
+        self.states.update({k: dict(v) for k, v in known.items() if k in self.meta})
         path = os.path.join(run_dir, ROWS_FILE)
         cut = os.path.exists(path) and os.path.getsize(path) > 0 and _last_byte(path) != b"\n"
         self._rows = open(path, "a")
@@ -100,7 +100,7 @@ class RecordBook:
         out = {k: getattr(meta, k) for k in ID_COLUMNS}
         out["grid_point"] = json.dumps(meta.grid_point) if meta.grid_point else None
         out["main_task"] = main_task(meta.config)
-        out.update(_cell_values(meta))
+        out.update(cell_values(meta))
         out.update({k: _clean(v) for k, v in metrics.items()
                     if isinstance(v, (int, float, str, bool)) and k not in TUNE_NOISE and k not in out})
         out["recorded_at"] = time.time()   # unix seconds
@@ -126,73 +126,86 @@ def _last_byte(path: str) -> bytes:
         return f.read(1)
 
 
-def load_rows(run_dir: str) -> pd.DataFrame:
-    """Every evaluation row, one per (trial, step): a retried trial's repeated steps keep the last report."""
-    path = os.path.join(run_dir, ROWS_FILE)
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return pd.DataFrame(columns=ID_COLUMNS + ["step"])
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a crash
-                    continue
-    frame = pd.DataFrame(rows)
-    return frame.drop_duplicates(["trial_id", "step"], keep="last").sort_values(["trial_id", "step"], kind="stable")
+class RunRecords:
+    """One reading of a run folder's records: its plan (None before one was written), each trial's state as
+    trials.json has it, and every row of records.jsonl in the order written (a line cut by a crash skipped). Every
+    view (settled states, the rows as a table, each trial's last row, the trials table) is computed from this
+    reading, so a command reads each file once."""
 
+    def __init__(self, plan: PlanFile | None, raw_states: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
+                 ) -> None:
+        self.plan, self.raw_states, self.rows = plan, raw_states, rows
 
-def last_rows(run_dir: str) -> dict[str, dict[str, Any]]:
-    """Each trial's last recorded evaluation row (the highest step; the last report of that step), read line
-    by line from records.jsonl without pandas."""
-    path = os.path.join(run_dir, ROWS_FILE)
-    out: dict[str, dict[str, Any]] = {}
-    if not os.path.exists(path):
-        return out
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash
-                continue
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike, require_plan: bool = False) -> RunRecords:
+        """The reading; with `require_plan`, a UsageError saying what to give when the folder has no plan."""
+        folder = RunFolder(run_dir)
+        if require_plan:
+            folder.require_plan()
+        try:
+            states: dict[str, dict[str, Any]] = folder.read_json(STATES_FILE, {})
+        except DamagedFile as error:
+            _warn_once(f"{error}; trial states are rebuilt from the records (a failed trial counts as not run)")
+            states = {}
+        return cls(read_plan(str(run_dir)) if folder.has_plan() else None, states, _read_rows(folder.file(ROWS_FILE)))
+
+    def last_rows(self) -> dict[str, dict[str, Any]]:
+        """Each trial's last recorded evaluation row (the highest step; the last report of that step)."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
             tid, step = row.get("trial_id"), row.get(STEP)
-            if tid is None or not isinstance(step, (int, float)):
-                continue
-            if tid not in out or step >= out[tid].get(STEP, -1):
+            if tid is not None and isinstance(step, (int, float)) and step >= out.get(tid, {}).get(STEP, -1):
                 out[tid] = row
-    return out
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        """Every evaluation row, one per (trial, step): a retried trial's repeated steps keep the last report."""
+        if not self.rows:
+            return pd.DataFrame(columns=ID_COLUMNS + [STEP])
+        frame = pd.DataFrame(self.rows)
+        return frame.drop_duplicates(["trial_id", STEP], keep="last").sort_values(["trial_id", STEP], kind="stable")
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Each trial's state as its records show it: trials.json, settled by the records themselves. A trial whose
+        rows reach its last step finished training even if the driver died before it wrote so (kill -9, SIGTERM
+        between the last report and the completion): it is finished, never run again, and counted in the report. A
+        trial that trials.json calls finished or stopped early but that has no evaluation in the records (an edited
+        or stale trials.json) is not: it is pending and runs. A damaged trials.json is rebuilt from the records."""
+        states = {tid: dict(state) for tid, state in self.raw_states.items()}
+        if self.plan is None:
+            return states
+        last = self.last_rows()
+        for meta in self.plan.trials:
+            state = states.get(meta.trial_id, {"status": TrialStatus.PENDING})
+            row = last.get(meta.trial_id)
+            status = state.get("status")
+            if row is None or row.get(FATAL):
+                if status in DONE:   # no evaluation recorded: nothing shows it ran
+                    states[meta.trial_id] = {**state, "status": TrialStatus.PENDING}
+                continue
+            if row[STEP] >= meta.config.steps > 0 and status in ACTIVE:
+                states[meta.trial_id] = {**state, "status": TrialStatus.FINISHED,
+                                         **{k: row[k] for k in COST_COLUMNS if isinstance(row.get(k), (int, float))}}
+        return states
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    """records.jsonl's rows in the order written; a line cut by a crash is skipped."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+    return rows
 
 
 def load_states(run_dir: str) -> dict[str, dict[str, Any]]:
-    """Each trial's state as its records show it: trials.json, settled by the records themselves. A trial whose
-    rows reach its last step finished training even if the driver died before it wrote so (kill -9, SIGTERM between
-    the last report and the completion): it is finished, never run again, and counted in the report. A trial that
-    trials.json calls finished or stopped early but that has no evaluation in the records (an edited or stale
-    trials.json) is not: it is pending and runs. A damaged trials.json is rebuilt from the records."""
-    folder = RunFolder(run_dir)
-    try:
-        states: dict[str, dict[str, Any]] = folder.read_json(STATES_FILE, {})
-    except DamagedFile as error:
-        _warn_once(f"{error}; trial states are rebuilt from the records (a failed trial counts as not run)")
-        states = {}
-    if not folder.has_plan():
-        return states
-    plan = read_plan(run_dir)
-    last = last_rows(run_dir)
-    for meta in plan.trials:
-        state = states.get(meta.trial_id, {"status": TrialStatus.PENDING})
-        row = last.get(meta.trial_id)
-        status = state.get("status")
-        if row is None or row.get("fatal_error"):
-            if status in DONE:   # no evaluation recorded: nothing shows it ran
-                states[meta.trial_id] = {**state, "status": TrialStatus.PENDING}
-            continue
-        if row[STEP] >= meta.config.steps > 0 and status in ACTIVE:
-            states[meta.trial_id] = {**state, "status": TrialStatus.FINISHED,
-                                     **{k: row[k] for k in COST_COLUMNS if isinstance(row.get(k), (int, float))}}
-    return states
+    """Each trial's state as its records show it (`RunRecords.states`)."""
+    return RunRecords.read(run_dir).states()
 
 
 _WARNED: set[str] = set()
@@ -204,98 +217,3 @@ def _warn_once(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         print(f"arml: warning: {message}", file=sys.stderr, flush=True)
-
-
-def trials_table(run_dir: str) -> pd.DataFrame:
-    """One row per planned trial: what it means, its state, final and best-validation metrics, its cost."""
-    plan = read_plan(run_dir)
-    states = load_states(run_dir)
-    rows = load_rows(run_dir)
-    out = []
-    for meta in plan.trials:
-        tid = meta.trial_id
-        state = states.get(tid, {"status": TrialStatus.PENDING})
-        row = {k: getattr(meta, k) for k in ID_COLUMNS}
-        point = meta.grid_point or state.get("weights")   # a search's weights: drawn when it started
-        row["grid_point"] = json.dumps(point) if point else None
-        row["main_task"] = main_task(meta.config)
-        row.update(_cell_values(meta))
-        row["search"] = (meta.search or {}).get("sampler")      # None: the report tells searches by it
-        row["scheduler"] = (meta.scheduler or {}).get("name")
-        row["status"] = str(state.get("status", TrialStatus.PENDING))
-        row["error"] = state.get("error", "")
-        row["failures"] = state.get("failures", 0)
-        row.update({k: state[k] for k in COST_COLUMNS if k in state})   # a trial that failed before reporting
-        mine = rows[rows["trial_id"] == tid] if len(rows) else rows
-        if len(mine):
-            last = mine.iloc[-1]
-            for key in (STEP, VAL_ACC, TEST_ACC, BEST_VAL_ACC, TEST_AT_BEST_VAL, BEST_STEP, *COST_COLUMNS, "node_id"):
-                if key in last.index:
-                    row[f"final_{key}" if key in (VAL_ACC, TEST_ACC, STEP) else key] = last[key]
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def export_tables(run_dir: str) -> dict[str, str]:
-    """Writes records.parquet/.csv and trials.parquet/.csv with typed columns; returns their paths.
-
-    Parquet keeps the grid point as a list of floats; a CSV keeps it as JSON text and adds one number per
-    auxiliary task (`w/<task>`), and trials.csv leaves out columns that are empty for every trial (e.g.
-    `error` when nothing failed), so that no column loads as all-NaN."""
-    plan = read_plan(run_dir)
-    aux = list(plan.aux_names)
-    tasks = {m.trial_id: main_task(m.config) for m in plan.trials}
-    rows = load_rows(run_dir).drop(columns=[c for c in TUNE_NOISE | RAY_FIELDS if c != "trial_id"], errors="ignore")
-    if len(rows) and "main_task" not in rows:
-        rows.insert(rows.columns.get_loc("grid_point") + 1, "main_task", rows["trial_id"].map(tasks))
-    cells = {m.trial_id: _cell_values(m) for m in plan.trials}
-    for at, key in enumerate(plan.axes):   # one column per swept key, beside main_task
-        if len(rows):
-            values = rows["trial_id"].map(lambda tid, key=key: cells.get(tid, {}).get(key))
-            rows = rows.drop(columns=[key], errors="ignore")
-            rows.insert(rows.columns.get_loc("main_task") + 1 + at, key, values)
-    trials = trials_table(run_dir)
-    for column in ("search", "scheduler", "error"):
-        trials[column] = trials[column].fillna("").astype(str)
-    paths = {name: os.path.join(run_dir, name)
-             for name in ("records.parquet", "records.csv", "trials.parquet", "trials.csv")}
-    for frame, stem in ((rows, "records"), (trials, "trials")):
-        with atomic_path(paths[f"{stem}.parquet"]) as temporary:
-            as_lists(frame).to_parquet(temporary, index=False)
-        flat = _as_weight_columns(frame, aux)
-        if stem == "trials":
-            flat = flat.drop(columns=[c for c in flat if flat[c].map(_empty).all()])
-        with atomic_path(paths[f"{stem}.csv"]) as temporary:
-            flat.to_csv(temporary, index=False)
-    return paths
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and value != value)
-
-
-def _points(frame: pd.DataFrame) -> list[list[float] | None]:
-    return [json.loads(p) if isinstance(p, str) and p else None for p in frame.get("grid_point", [])]
-
-
-def as_lists(frame: pd.DataFrame) -> pd.DataFrame:
-    """The grid point (JSON text in memory) as a list of floats, for Parquet."""
-    out = frame.copy()
-    if "grid_point" in out:
-        out["grid_point"] = pd.Series([[float(x) for x in p] if p else None for p in _points(frame)],
-                                      index=out.index, dtype=object)
-    return out
-
-
-def _as_weight_columns(frame: pd.DataFrame, aux: list[str]) -> pd.DataFrame:
-    """The grid point also as one numeric column per auxiliary task, `w/<task>`, for CSV."""
-    if "grid_point" not in frame:
-        return frame
-    points = _points(frame)
-    out = frame.copy()
-    if not any(points):
-        return out
-    at = frame.columns.get_loc("grid_point") + 1
-    for k, name in enumerate(aux):
-        out.insert(at + k, f"w/{name}", [p[k] if p and k < len(p) else float("nan") for p in points])
-    return out

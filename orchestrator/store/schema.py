@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.store.folder import PLAN_FILE, RunFolder
 from orchestrator.study.plan import Trial
+from orchestrator.study.vocabulary import DEFAULT_MARGIN
 
 
 class TrialStatus(StrEnum):
@@ -29,16 +30,20 @@ ENDED = DONE | {TrialStatus.FAILED}                                    # will no
 ACTIVE = frozenset({TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.RETRYING,
                     TrialStatus.INTERRUPTED})                          # not ended yet
 
-# What a trial reports at each evaluation (trainables.loop) and what the orchestrator adds
+# What a trial reports at each evaluation (trainables.loop) and what the orchestrator adds: the one place their
+# names are written
 STEP = "step"
 VAL_ACC = "val_acc"
 TEST_ACC = "test_acc"
 BEST_VAL_ACC = "best_val_acc"
 TEST_AT_BEST_VAL = "test_acc_at_best_val"   # test accuracy at the best validation step: the selected result
 BEST_STEP = "best_step"
-COST_COLUMNS = ("wall_s", "cpu_s", "gpu_s")
+WALL_S, CPU_S, GPU_S = "wall_s", "cpu_s", "gpu_s"
+COST_COLUMNS = (WALL_S, CPU_S, GPU_S)       # a trial's cost so far (every report carries it)
 WEIGHT_PREFIX = "weight/"                   # weight/<aux task>: the auxiliary weights
 CHECKPOINT = "checkpoint"                   # a record's checkpoint, relative to the run's Tune storage (resume)
+FATAL = "fatal_error"                       # a report of a trial that failed in a way a retry would repeat
+NODE_ID = "node_id"                         # the Ray node a report came from
 # plan.json's format: 2 = records have named every checkpoint a trial may continue from since the run began; a run
 # folder first written by an older version keeps its lower number (0 when plan.json has none)
 PLAN_FORMAT = 2
@@ -57,7 +62,7 @@ class PlanFile:
     seeds: list[int] = field(default_factory=list)
     aux_names: list[str] = field(default_factory=list)
     targets: list[float] = field(default_factory=list)
-    margin: float = 1.0                     # [report] margin of the paired verdicts, accuracy points
+    margin: float = DEFAULT_MARGIN          # [report] margin of the paired verdicts, accuracy points
     smoke: bool = False
     axes: list[str] = field(default_factory=list)   # the swept keys ([sweep.train]), in file order
     format: int = 0                          # PLAN_FORMAT of the version that first wrote the run folder
@@ -105,5 +110,6 @@ def read_plan(run_dir: str) -> PlanFile:
     return PlanFile.from_dict(folder.read_json(PLAN_FILE))
 
 
-__all__ = ["ACTIVE", "BEST_VAL_ACC", "CHECKPOINT", "COST_COLUMNS", "DONE", "ENDED", "PlanFile", "TEST_AT_BEST_VAL",
-           "Trial", "TrialStatus", "read_plan", "write_plan"]
+__all__ = ["ACTIVE", "BEST_STEP", "BEST_VAL_ACC", "CHECKPOINT", "COST_COLUMNS", "CPU_S", "DONE", "ENDED", "FATAL",
+           "GPU_S", "NODE_ID", "PlanFile", "STEP", "TEST_ACC", "TEST_AT_BEST_VAL", "Trial", "TrialStatus", "VAL_ACC",
+           "WALL_S", "WEIGHT_PREFIX", "read_plan", "write_plan"]

@@ -12,7 +12,7 @@ import subprocess
 import time
 from typing import Any
 
-from orchestrator.store.folder import MLFLOW_DB, PARENT_FILE, RunFolder
+from orchestrator.store.folder import MLFLOW_ARTIFACTS, MLFLOW_DB, PARENT_FILE, RunFolder
 from orchestrator.store.schema import Trial, TrialStatus
 
 FINISHED = {TrialStatus.FINISHED: "FINISHED", TrialStatus.FAILED: "FAILED", TrialStatus.STOPPED: "KILLED",
@@ -249,7 +249,7 @@ class Tracker:
         if experiment is None:
             location = None
             if _local_store(self.uri):
-                location = "file://" + os.path.join(self.run_dir, "mlartifacts")
+                location = "file://" + os.path.join(self.run_dir, MLFLOW_ARTIFACTS)
             experiment_id = self.client.create_experiment(self.study, artifact_location=location)
         else:
             experiment_id = experiment.experiment_id

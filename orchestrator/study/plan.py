@@ -14,7 +14,6 @@ from typing import Any
 from orchestrator.errors import StudyError
 from orchestrator.study.spec import MethodSpec, Resources, Study
 from orchestrator.study.sweep import cell_label
-from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import TrainConfig
 
 # TrainConfig fields that say where or how fast a trial runs, not what it computes: left out of ids.
@@ -24,6 +23,17 @@ NOT_IN_ID = ("data_root", "device", "num_workers", "channels_last", "compile")
 # stay reproducible from the same ids).
 ADDED_LATER = ("diagnostics",)
 HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
+
+
+# How a method's trials are chosen among, written into plan.json per trial: one run per seed ("single"), a point of
+# a grid chosen on mean validation accuracy over seeds ("grid"), a search's draw chosen per seed ("search")
+SINGLE, GRID, SEARCH = "single", "grid", "search"
+TRIAL_KINDS = (SINGLE, GRID, SEARCH)
+
+
+def kind_of(grid_point: Any, search: dict | None) -> str:
+    """A trial's kind from what it is: a search's draw, a grid's point, or a single run."""
+    return SEARCH if search else GRID if grid_point else SINGLE
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,11 @@ class Trial:
     scheduler: dict | None = None            # ASHA settings when the method is early-stopped
     search: dict | None = None               # the method's search settings (TPE) when its weights are drawn
     cell: dict = field(default_factory=dict)  # its sweep cell (axis -> value as written); {} without a sweep
+    kind: str = ""                           # how its method chooses among its trials: TRIAL_KINDS
+
+    def __post_init__(self) -> None:
+        if not self.kind:   # plan.json written before kinds were: told from what the trial is, as make_plan does
+            object.__setattr__(self, "kind", kind_of(self.grid_point, self.search))
 
     @property
     def group(self) -> str:
@@ -64,8 +79,7 @@ class Trial:
         """From plan.json (written by any version: keys it does not know are left out, missing ones default)."""
         known = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in values.items() if k in known}
-        config = kept.get("config") or {}
-        kept["config"] = TrainConfig.from_dict({k: v for k, v in config.items() if k in TRAIN_FIELDS})
+        kept["config"] = TrainConfig.from_stored(kept.get("config") or {})   # as it was run, by any version
         kept["grid_point"] = tuple(kept["grid_point"]) if kept.get("grid_point") else None
         kept.setdefault("weighting_options", {})
         return cls(**kept)
@@ -176,7 +190,7 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
             config = base.replace(**changes)
             trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
                                 budget_key, seed, point, config, sample, method.scheduler, method.search,
-                                dict(cell)))
+                                dict(cell), kind_of(point, method.search)))
     _check_unique(study, trials)
     longest = max((study.k(m, c) for m in study.methods for c in study.cells(m)), default=len(study.aux_names))
     names = study.aux_names if not study.sweep or longest == len(study.aux_names) else study.aux_names[:longest]

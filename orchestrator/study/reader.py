@@ -96,24 +96,19 @@ class Reader:
         return value
 
 
-# pydantic's error types for a value of the wrong type -> what the value must be, in the words of KINDS
-TYPE_WORDS = {"float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
-              "string_type": "a string", "list_type": "a list", "tuple_type": "a list", "dict_type": "a table"}
-
-
 def build(r: Reader, section: str, model: Callable[..., Any], table: dict) -> Any:
     """`model(**table)` (a pydantic model or dataclass); its first validation error becomes one line naming
-    the section, the key and what the value must be."""
+    the section, the key and what the value must be (`trainables.config.first_problem`)."""
     from pydantic import ValidationError
+
+    from trainables.config import first_problem
 
     try:
         return model(**table)
     except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or section
-        kind = TYPE_WORDS.get(first["type"])
-        need = f"be {kind}" if kind else re.sub(r"^(Value error, )?(Input should )?", "", first["msg"])
-        r.fail(section, f"{key} must {need}, got {show(first['input'])}")
+        loc, need, value = first_problem(error)
+        key = ".".join(str(part) for part in loc) or section
+        r.fail(section, f"{key} must {need}, got {show(value)}")
 
 
 def scan(r: Reader, doc: dict) -> None:

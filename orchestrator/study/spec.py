@@ -22,7 +22,7 @@ from orchestrator.study.methods import check_method
 from orchestrator.study.overrides import merge, nest
 from orchestrator.study.reader import Reader, build, scan, show
 from orchestrator.study.sweep import AUX_COUNT, Axis, cells, check_cell, method_train, parse_sweep, train_values
-from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY, RESERVED_TRAIN
+from orchestrator.study.vocabulary import BUDGET_KINDS, BY_KEY, DEFAULT_MARGIN, RESERVED_TRAIN
 from trainables.config import FIELDS as TRAIN_FIELDS
 from trainables.config import PRESETS, TrainConfig, aux_names
 from trainables.errors import TrainablesError, UnknownNameError
@@ -91,7 +91,7 @@ class ReportSpec:
     accuracy points, of the paired verdicts (better / as good / worse / not decided)."""
 
     targets: tuple[float, ...] = ()
-    margin: float = Field(default=1.0, ge=0, lt=100)   # non-inferiority margin of paired verdicts, in points
+    margin: float = Field(default=DEFAULT_MARGIN, ge=0, lt=100)   # non-inferiority margin of the verdicts, points
 
     @field_validator("targets", mode="before")
     @classmethod

@@ -4,7 +4,9 @@ figures all read them from here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from trainables.config import SETTINGS  # noqa: F401  (the settings, as trainables defines them)
 
@@ -51,14 +53,37 @@ RESERVED_TRAIN = {
 
 GRID = "grid"      # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
 SEARCH = "search"  # the pseudo-weighting of a search over the fixed weights (a sampler below)
-SAMPLERS = {"tpe": "TPE search", "random": "random search"}   # Optuna's TPE and random samplers
-SCHEDULERS = {"asha": "ASHA"}                                # successive halving on validation accuracy
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A search's sampler: what a sentence calls it, and the Optuna sampler that draws its weights."""
+
+    words: str
+    optuna_class: str                               # a class of optuna.samplers
+    options: Callable[[dict[str, Any]], dict[str, Any]] = lambda search: {}   # its arguments for a search's settings
+
+    def make(self, search: dict[str, Any], seed: int) -> Any:
+        """The Optuna sampler for one search group (its settings, its seed); Optuna is imported here only."""
+        import optuna
+
+        return getattr(optuna.samplers, self.optuna_class)(seed=seed, **self.options(search))
+
+
+# the one table of samplers: Optuna's TPE (its start-up draws a third of the search's, within 2..10) and random
+SAMPLERS = {
+    "tpe": Sampler("TPE search", "TPESampler",
+                   lambda search: {"n_startup_trials": min(10, max(2, search["num_samples"] // 3))}),
+    "random": Sampler("random search", "RandomSampler"),
+}
+SCHEDULERS = {"asha": "ASHA"}   # successive halving on validation accuracy
 SPACES = ("box", "simplex")
+DEFAULT_MARGIN = 1.0   # [report] margin: the non-inferiority margin of the paired verdicts, in accuracy points
 
 
 def search_words(kind: str) -> str:
     """What a method of this kind is called in a sentence: 'grid' -> 'grid search', 'random + asha' ->
     'ASHA-pruned random search'; another weighting's name is itself."""
     base, _, scheduler = kind.partition(" + ")
-    words = "grid search" if base == GRID else SAMPLERS.get(base, base)
+    words = "grid search" if base == GRID else SAMPLERS[base].words if base in SAMPLERS else base
     return f"{SCHEDULERS.get(scheduler, scheduler)}-pruned {words}" if scheduler else words

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.analysis.stats import mean_ci
+from orchestrator.analysis.tables import labels_needed
 from orchestrator.cli import main
 from orchestrator.report.build import make_report
-from orchestrator.report.data import labels_needed, mean_ci
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 INPUTS = ("plan.json", "trials.json", "records.jsonl")

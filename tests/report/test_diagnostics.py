@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from orchestrator.analysis.diagnostics import follows_size, summary_table, task_table
+from orchestrator.analysis.run_data import load_run
 from orchestrator.report.build import make_report
-from orchestrator.report.data import load_run
-from orchestrator.report.diagnostics import follows_size, summary_table, task_table
 
 TASKS = [f"t{i}" for i in range(8)]
 SIZE = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4])       # |g_k| / |g_main| per task

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestrator.analysis.run_data import load_run
 from orchestrator.cli import main
 from orchestrator.errors import StudyError
-from orchestrator.report.data import load_run
-from orchestrator.report.searches import write_searches
+from orchestrator.report.search_cost import write_searches
 from orchestrator.study.spec import parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,7 +227,7 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
 
 
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
-    from orchestrator.report.searches import searches_tables
+    from orchestrator.analysis.search_cost import searches_tables
 
     run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
                                           "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})

@@ -64,8 +64,8 @@ def test_two_axes_draw_the_regime_map(tmp_path):
 
 
 def test_the_regime_map_compares_with_uniform_and_with_the_search_at_16x(tmp_path):
-    from orchestrator.report.data import load_run
-    from orchestrator.report.sweep import regime_panels
+    from orchestrator.analysis.run_data import load_run
+    from orchestrator.report.cells import regime_panels
 
     run = sweep_folder(tmp_path / "run", budgets=(20, 40))
     plan = json.loads((run / "plan.json").read_text())

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from runfolders import write_run
 
+from orchestrator.analysis.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
 from orchestrator.report.build import make_report
-from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
 
 
 def verdicts(folder: Path) -> pd.DataFrame:

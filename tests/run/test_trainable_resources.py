@@ -1,5 +1,5 @@
 """A trial's resources: what Tune reserves and what each Ray Train worker holds come from one place
-(orchestrator.run.trainable), requests no node of the cluster can hold are refused up front, and a trial's
+(orchestrator.run.trial_worker), requests no node of the cluster can hold are refused up front, and a trial's
 process imports neither the runner, pandas nor MLflow."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.run.trainable import DRIVER_CPU, check_cluster_fits, trial_resources, worker_resources
+from orchestrator.run.trial_worker import DRIVER_CPU, check_cluster_fits, trial_resources, worker_resources
 
 
 def resources(cpus: float = 1.0, gpus: float = 0.0, workers: int = 1) -> dict:
@@ -60,7 +60,7 @@ def test_requests_no_node_can_hold_are_usage_errors(request_: dict, nodes: list,
 
 
 def test_a_trial_imports_no_runner_pandas_or_mlflow() -> None:
-    code = ("import sys, orchestrator.run.trainable as t\n"
+    code = ("import sys, orchestrator.run.trial_worker as t\n"
             "t.worker_resources({'cpus_per_trial': 2, 'gpus_per_trial': 0, 'workers_per_trial': 2})\n"
             "bad = [m for m in ('orchestrator.run.runner', 'pandas', 'mlflow') if m in sys.modules]\n"
             "assert not bad, bad")

@@ -11,7 +11,7 @@ SCRIPT = """
 import sys
 import torch
 torch.set_num_threads(1)
-from orchestrator.run.trainable import _warm_up
+from orchestrator.run.trial_worker import _warm_up
 _warm_up()
 from trainables.config import resolve_config
 from trainables.loop import fit

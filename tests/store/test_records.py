@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.store.records import RecordBook, export_tables, main_task, metric_values, trials_table
+from orchestrator.store.records import RecordBook, main_task, metric_values
 from orchestrator.store.schema import Trial, read_plan
+from orchestrator.store.tables import export_tables, trials_table
 
 AUX = ["is_0", "random_0"]
 
@@ -116,9 +117,9 @@ def test_a_row_after_a_cut_last_line_starts_a_line_of_its_own(run_dir: Path) -> 
     book.close()
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 8 and lines[-2].endswith('"val_a')
-    from orchestrator.store.records import load_rows
+    from orchestrator.store.records import RunRecords
 
-    assert sorted(load_rows(str(run_dir)).query("trial_id == 'a'")["step"]) == [2, 4, 8]
+    assert sorted(RunRecords.read(str(run_dir)).frame().query("trial_id == 'a'")["step"]) == [2, 4, 8]
 
 
 def test_trials_json_cannot_claim_a_trial_finished_that_has_no_records(run_dir: Path) -> None:

@@ -126,16 +126,13 @@ def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = F
     as --set would give them."""
     args = ["run", str(path), "--smoke", "--data-root", str(data_root), "--storage", str(storage)]
     if small_images:
+        from orchestrator.api import run_plan
         from orchestrator.run.options import RunOptions
-        from orchestrator.run.runner import run_study
         from orchestrator.study.plan import make_plan, smoke, with_data_root
         from orchestrator.study.spec import load_study
 
         plan = small(smoke(with_data_root(make_plan(load_study(path, overrides)), str(data_root))))
-        from orchestrator.report.build import run_hooks
-
-        code = run_study(plan, RunOptions(storage=str(storage), smoke=True, data_root=str(data_root),
-                                          **run_hooks()))
+        code = run_plan(plan, RunOptions(storage=str(storage), data_root=str(data_root)))
     else:
         code = main(args)
     name = study(path)["study"]["name"]

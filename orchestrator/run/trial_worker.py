@@ -17,15 +17,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-COST_FILE = "cost.json"
-FATAL = "fatal_error"    # a result key: the trial failed in a way a retry would repeat (see DETERMINISTIC)
+from orchestrator.store.folder import CHECKPOINT_COST as COST_FILE
+from orchestrator.store.schema import FATAL  # a trial that failed in a way a retry would repeat (DETERMINISTIC)
 
 
 def _deterministic() -> tuple[type[BaseException], ...]:
     """Errors that repeat on every retry: a bad configuration or label budget, missing data, a diverged loss."""
-    from trainables.errors import TrainablesError
+    from trainables.errors import PluginError, TrainablesError
 
-    return (TrainablesError,)
+    return (TrainablesError, PluginError)
 
 
 DRIVER_CPU = 0.01   # what the Tune actor of a multi-worker trial holds while its TorchTrainer runs

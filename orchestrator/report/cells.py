@@ -1,8 +1,8 @@
-"""A sweep's report: every table with one column per swept key, the Markdown with one section per cell, and the
-sweep's own figures: test accuracy along a numeric axis (one line per method, one panel per value of the other
-axes) and the regime map (per comparison: each method against Uniform, each single run against each search given
-16x its compute, and the single run chosen on validation against each search; a grid of cells coloured by the
-paired verdict, the mean difference written in each cell)."""
+"""A sweep's report, cell by cell: every table with one column per swept key, the Markdown with one section per
+cell, and the sweep's own figures: test accuracy along a numeric axis (one line per method, one panel per value of
+the other axes) and the regime map (per comparison: each method against Uniform, each single run against each
+search given 16x its compute, and the single run chosen on validation against each search; a grid of cells
+coloured by the paired verdict, the mean difference written in each cell)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.report.data import RunData
+from orchestrator.analysis.run_data import RunData
+from orchestrator.analysis.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, unordered
 from orchestrator.report.text import budget_text, points_text
-from orchestrator.report.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, unordered
-from orchestrator.store.folder import atomic_path
+from orchestrator.store.folder import ReportFiles, atomic_path
 from orchestrator.study.sweep import cell_label
 from orchestrator.study.vocabulary import BY_FIELD
 
@@ -77,24 +77,23 @@ def _axis_words(data: RunData, key: str) -> str:
     return AXIS_WORDS.get(key, key)
 
 
-def sweep_figures(data: RunData, folder: str, colors: dict[str, str]) -> None:
-    """sweep.png (test accuracy along the first numeric axis) and regime_map.png (two axes or more)."""
-    points = pd.read_csv(os.path.join(folder, "data_requirement.csv"))
-    paired = pd.read_csv(os.path.join(folder, "comparisons.csv"))
-    budgeted_csv = os.path.join(folder, "searches_budgeted.csv")
-    budgeted = pd.read_csv(budgeted_csv) if os.path.exists(budgeted_csv) else None
+def sweep_figures(data: RunData, folder: str, colors: dict[str, str], points: pd.DataFrame, paired: pd.DataFrame,
+                  budgeted: pd.DataFrame | None, summary: pd.DataFrame | None) -> None:
+    """sweep.png (test accuracy along the first numeric axis), regime_map.png (two axes or more) and
+    diagnostics_summary.png, from the sweep's tables (every cell's, with the swept keys as columns): the data
+    requirement, the comparisons, each single run against each search at its allowance (or None) and the weight
+    diagnostics' summary (or None)."""
     axes = _axes_of(data, points)
     numeric = [key for key, values in axes if _numeric(values) and len(values) > 1]
     if numeric:
         accuracy_along(data, points, numeric[0], [a for a in axes if a[0] != numeric[0]],
-                       os.path.join(folder, "sweep.png"), colors)
+                       os.path.join(folder, ReportFiles.SWEEP_PNG), colors)
     if len(axes) >= 2 and len(paired):
-        regime_map(data, regime_panels(data, paired, budgeted), axes, os.path.join(folder, "regime_map.png"))
-    summary_csv = os.path.join(folder, "diagnostics_summary.csv")
-    if os.path.exists(summary_csv) and len(summary := pd.read_csv(summary_csv)):
+        regime_map(data, regime_panels(data, paired, budgeted), axes, os.path.join(folder, ReportFiles.REGIME_MAP_PNG))
+    if summary is not None and len(summary):
         from orchestrator.report.diagnostics import summary_plot
 
-        summary_plot(summary, os.path.join(folder, "diagnostics_summary.png"), data.plan.study, colors)
+        summary_plot(summary, os.path.join(folder, ReportFiles.DIAGNOSTICS_SUMMARY_PNG), data.plan.study, colors)
 
 
 def regime_panels(data: RunData, paired: pd.DataFrame, budgeted: pd.DataFrame | None
