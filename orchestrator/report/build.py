@@ -20,6 +20,7 @@ from orchestrator.analysis.run_data import RunData, load_run, not_done, weight_t
 from orchestrator.analysis.search_cost import has_searches
 from orchestrator.analysis.tables import compute_cost, cost_vs_accuracy, data_requirement, device_of, labels_to_reach
 from orchestrator.analysis.verdicts import comparisons
+from orchestrator.report.files import published, write_csv, write_text
 from orchestrator.report.markdown import (
     comparisons_markdown,
     cost_markdown,
@@ -27,9 +28,8 @@ from orchestrator.report.markdown import (
     relationships_markdown,
     results_markdown,
 )
-from orchestrator.store.folder import REPORT_DIR, TRIALS_CSV, ReportFiles, RunFolder, atomic_path
+from orchestrator.store.folder import REPORT_DIR, TRIALS_CSV, ReportFiles, RunFolder
 
-FLOAT_FORMAT = "%.6g"
 FILES = ReportFiles
 
 
@@ -106,9 +106,9 @@ def write_files(data: RunData, folder: str) -> None:
                 texts.setdefault(name, []).append((cell, value))
     combined = {name: pd.concat(frames, ignore_index=True) for name, frames in tables.items()}
     for name, frame in combined.items():
-        _csv(frame, folder, name)
+        write_csv(frame, folder, name)
     for name, sections in texts.items():
-        _text(combine_markdown(data, sections), folder, name)
+        write_text(combine_markdown(data, sections), folder, name)
     summary = combined.get(FILES.DIAGNOSTICS_SUMMARY_CSV)
     sweep_figures(data, folder, colors, published(combined[FILES.DATA_REQUIREMENT_CSV]),
                   published(combined[FILES.COMPARISONS_CSV]), None if budgeted is None else published(budgeted),
@@ -123,9 +123,9 @@ def colors_for(data: RunData) -> dict[str, str]:
 
 def _write(value: pd.DataFrame | str, folder: str, name: str) -> None:
     if isinstance(value, pd.DataFrame):
-        _csv(value, folder, name)
+        write_csv(value, folder, name)
     else:
-        _text(value, folder, name)
+        write_text(value, folder, name)
 
 
 def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict | None = None
@@ -173,24 +173,3 @@ def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict 
             diagnostics_plot(data, tasks, summary, os.path.join(folder, FILES.DIAGNOSTICS_PNG), title)
     out[FILES.RESULTS_MD] = results_markdown(data, points, folder, extra=list(out), sections=why)
     return out
-
-
-def published(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with its numbers as its CSV holds them (rounded to 9 decimals, then 6 significant digits): a figure
-    drawn from a table shows what the table publishes."""
-    out = frame.round(9)
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].map(lambda x: x if x != x else float(FLOAT_FORMAT % x))
-    return out
-
-
-def _csv(frame: pd.DataFrame, folder: str, name: str) -> None:
-    # rounded first: a CI of identical values is 1e-16, not 0, and that noise differs between machines
-    with atomic_path(os.path.join(folder, name)) as temporary:
-        frame.round(9).to_csv(temporary, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
-
-
-def _text(text: str, folder: str, name: str) -> None:
-    with atomic_path(os.path.join(folder, name)) as temporary, open(temporary, "w") as f:
-        f.write(text if text.endswith("\n") else text + "\n")

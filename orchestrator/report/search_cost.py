@@ -13,6 +13,7 @@ import pandas as pd
 
 from orchestrator.analysis.run_data import RunData
 from orchestrator.analysis.search_cost import BUDGETED_COLUMNS, COLUMNS, MULTIPLE, VERDICT_COLUMNS, searches_tables
+from orchestrator.report.files import write_csv, write_text
 from orchestrator.store.folder import ReportFiles, atomic_path
 
 
@@ -160,13 +161,11 @@ def write_searches(cells: list[tuple[dict[str, Any], RunData]], out_dir: str, ma
                    multiple: float = MULTIPLE) -> pd.DataFrame:
     """Writes searches.csv/.md/.png, searches_verdicts.csv and searches_budgeted.csv under out_dir (the report
     folder); returns the budgeted table (the regime map draws it)."""
-    from orchestrator.report.build import _csv, _text
-
     os.makedirs(out_dir, exist_ok=True)
     table, verdicts, budgeted = searches_tables(cells, margin_points, multiple)
     for frame, name in ((table, ReportFiles.SEARCHES_CSV), (verdicts, ReportFiles.SEARCHES_VERDICTS_CSV),
                         (budgeted, ReportFiles.SEARCHES_BUDGETED_CSV)):   # rounded, as every table of the report
-        _csv(frame, out_dir, name)
-    _text(markdown(table, verdicts, budgeted), out_dir, ReportFiles.SEARCHES_MD)
+        write_csv(frame, out_dir, name)
+    write_text(markdown(table, verdicts, budgeted), out_dir, ReportFiles.SEARCHES_MD)
     plot(table, os.path.join(out_dir, ReportFiles.SEARCHES_PNG))
     return budgeted

@@ -16,18 +16,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "helpers"))
+
+from runfolders import write_folder  # noqa: E402
 
 
 def _write(folder: str, plan: dict, states: dict, rows: list[dict]) -> None:
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "plan.json"), "w") as f:
-        json.dump(plan, f)
-    with open(os.path.join(folder, "trials.json"), "w") as f:
-        json.dump(states, f, indent=1)
-    with open(os.path.join(folder, "records.jsonl"), "w") as f:
-        f.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+    write_folder(folder, plan, rows, states)
 
 
 def _meta(tid, method, weighting, key, budget, seed, point, config):

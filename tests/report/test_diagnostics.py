@@ -3,13 +3,13 @@ the warning when a method's weights follow size rather than alignment."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from runfolders import write_folder
 from scipy import stats
 
 from orchestrator.analysis.diagnostics import follows_size, summary_table, task_table
@@ -33,7 +33,6 @@ def diagnosed_run(folder: Path, seeds: int = 3, diagnostics: bool = True) -> Pat
     """Uniform (weights fixed at 1), 'arml' (weights ending at final_weight('arml')) and 'aligned', two
     evaluations per trial; the size ratio is SIZE * 0.5 at the first evaluation and SIZE * 1.5 at the second
     (run average: SIZE), the cosine COS -/+ 0.1 (average COS). Seed s adds s/100 to every final weight."""
-    folder.mkdir(parents=True, exist_ok=True)
     trials, states, rows = [], {}, []
     for n, method in enumerate(("uniform", "arml", "aligned")):
         for seed in range(seeds):
@@ -53,12 +52,7 @@ def diagnosed_run(folder: Path, seeds: int = 3, diagnostics: bool = True) -> Pat
                         row[f"grad_norm_ratio/{task}"] = float(SIZE[k] * scale)
                         row[f"grad_cos/{task}"] = float(COS[k] + shift)
                 rows.append(row)
-    plan = {"study": "why", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
-            "aux_names": TASKS, "targets": [], "margin": 1.0, "smoke": False, "trials": trials}
-    (folder / "plan.json").write_text(json.dumps(plan))
-    (folder / "trials.json").write_text(json.dumps(states))
-    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
+    return write_folder(folder, {"study": "why", "aux_names": TASKS, "trials": trials}, rows, states)
 
 
 def test_each_learned_method_gets_its_weights_against_size_and_alignment(tmp_path):

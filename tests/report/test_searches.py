@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from runfolders import write_folder
 
 from orchestrator.analysis.run_data import load_run
 from orchestrator.cli import main
@@ -119,11 +120,10 @@ def test_the_k_scaling_study_is_one_sweep_over_k_with_the_published_trials(tmp_p
 ARML = [0.80, 0.82, 0.78, 0.81, 0.79]
 
 
-def write_run(folder: Path, k: int, methods: dict[str, tuple[str, list[list[tuple[float, float, float]]]]],
+def search_run(folder: Path, k: int, methods: dict[str, tuple[str, list[list[tuple[float, float, float]]]]],
               margin: float = 1.0) -> Path:
     """A run folder: `methods[name] = (kind, per seed [(best val, test, cpu-seconds) per trial in plan order])`,
     kind 'arml', 'uniform', 'tpe'/'random' (a search) or 'grid' (trial i of every seed is grid point i)."""
-    folder.mkdir(parents=True, exist_ok=True)
     trials, states, rows = [], {}, []
     for name, (kind, seeds) in methods.items():
         weighting = kind if kind in ("arml", "uniform") else "fixed"
@@ -142,13 +142,8 @@ def write_run(folder: Path, k: int, methods: dict[str, tuple[str, list[list[tupl
                     states[tid]["weights"] = [0.1 * i] * k
                 rows.append({"trial_id": tid, "step": 10, "best_val_acc": val, "test_acc_at_best_val": test,
                              "wall_s": cost, "cpu_s": cost, "gpu_s": 0.0})
-    plan = {"study": f"k{k}", "description": "", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc",
-            "aux_names": [f"a{i}" for i in range(k)], "targets": [], "margin": margin, "smoke": False,
-            "trials": trials}
-    (folder / "plan.json").write_text(json.dumps(plan))
-    (folder / "trials.json").write_text(json.dumps(states))
-    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
+    return write_folder(folder, {"study": f"k{k}", "aux_names": [f"a{i}" for i in range(k)], "margin": margin,
+                                 "trials": trials}, rows, states)
 
 
 def hand_made(folder: Path, k: int) -> Path:
@@ -160,7 +155,7 @@ def hand_made(folder: Path, k: int) -> Path:
              for a in ARML]
     # a grid whose second point (all seeds' mean validation) is as good as ARML
     grid = [[(0.6, a - 0.05, 2.0), (0.7, a + d, 2.0), (0.5, 0.99, 2.0)] for a, d in zip(ARML, near)]
-    return write_run(folder, k, {
+    return search_run(folder, k, {
         "uniform": ("uniform", [[(0.6, a - 0.03, 1.0)] for a in ARML]),
         "arml": ("arml", [[(0.7, a, 2.0)] for a in ARML]),
         "tpe_box": ("tpe", good), "random": ("random", never), "grid": ("grid", grid)})
@@ -229,7 +224,7 @@ def test_a_search_gets_only_the_prefix_that_fits_its_allowance(tmp_path):
 def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
     from orchestrator.analysis.search_cost import searches_tables
 
-    run = write_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
+    run = search_run(tmp_path / "run", 2, {"arml": ("arml", [[(0.7, 0.8, 1.0)]] * 2),
                                           "tpe": ("tpe", [[(0.7, 0.8, 1.0), (0.8, 0.9, 1.0)]] * 2)})
     table, verdicts, budgeted = searches_tables(load_run(str(run)).cells())
     assert table.set_index("method").loc["tpe", "never"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from runfolders import write_folder
 
 from orchestrator.report.build import make_report
 
@@ -18,7 +19,6 @@ ACCURACY = {100: {"uniform": [0.80, 0.70, 0.75, 0.78], "arml": [0.82, 0.72, 0.77
 
 
 def sweep_folder(folder: Path, budgets: tuple[int, ...] = (20,)) -> Path:
-    folder.mkdir(parents=True)
     trials, states, rows = [], {}, []
     for steps, methods in ACCURACY.items():
         for method, values in methods.items():
@@ -32,12 +32,8 @@ def sweep_folder(folder: Path, budgets: tuple[int, ...] = (20,)) -> Path:
                     states[tid] = {"status": "finished"}
                     rows.append({"trial_id": tid, "step": steps, "best_val_acc": value, "test_acc_at_best_val": value,
                                  "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0, "weight/a": 1.0})
-    plan = {"study": "sweep", "setting": "mlc", "dataset": "digits", "preset": "digits_mlc", "aux_names": ["a"],
-            "margin": 1.0, "axes": ["steps"], "trials": trials}
-    (folder / "plan.json").write_text(json.dumps(plan))
-    (folder / "trials.json").write_text(json.dumps(states))
-    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
+    return write_folder(folder, {"study": "sweep", "aux_names": ["a"], "axes": ["steps"], "trials": trials}, rows,
+                        states)
 
 
 def test_each_cell_is_paired_on_its_own_and_tables_name_the_cell(tmp_path):
