@@ -116,6 +116,27 @@ def test_the_draw_is_nested_across_counts_and_never_uses_the_global_generator() 
         draw_validation([labels], -1, seed=5, where="x")
 
 
+def test_a_set_without_its_own_subset_is_cut_too() -> None:
+    """A data set from another package may hand any ImageSet: the validation draw still applies to it."""
+    from trainables.data.base import DataInfo, ImageSet, SSLData, TensorImageSet
+    from trainables.data.splits import restrict_validation
+
+    class Listed(ImageSet):
+        def __init__(self, n: int) -> None:
+            self.targets = torch.arange(n) % 4
+
+        def __getitem__(self, i: int):
+            return torch.full((1, 2, 2), float(i)), self.targets[i]
+
+    empty = TensorImageSet(torch.zeros(0, 1, 2, 2), torch.zeros(0))
+    data = SSLData(DataInfo("listed", (1, 2, 2), 4, (0.5,), (0.5,)), empty, empty, Listed(40), Listed(8))
+    cut = restrict_validation(data, req("ssl", val_labels=8, seed=1), "listed (ssl)")
+    assert len(cut.val) == 8 and cut.val.targets.bincount().tolist() == [2] * 4 and cut.test is data.test
+    images, targets = cut.val.batch(torch.arange(8))
+    assert torch.equal(targets, images[:, 0, 0, 0].long() % 4)   # each image with its own label
+    assert restrict_validation(data, req("ssl", seed=1), "listed (ssl)") is data
+
+
 # --- the other data sets, from fake files in their real formats ----------------------------------------------
 
 

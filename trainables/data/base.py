@@ -142,7 +142,11 @@ class MLCData:
 
 @dataclass
 class DGData:
-    """Domain generalization: source domains (auxiliary tasks) and a target domain (the main task)."""
+    """Domain generalization: source domains (auxiliary tasks) and a target domain (the main task).
+
+    Validation is on the source domains' held-out parts, never on target labels (the target's few labels train
+    the main task, its images are the test set): `val_labels` draws that many labeled source images, over the
+    domains in proportion to their held-out parts and per class within each (`splits.restrict_validation`)."""
 
     info: DataInfo
     target_domain: str
