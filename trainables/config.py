@@ -77,6 +77,9 @@ class TrainConfig:
     main_attribute: str = ""                  # mlc: the main attribute's name
     aux_attributes: Names = ()                # mlc: auxiliary attributes (empty -> all the others)
     target_domain: str = ""                   # dg: the held-out target domain
+    val_labels: Count = 0                     # labeled validation images drawn per seed from the fixed validation
+    #   split (stratified; dg: from the source domains' held-out parts); 0 -> the whole split. Model selection
+    #   (best step, grid point, search trial) sees only these
     dg_variant: str = "joint"                 # dg: a name in trainables.dg_variants.DG_VARIANTS: "joint" (target
     #   labels in the loss), "baseline" (source losses only; the target labels only steer the weights) or "fada"
     fada_options: dict = field(default_factory=dict)  # dg_variant "fada" (trainables/fada.py DEFAULTS): stage1_steps
@@ -335,7 +338,7 @@ def data_request(config: TrainConfig) -> DataRequest:
         setting=config.setting, data_root=config.resolved_data_root(), seed=config.seed,
         label_budget=config.label_budget, label_fraction=config.label_fraction, per_class=config.per_class,
         main_attribute=config.main_attribute, aux_attributes=tuple(config.aux_attributes),
-        target_domain=config.target_domain, image_size=config.image_size,
+        target_domain=config.target_domain, image_size=config.image_size, val_labels=config.val_labels,
     )
 
 

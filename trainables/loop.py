@@ -3,7 +3,8 @@
 Builds data, backbone, heads, auxiliary tasks and the weighting from the config by registry names;
 trains; every `eval_every` steps evaluates the main task on validation and test, reports metrics and
 the auxiliary weights (with `diagnostics`, also each auxiliary gradient's size and alignment relative to
-the main task's), and hands a checkpoint to `report`. Test accuracy is selected on validation.
+the main task's), and hands a checkpoint to `report`. Test accuracy is selected on validation: on the
+`val_labels` images the data build drew for the seed when that is set (`val_images` says how many).
 
 Nothing in this loop makes the host wait for a GPU during a training step (running losses stay on the
 device until an evaluation reads them); docs/performance.md has the measured figures and lists the waits
@@ -285,6 +286,7 @@ def _evaluate(model, setting, weighting, names, mean_losses, best, step, config)
         "step": step, "val_acc": val_acc, "test_acc": test_acc, "test_error": 1.0 - test_acc,
         "best_val_acc": best["val_acc"], "test_acc_at_best_val": best["test_acc"], "best_step": best["step"],
         "main_loss": float(mean_losses[0]), "lr": _lr(config, step), "weight_updates": weighting.updates,
+        "val_images": val[1],   # what val_acc was computed on: val_labels' draw (or the whole split), all workers
     }
     for name, loss, weight in zip(names, mean_losses[1:].tolist(), weighting.weights.tolist()):
         metrics[f"aux_loss/{name}"] = loss

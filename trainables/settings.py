@@ -174,7 +174,8 @@ class MultiLabel(Setting):
 @SETTING_CLASSES.register("dg")
 class DomainGeneralization(Setting):
     """Source domains are the auxiliary tasks; N_m labeled target images per class are the main task.
-    Validation: the source domains' held-out parts (no target labels); test: the whole target domain.
+    Validation: the source domains' held-out parts (no target labels; `val_labels` draws that many of their
+    labeled images, see trainables/data/pacs.py); test: the whole target domain.
     How the two are combined is the `dg_variant` (trainables/dg_variants.py)."""
 
     main_head = "classifier"

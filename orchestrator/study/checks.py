@@ -1,6 +1,7 @@
 """The checks of a study's `[train]` and `[budget]` against trainables: names against its registries, model
 options against the backbone's constructor, values by building `trainables.config.TrainConfig`, label budgets
-against what the data set can give. Whatever would fail inside every trial fails here, as one line."""
+against what the data set can give, `val_labels` against its validation split. Whatever would fail inside every
+trial fails here, as one line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from orchestrator.study.reader import Reader, coerce, key_text, show
 from trainables.config import FIELDS as TRAIN_KEYS
+from trainables.errors import UnknownNameError
 
 
 def registry_of(r: Reader, module_name: str, attr: str) -> Any:
@@ -92,19 +94,42 @@ def build_config(r: Reader, preset: str, values: dict, train: dict, section: str
     says so. Milestones beyond the run are refused only when the file sets them (the preset's, in a shortened
     run, are its schedule cut short)."""
     from trainables.config import check_whole_run, resolve_config
-    from trainables.errors import ConfigError, UnknownNameError
+    from trainables.errors import ConfigError
 
     try:
         config = resolve_config(preset, **values)
         if "lr_milestones" in train:
             check_whole_run(config)
-        return config
     except (ConfigError, UnknownNameError) as error:
         message = str(error).removeprefix("config: ")
         key = message.split(" ", 1)[0]
         if key in TRAIN_KEYS and key not in train and key not in values:
             message += f" (preset {preset}'s value; set {key} in [{section}])"
         r.fail(section, f"{context}: {message}" if context else message)
+    check_val_labels(r, config, section, context)
+    return config
+
+
+def check_val_labels(r: Reader, config: Any, section: str, context: str = "") -> None:
+    """`val_labels` against the labeled images the data set's validation split holds for this configuration
+    (its `val_size`, told without reading images). A data set that cannot tell here (PACS not under this data
+    root, a plug-in without `val_size`) leaves it to the trial, which refuses it in one line as well."""
+    if not config.val_labels:
+        return
+    from trainables.config import data_request
+    from trainables.data import val_size
+    from trainables.data.base import BUNDLES
+    from trainables.errors import TrainablesError
+
+    try:
+        size = val_size(config.dataset, data_request(config))
+    except (TrainablesError, UnknownNameError):   # an unknown data set or target domain: its own check says so
+        return
+    if size is not None and config.val_labels > size:
+        words = BUNDLES[config.setting].val_words
+        r.fail(section, f"{context + ': ' if context else ''}val_labels = {config.val_labels} is more than "
+                        f"{config.dataset} ({config.setting}) holds in {words}: {size} labeled images; use values "
+                        f"up to {size}, or 0 for all of them")
 
 
 def check_budgets(r: Reader, config: Any, budget: Any) -> None:

@@ -21,7 +21,7 @@ NOT_IN_ID = ("data_root", "device", "num_workers", "channels_last", "compile")
 # TrainConfig fields added after run folders already existed: left out of ids while at their default, so every
 # trial planned before they existed keeps its id (finished trials are found again on --resume, published tables
 # stay reproducible from the same ids).
-ADDED_LATER = ("diagnostics",)
+ADDED_LATER = ("diagnostics", "val_labels")
 HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
 
 

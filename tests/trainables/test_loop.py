@@ -18,7 +18,7 @@ from trainables.errors import ConfigError, DivergenceError, UnknownNameError
 from trainables.loop import aux_names, fit
 
 KEYS = {"step", "val_acc", "test_acc", "test_error", "best_val_acc", "test_acc_at_best_val", "best_step",
-        "main_loss", "lr", "weight_updates", "steps_per_s"}
+        "main_loss", "lr", "weight_updates", "steps_per_s", "val_images"}
 STATE_KEYS = {"step", "model", "optimizer", "weighting", "teacher", "streams", "best", "config"}
 EVIDENCE = ["is_0", "is_6", "is_8", "is_9", "random_0", "random_1", "random_2", "random_3"]
 

@@ -1,5 +1,6 @@
-"""Paired comparisons rest on this: at the same seed every method sees the same split, label subset,
-auxiliary data order and initial weights; only the weighting differs. A different seed changes them."""
+"""Paired comparisons rest on this: at the same seed every method sees the same split, label subset, validation
+subset (`val_labels`), auxiliary data order and initial weights; only the weighting differs. A different seed
+changes them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from trainables.settings import SETTING_CLASSES
 
 METHODS = (("uniform", {}), ("arml", {}), ("fixed", {"weights": [0.0, 2.0]}))
 PRESETS = {
-    "digits_ssl": dict(label_budget=20),
+    "digits_ssl": dict(label_budget=20, val_labels=30),   # the validation draw is paired too
     "digits_mlc": dict(label_budget=20, aux_attributes=("is_0", "random_0")),
     "digits_dg": dict(per_class=2, aux_tasks=("source_domains",)),
 }

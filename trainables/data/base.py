@@ -6,6 +6,7 @@ on batches in the training loop); normalisation constants travel with the bundle
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,21 @@ class ImageSet(Dataset):
     @property
     def in_memory(self) -> bool:
         return False
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        """The items at `indices` (positions into this set), in that order."""
+        return IndexedImageSet(self, indices)
+
+
+class IndexedImageSet(ImageSet):
+    """Some items of another image set, by position: `subset` of a set that has no faster one."""
+
+    def __init__(self, base: ImageSet, indices: torch.Tensor) -> None:
+        self.base, self.indices = base, indices.long()
+        self.targets = base.targets[self.indices]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.base[int(self.indices[i])][0], self.targets[i]
 
 
 class TensorImageSet(ImageSet):
@@ -95,6 +111,14 @@ class SSLData:
     unlabeled: ImageSet
     val: ImageSet
     test: ImageSet
+    val_words = "its validation split"       # what the validation split is, in messages
+
+    def val_sets(self) -> dict[str, ImageSet]:
+        """The validation split by part (one part here; dg has one per source domain)."""
+        return {"val": self.val}
+
+    def with_val_sets(self, sets: dict[str, ImageSet]) -> SSLData:
+        return dataclasses.replace(self, val=sets["val"])
 
 
 @dataclass
@@ -107,11 +131,22 @@ class MLCData:
     train: ImageSet          # all training images; main label present on the label budget only
     val: ImageSet            # every label present
     test: ImageSet
+    val_words = "its validation split"
+
+    def val_sets(self) -> dict[str, ImageSet]:
+        return {"val": self.val}
+
+    def with_val_sets(self, sets: dict[str, ImageSet]) -> MLCData:
+        return dataclasses.replace(self, val=sets["val"])
 
 
 @dataclass
 class DGData:
-    """Domain generalization: source domains (auxiliary tasks) and a target domain (the main task)."""
+    """Domain generalization: source domains (auxiliary tasks) and a target domain (the main task).
+
+    Validation is on the source domains' held-out parts, never on target labels (the target's few labels train
+    the main task, its images are the test set): `val_labels` draws that many labeled source images, over the
+    domains in proportion to their held-out parts and per class within each (`splits.restrict_validation`)."""
 
     info: DataInfo
     target_domain: str
@@ -120,6 +155,16 @@ class DGData:
     target_labeled: ImageSet                 # N_m labeled target images per class
     target_test: ImageSet                    # the whole target domain
     class_names: list[str] = field(default_factory=list)
+    val_words = "its validation split (the source domains' held-out parts)"
+
+    def val_sets(self) -> dict[str, ImageSet]:
+        return dict(self.source_val)
+
+    def with_val_sets(self, sets: dict[str, ImageSet]) -> DGData:
+        return dataclasses.replace(self, source_val={name: sets[name] for name in self.source_val})
+
+
+BUNDLES: dict[str, type] = {"ssl": SSLData, "mlc": MLCData, "dg": DGData}   # each setting's bundle
 
 
 @dataclass(frozen=True)
@@ -136,6 +181,7 @@ class DataRequest:
     aux_attributes: tuple[str, ...] = ()  # mlc: empty -> every other attribute
     target_domain: str = ""      # dg
     image_size: int = 0          # 0 -> the data set's native size
+    val_labels: int = 0          # labeled validation images drawn per seed from the validation split; 0 -> all
 
 
 @dataclass

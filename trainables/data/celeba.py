@@ -32,6 +32,7 @@ ATTRIBUTES = (
 CROP, DEFAULT_SIZE = 178, 64
 MEAN, STD = (0.5063, 0.4258, 0.3832), (0.3107, 0.2904, 0.2897)
 SPLITS = ("train", "val", "test")
+VAL_IMAGES = 19_867  # the validation part of CelebA's standard partition
 
 
 def read_attributes(path: str) -> tuple[list[str], list[str], torch.Tensor]:
@@ -128,3 +129,11 @@ class CelebA:
     def max_budget(self, request: DataRequest) -> int:
         """The largest label_budget: the 162,770 training images of CelebA's standard partition."""
         return 162_770
+
+    def val_size(self, request: DataRequest) -> int:
+        """The most `val_labels` can draw: the validation part of list_eval_partition.txt when it is under the
+        data root (a text file, no image read), else the standard partition's 19,867."""
+        path = os.path.join(request.data_root, FOLDER, PARTITION_FILE)
+        if not os.path.isfile(path):
+            return VAL_IMAGES
+        return sum(1 for v in read_partition(path).values() if v == 1)

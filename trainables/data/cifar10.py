@@ -121,3 +121,7 @@ class Cifar10:
     def max_budget(self, request: DataRequest) -> int:
         """The largest label_budget: the 50,000 training images less the validation split (5,000 per class)."""
         return 50_000 - round(VAL_FRACTION * 50_000)
+
+    def val_size(self, request: DataRequest) -> int:
+        """The most `val_labels` can draw: the validation split of CIFAR-10's 50,000 training images (5,000)."""
+        return round(VAL_FRACTION * 50_000)

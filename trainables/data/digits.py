@@ -3,6 +3,8 @@
 ssl: a balanced label budget; mlc: named binary attributes (of the digit, of the image, random controls;
 see trainables/data/digits_attributes.py);
 dg: four visibly different domains (original, inverted, rotated, noisy) from disjoint quarters.
+Validation: ssl and mlc a fixed 15% split (270 images), dg each source domain's held-out tenth; `val_labels`
+draws a part of it per seed (`trainables.data.build_data`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from trainables.errors import ConfigError
 
 NUM_CLASSES = 10
 TEST_FRACTION, VAL_FRACTION = 0.30, 0.15
+DG_VAL_FRACTION = 0.1  # dg: each source domain's held-out part (validation)
 DOMAINS = ("original", "inverted", "rotated", "noisy")
 NOISE_SD, NOISE_SEED = 0.25, 2000
 PATH = "sklearn.datasets.load_digits (bundled with scikit-learn)"
@@ -134,7 +137,7 @@ class Digits:
         for name in sources:
             idx = quarters[name]
             domain = TensorImageSet(domain_images(name, images[idx]), labels[idx])
-            train, val = split_fraction(domain.targets, 0.1)
+            train, val = split_fraction(domain.targets, DG_VAL_FRACTION)
             sets[name], vals[name] = domain.subset(train), domain.subset(val)
         idx = quarters[request.target_domain]
         target = TensorImageSet(domain_images(request.target_domain, images[idx]), labels[idx])
@@ -164,6 +167,16 @@ class Digits:
         if request.setting == "dg":
             return source_domains(request.target_domain)
         return []
+
+    def val_size(self, request: DataRequest) -> int:
+        """Labeled images of the validation split, the most `val_labels` can draw: ssl and mlc the fixed 15%
+        split (270); dg the source domains' held-out tenths together."""
+        _, labels = load()
+        if request.setting == "dg":
+            parts = domain_parts(labels)
+            sources = source_domains(request.target_domain)
+            return sum(round(DG_VAL_FRACTION * len(parts[DOMAINS.index(d)])) for d in sources)
+        return len(fixed_split(labels)[1])
 
     def max_budget(self, request: DataRequest) -> int:
         """The largest label_budget (ssl: balanced over the classes of the training split; mlc: its size) or

@@ -2,6 +2,11 @@
 
 The three source domains are auxiliary tasks (fixed 9:1 train/val split each); the target domain gives
 N_m labeled images per class (request seed) and is tested on all of its images.
+
+Validation is on the source domains' held-out tenths, never on target labels: the target domain's few labels
+are the main task's training labels (N_m per class) and its images are the test set. `val_labels` therefore
+draws labeled source images (`trainables.data.build_data`): over the source domains in proportion to their
+held-out parts, per class within each.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from trainables.data.splits import per_class_pick, split_fraction
 from trainables.errors import ConfigError
 
 FOLDER = "pacs"
+VAL_FRACTION = 0.1  # each source domain's held-out part (validation)
 DOMAINS = ("photo", "art_painting", "cartoon", "sketch")
 CLASSES = ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -69,7 +75,7 @@ class Pacs:
             domains[name] = FileImageSet(paths, labels, load)
         train_sets, val_sets = {}, {}
         for name in sources:
-            train, val = split_fraction(domains[name].targets, 0.1)
+            train, val = split_fraction(domains[name].targets, VAL_FRACTION)
             train_sets[name], val_sets[name] = domains[name].subset(train), domains[name].subset(val)
         target = domains[request.target_domain]
         where = f"pacs target domain {request.target_domain}"
@@ -106,3 +112,11 @@ class Pacs:
             return None
         _, labels = list_domain(folder)
         return min(int((labels == c).sum()) for c in range(len(CLASSES)))
+
+    def val_size(self, request: DataRequest) -> int | None:
+        """The most `val_labels` can draw: the source domains' held-out tenths together (file names listed, no
+        image read); None when a source domain is not under the data root here."""
+        folders = [os.path.join(request.data_root, FOLDER, d) for d in check_target(request.target_domain)]
+        if not all(os.path.isdir(f) for f in folders):
+            return None
+        return sum(round(VAL_FRACTION * len(list_domain(f)[0])) for f in folders)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from arml.registry import Registry
 from trainables.data.base import DataRequest, DatasetStatus, DGData, MLCData, SSLData
+from trainables.data.splits import restrict_validation
 from trainables.errors import ConfigError, DataNotFoundError, PluginError, UnknownNameError
 
 ENTRY_POINT_GROUP = "trainables.datasets"
@@ -102,8 +103,12 @@ def get_dataset(name: str, setting: str) -> Dataset:
 
 
 def build_data(name: str, request: DataRequest) -> SSLData | MLCData | DGData:
-    """The bundle of data set `name` for `request.setting` (SSLData, MLCData or DGData)."""
-    return get_dataset(name, request.setting).build(request)
+    """The bundle of data set `name` for `request.setting` (SSLData, MLCData or DGData), its validation split cut
+    to `request.val_labels` images drawn for the request's seed (`splits.restrict_validation`; 0 keeps it whole).
+    The cut is made here, once for every data set (plug-ins included), so that whatever reads validation
+    metrics (the best step, a grid's or a search's choice, --until-decided) sees only those labels."""
+    data = get_dataset(name, request.setting).build(request)
+    return restrict_validation(data, request, f"{name} ({request.setting})")
 
 
 def aux_names(name: str, request: DataRequest) -> list[str]:
@@ -116,6 +121,13 @@ def max_budget(name: str, request: DataRequest) -> int | None:
     without reading images; None when it cannot be told here."""
     limit = getattr(get_dataset(name, request.setting), "max_budget", None)
     return limit(request) if limit is not None else None
+
+
+def val_size(name: str, request: DataRequest) -> int | None:
+    """How many labeled images the validation split of data set `name` holds for `request` (the most
+    `val_labels` can draw), told without reading images; None when it cannot be told here."""
+    size = getattr(get_dataset(name, request.setting), "val_size", None)
+    return size(request) if size is not None else None
 
 
 def status_table(data_root: str) -> str:

@@ -1,4 +1,4 @@
-"""Seeded index helpers: fixed stratified splits, balanced label budgets, hidden main labels.
+"""Seeded index helpers: fixed stratified splits, balanced label budgets, hidden main labels, validation draws.
 
 Every function takes an explicit seed and builds its own `torch.Generator`; the global RNG is never used.
 Positions returned are sorted, so a split depends only on the seed, never on the caller's order.
@@ -6,7 +6,9 @@ Positions returned are sorted, so a split depends only on the seed, never on the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -167,6 +169,49 @@ def hide_main_labels(targets: torch.Tensor, request: DataRequest, where: str) ->
     out = targets.clone()
     out[hide, 0] = -1
     return out
+
+
+def val_draw_seed(seed: int, part: int = 0) -> int:
+    """The seed of a trial's validation draw (of one part of the validation split): a function of the trial's
+    seed, so that the same seed draws the same validation images for every method, but not the seed itself, so
+    that the draw is independent of the label budget's (which is seeded with the trial's seed)."""
+    digest = hashlib.sha256(f"val_labels/{seed}/{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def main_labels(targets: torch.Tensor) -> torch.Tensor:
+    """The main task's labels of [N] or [N, 1 + K] targets (multi-label: column 0, the main attribute)."""
+    return targets if targets.dim() == 1 else targets[:, 0]
+
+
+def draw_validation(labels: Sequence[torch.Tensor], count: int, seed: int, where: str,
+                    words: str = "its validation split") -> list[torch.Tensor]:
+    """Positions of `count` validation images in all, one tensor per part of the validation split (`labels`: each
+    part's main labels): the parts get counts in proportion to their sizes, and within a part each class in
+    proportion (`stratified_split`), with a generator of the trial's own (`val_draw_seed`). 0: every position."""
+    sizes = [len(part) for part in labels]
+    total = sum(sizes)
+    if count < 0:
+        raise ConfigError(f"val_labels must be >= 0 (0: the whole validation split), got {count}")
+    if count == 0:
+        return [torch.arange(n) for n in sizes]
+    if count > total:
+        raise ConfigError(f"val_labels {count} is more than {where} holds in {words}: {total} labeled images; "
+                          f"use 1..{total}, or 0 for all of them")
+    counts = proportional_counts(sizes, count)
+    return [stratified_split(part, k, val_draw_seed(seed, i))[0] for i, (part, k) in enumerate(zip(labels, counts))]
+
+
+def restrict_validation(data: Any, request: DataRequest, where: str) -> Any:
+    """The bundle with its validation split cut to `request.val_labels` images drawn for `request.seed` (see
+    `draw_validation`); the bundle itself when val_labels is 0. Only the validation split changes: training
+    images, their labels and the test split are those of the bundle."""
+    if request.val_labels == 0:
+        return data
+    sets = data.val_sets()
+    drawn = draw_validation([main_labels(s.targets) for s in sets.values()], request.val_labels, request.seed,
+                            where, data.val_words)
+    return data.with_val_sets({name: s.subset(positions) for (name, s), positions in zip(sets.items(), drawn)})
 
 
 def _sorted_cat(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -83,3 +83,7 @@ class Svhn:
         """An upper bound on label_budget: the 73,257 training images less the validation split (a balanced
         budget near it can still fail on SVHN's smallest class; that is found when the trial starts)."""
         return 73_257 - round(VAL_FRACTION * 73_257)
+
+    def val_size(self, request: DataRequest) -> int:
+        """The most `val_labels` can draw: the validation split of SVHN's 73,257 training images (7,325)."""
+        return round(VAL_FRACTION * 73_257)
