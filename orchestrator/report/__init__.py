@@ -1,2 +1,2 @@
-"""Reports read a run folder: its data, every verdict (verdicts), tables, figures, sweeps, searches against single
-runs (searches), weight diagnostics, the status of a running study, and the report's files (build)."""
+"""Reports render what orchestrator/analysis computes: the files (build, files), Markdown (markdown), figures, a
+sweep's cells, searches against single runs (search_cost), weight diagnostics, a study's status, MLflow (publish)."""

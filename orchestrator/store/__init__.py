@@ -1,2 +1,2 @@
-"""Everything a run leaves lands in its run folder: where that folder is and every file in it (folder), what the
-plan file holds (schema), the records of every evaluation and trial state (records), and MLflow (tracking)."""
+"""Everything a run leaves lands in its run folder: where it is and every file's name (folder), what the plan file
+holds (schema), the records read and written (records), the tables exported from them (tables), MLflow (tracking)."""

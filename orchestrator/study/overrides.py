@@ -1,4 +1,4 @@
-"""Overrides of a study file's values (`--set SECTION.KEY=VALUE`, `api.run_study(..., steps=...)`): dotted keys as a
+"""Overrides of a study file's values (`--set SECTION.KEY=VALUE`, `orchestrator.run(..., steps=...)`): dotted keys as a
 nested dict, and that dict merged into the parsed file. Plain dicts only, so the catalogue and the CLI use it without
 importing the study's validation."""
 

@@ -69,7 +69,7 @@ class BudgetSpec:
 @validated(frozen=True, config=ConfigDict(strict=True))
 class Resources:
     """What each trial asks Ray for (`[resources]`, validated when built; what the cluster can hold is
-    checked when Ray has started: orchestrator.trainable.check_cluster_fits)."""
+    checked when Ray has started: orchestrator.run.trial_worker.check_cluster_fits)."""
 
     cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0

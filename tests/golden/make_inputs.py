@@ -1,6 +1,6 @@
 """Writes the hand-made run folders the golden report tests read (run once; the outputs are committed).
 
-    .venv/bin/python tests/golden/make_inputs.py        # then: ARML_UPDATE_GOLDEN=1 pytest tests/test_report.py
+    .venv/bin/python tests/golden/make_inputs.py        # then: ARML_UPDATE_GOLDEN=1 pytest tests/report/test_build.py
 
 ssl_sweep: semi-supervised, 2 auxiliary tasks, uniform / a 2x2 grid / ARML at 20 and 50 labels, 3 seeds; the
 grid point with the best validation accuracy is not the one with the best test accuracy (selection on val).

@@ -1,7 +1,7 @@
 """`arml report`: golden tables from hand-made run folders (tests/golden, see make_inputs.py there), failed and
 missing trials, PNGs, usage errors, and the report and records logged to MLflow.
 
-ARML_UPDATE_GOLDEN=1 pytest tests/test_report.py rewrites the expected files (then read the diff)."""
+ARML_UPDATE_GOLDEN=1 pytest tests/report/test_build.py rewrites the expected files (then read the diff)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM stop a study the same way (orchestrator/signals.py), and a study killed, resumed,
+"""Ctrl-C and SIGTERM stop a study the same way (orchestrator/run/signals.py), and a study killed, resumed,
 terminated and resumed again ends complete: every trial once, the right exit codes, the MLflow runs closed."""
 
 from __future__ import annotations
