@@ -1,2 +1,2 @@
-"""The plan runs on Ray: one run from start to summary (runner, ending), Ray (session, reaper), each trial (trial_worker),
+"""The plan runs on Ray: one run start to summary (runner, ending), Ray (session, reaper), each trial (trial_worker),
 what the driver records (callback), searches and schedulers, resume, waves of seeds, signals, checks and progress."""
