@@ -29,6 +29,7 @@ import pandas as pd
 from orchestrator.analysis.run_data import RunData, budget_rows, weights_move
 from orchestrator.analysis.stats import pearson
 from orchestrator.store.schema import WEIGHT_PREFIX
+from orchestrator.study.plan import SINGLE
 
 SIZE_PREFIX = "grad_norm_ratio/"
 COS_PREFIX = "grad_cos/"
@@ -50,7 +51,7 @@ def learned_methods(data: RunData) -> list[str]:
     done = data.done
     out = []
     for method in data.methods:
-        if data.selection(method).searches:
+        if data.selection(method).kind != SINGLE:   # a grid's, a search's, a population's: chosen, not learned
             continue
         ids = done.loc[done["method"] == method, "trial_id"]
         if weights_move(data.rows[data.rows["trial_id"].isin(ids)], names):

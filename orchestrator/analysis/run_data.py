@@ -192,7 +192,8 @@ def final_weights(data: RunData, method: str, budget: float) -> pd.DataFrame:
 
 
 def weight_trajectories(data: RunData) -> pd.DataFrame:
-    """Mean auxiliary weight per step over finished seeds, for every method whose weights move."""
+    """Mean auxiliary weight per step over finished seeds, for every method whose weights move (a population's:
+    the member each seed chose, with the jumps its exploits made)."""
     names = list(data.plan.aux_names)
     out = []
     done = data.done
@@ -201,7 +202,8 @@ def weight_trajectories(data: RunData) -> pd.DataFrame:
                 done.loc[done["method"] == method, "trial_id"])], names):
             continue
         for budget in data.budgets or [math.nan]:
-            ids = budget_rows(done[done["method"] == method], budget)["trial_id"]
+            here = budget_rows(done[done["method"] == method], budget)
+            ids = data.selection(method).chosen(here)[0]["trial_id"] if len(here) else here["trial_id"]
             rows = data.rows[data.rows["trial_id"].isin(ids)]
             for name in names:
                 column = f"{WEIGHT_PREFIX}{name}"

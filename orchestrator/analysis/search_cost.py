@@ -29,6 +29,7 @@ from orchestrator.analysis.run_data import RunData, budget_rows
 from orchestrator.analysis.selection import Curves, at_prefix
 from orchestrator.analysis.verdicts import AS_GOOD, BETTER, compare, per_seed
 from orchestrator.store.schema import BEST_VAL_ACC, CPU_S, GPU_S
+from orchestrator.study.plan import SINGLE
 
 PREFIXES = (4, 16, 64)       # search budgets read as prefixes of one longer search
 COLUMNS = ["K", "budget", "method", "kind", "trials_per_seed", "device", "arml_device_s", "device_s_per_trial",
@@ -50,12 +51,6 @@ def _column(data: RunData) -> tuple[str, str]:
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(b) else math.nan
-
-
-def _run_cost(done: pd.DataFrame, column: str) -> float:
-    """One run's device-seconds: the median over its seeds' trials. The first trial on each Ray worker pays one-off
-    start-up (data, first calls) and would make whichever method the plan starts with look dearer on a mean of 5."""
-    return float(done[column].fillna(0).median()) if len(done) else math.nan
 
 
 def paired(method: pd.Series, arml: pd.Series, margin: float) -> dict[str, Any]:
@@ -106,7 +101,8 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
     whose mean cost per seed fits, and the paired verdict of the method minus the search's validation-selected
     trial after that prefix. A search whose first trial already costs more is left out (no prefix fits).
     `chosen` marks the single-run method a user would pick without looking at test: the best mean validation
-    accuracy over its seeds at that budget (`method_val_acc`; the first in study order on a tie)."""
+    accuracy over its seeds at that budget (`method_val_acc`; the first in study order on a tie; a population is
+    not one run). A population is given the search at its own compute (1x), not 16x."""
     device, column = _column(data)
     k = data.k
     searches = data.searches()
@@ -115,22 +111,24 @@ def budgeted_rows(data: RunData, margin: float, multiple: float = MULTIPLE,
     for budget in data.budgets or [math.nan]:
         val = {m: float(budget_rows(data.done[data.done["method"] == m], budget)[BEST_VAL_ACC].mean())
                for m in singles}
-        finite = {m: v for m, v in val.items() if not math.isnan(v)}
+        finite = {m: v for m, v in val.items() if not math.isnan(v) and data.selection(m).kind == SINGLE}
         chosen = max(finite, key=finite.__getitem__) if finite else None
         for method in singles:
             done = budget_rows(data.done[data.done["method"] == method], budget)
-            cost = _run_cost(done, column)
+            selection = data.selection(method)
+            cost = selection.run_cost(done, column)
             if math.isnan(cost) or cost <= 0:
                 continue
             mine = per_seed(data, method, budget)
+            allowance = selection.multiple or multiple   # a population: the search gets the same compute
             for search in searches:
                 curves = _curves(data, search, budget, column, {} if cache is None else cache)
                 n = max((len(c) for c in curves.values()), default=0)
-                fits = [i for i in range(1, n + 1) if at_prefix(curves, i)[1] <= multiple * cost]
+                fits = [i for i in range(1, n + 1) if at_prefix(curves, i)[1] <= allowance * cost]
                 if not fits:
                     continue
                 tests, spent = at_prefix(curves, fits[-1])
-                rows.append({"K": k, "budget": budget, "method": method, "search": search, "multiple": multiple,
+                rows.append({"K": k, "budget": budget, "method": method, "search": search, "multiple": allowance,
                              "method_device_s": cost, "trials": fits[-1], "search_device_s": spent,
                              "margin": margin, **paired(mine, tests, margin), "method_val_acc": val[method],
                              "chosen": method == chosen})
@@ -151,7 +149,7 @@ def run_rows(data: RunData, margin: float, cache: dict[tuple, Curves] | None = N
     for budget in data.budgets or [math.nan]:
         reference = per_seed(data, arml, budget)
         arml_done = budget_rows(data.done[data.done["method"] == arml], budget)
-        arml_cost = _run_cost(arml_done, column)
+        arml_cost = data.selection(arml).run_cost(arml_done, column)
         base = {"K": k, "budget": budget, "device": device, "arml_device_s": arml_cost}
         for method in data.methods:
             if method in searches:
@@ -161,7 +159,7 @@ def run_rows(data: RunData, margin: float, cache: dict[tuple, Curves] | None = N
                 verdicts += more
                 continue
             done = budget_rows(data.done[data.done["method"] == method], budget)
-            cost = _run_cost(done, column)
+            cost = data.selection(method).run_cost(done, column)
             rows.append({**base, "method": method, "kind": data.kind(method), "trials_per_seed": 1,
                          "device_s_per_trial": cost, "as_good_after": math.nan, "device_s_to_as_good": math.nan,
                          "ratio_to_arml": math.nan, "never": False, "total_device_s": cost,

@@ -4,7 +4,9 @@ DomainBed's model_selection.py has one per rule); the kind is written into plan.
 - a single run (`single`): its one trial per seed;
 - a grid search (`grid`): the point with the best mean validation accuracy over seeds at that budget, the same
   point in every seed;
-- a search over the weights (`search`: TPE, random): per seed, the draw with the best validation accuracy.
+- a search over the weights (`search`: TPE, random): per seed, the draw with the best validation accuracy;
+- a population trained together (`population`: population-based training): per seed, the member with the best
+  validation accuracy at the end; its cost is the whole population's.
 
 Each also reads a search as it goes: after its first i trials (plan order, the order Tune starts them), the
 choice among those, its test accuracy and the device-seconds spent so far (`curves`, `progress`).
@@ -21,7 +23,7 @@ import pandas as pd
 
 from orchestrator.analysis.stats import mean_ci
 from orchestrator.store.schema import BEST_VAL_ACC, DONE, TEST_AT_BEST_VAL
-from orchestrator.study.plan import GRID, SEARCH, SINGLE
+from orchestrator.study.plan import GRID, POPULATION, SEARCH, SINGLE
 
 Curves = dict[int, list[tuple[float, float]]]   # per seed: (device-seconds so far, test accuracy of the choice)
 PROGRESS_COLUMNS = ["method", "budget", "trials", "device_s", "seeds", "test_acc_mean", "test_acc_ci95"]
@@ -54,11 +56,18 @@ class Selection:
     """A single run: its one trial per seed is the method's value; it does not search."""
 
     kind = SINGLE
-    searches = False
+    searches = False       # its trials are a search's, read as it goes (cost against accuracy, searches.csv)
+    multiple = None        # compared with a search given this multiple of its cost (None: the study's, 16)
 
     def label(self, data: Any, method: str) -> str | None:
         """What a table calls the method's kind ('grid', 'tpe'); None: its weighting's name."""
         return None
+
+    def run_cost(self, done: pd.DataFrame, column: str) -> float:
+        """One run's device-seconds: the median over its seeds' trials. The first trial on each Ray worker pays
+        one-off start-up (data, first calls) and would make whichever method the plan starts with look dearer on a
+        mean of 5."""
+        return float(done[column].fillna(0).median()) if len(done) else math.nan
 
     def chosen(self, done: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         """(the trials chosen among `done`, one method's finished trials at one budget; the chosen weights as
@@ -168,7 +177,25 @@ class GridSelection(Selection):
         return match.index[0] if len(match) else done.index[-1]
 
 
-SELECTIONS: dict[str, Selection] = {SINGLE: Selection(), GRID: GridSelection(), SEARCH: SearchSelection()}
+class PopulationSelection(SearchSelection):
+    """Population-based training: per seed, the member with the best validation accuracy at the end (its best
+    evaluation, as every trial's value); one run of it is the whole population, so its cost is the members' sum,
+    and a search is given the same device-seconds (its own compute multiple, 1x) to compare with."""
+
+    kind = POPULATION
+    searches = False
+    multiple = 1.0
+
+    def label(self, data: Any, method: str) -> str | None:
+        return "pbt"
+
+    def run_cost(self, done: pd.DataFrame, column: str) -> float:
+        """The population's device-seconds: its members' sum per seed, the median over seeds."""
+        return float(done.groupby("seed")[column].sum(min_count=1).fillna(0).median()) if len(done) else math.nan
+
+
+SELECTIONS: dict[str, Selection] = {SINGLE: Selection(), GRID: GridSelection(), SEARCH: SearchSelection(),
+                                    POPULATION: PopulationSelection()}
 
 
 def at_prefix(curves: Curves, i: int) -> tuple[pd.Series, float]:

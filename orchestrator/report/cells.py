@@ -115,8 +115,8 @@ def regime_panels(data: RunData, paired: pd.DataFrame, budgeted: pd.DataFrame | 
     multiple = f"{float(budgeted['multiple'].iloc[0]):g}x"
     for search in dict.fromkeys(budgeted["search"]):
         against = budgeted[budgeted["search"] == search]
-        group = [(f"{method} vs {search} at {multiple} its compute", against[against["method"] == method])
-                 for method in dict.fromkeys(against["method"])]
+        group = [(f"{method} vs {search} at {float(mine['multiple'].iloc[0]):g}x its compute", mine)
+                 for method in dict.fromkeys(against["method"]) if len(mine := against[against["method"] == method])]
         chosen = against[against["chosen"].astype(bool)].assign(name=lambda f: f["method"])
         if len(chosen):
             group.append((f"single run chosen on validation vs {search} at {multiple}", chosen))

@@ -86,6 +86,10 @@ def _kind(method: Any, k: int) -> str:
         s = method.search
         space = f"[0, {s['w_max']:g}]^{k}" if s["space"] == "box" else f"simplex sum {k}"
         kind = f"{SAMPLERS[s['sampler']].words} ({s['num_samples']} samples in {space})"
+    elif method.is_population:
+        p = method.population
+        every = f"every {p['interval']} steps" if p["interval"] else "about 5 times a run"
+        kind = f"population-based training ({p['size']} members in [0, {p['w_max']:g}]^{k}, {every})"
     if method.scheduler:
         kind += f" + {SCHEDULERS[method.scheduler['name']]}"
     return kind

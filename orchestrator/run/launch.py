@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from orchestrator.run import resume
+from orchestrator.run import population, resume
 from orchestrator.run.signals import Interrupts
 from orchestrator.run.trial_worker import run_trial, trial_resources
 from orchestrator.store.folder import RunFolder
@@ -21,37 +21,51 @@ CHECKPOINTS_KEPT = 4   # per trial; the records name the last one reported
 
 def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_dir: str, uri: str,
            interrupts: Interrupts) -> None:
-    """Runs the wave's trials that have not finished (nothing when all have)."""
-    from ray import tune
-
-    from orchestrator.run.callback import StudyCallback
-
+    """Runs the wave's trials that have not finished (nothing when all have): the members of population-based
+    training in a Tune experiment of their own after the others (Tune's PBT refuses a search algorithm beside it)."""
     records = RunRecords.read(run_dir)
-    states = records.states()
-    ids = resume.to_run(wave["trials"], states)
+    ids = resume.to_run(wave["trials"], records.states())
     if not ids:
         return
     wave["launches"] = wave.get("launches", 0) + 1
     RunFolder(run_dir).save_waves(waves)
-    rows = records.rows
     chosen = set(ids)
-    sub = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if t.trial_id in chosen))
+    trials = [t for t in plan.trials if t.trial_id in chosen]
+    parts = [("", [t for t in trials if not t.population]), ("-pbt", [t for t in trials if t.population])]
+    for suffix, part in parts:
+        if part and not interrupts.received:
+            _launch_part(plan, dataclasses.replace(plan, trials=tuple(part)), f"{wave['name']}-{wave['launches']}"
+                         f"{suffix}", run_dir, uri, interrupts, records if suffix == "" else RunRecords.read(run_dir))
+
+
+def _launch_part(plan: Plan, sub: Plan, name: str, run_dir: str, uri: str, interrupts: Interrupts,
+                 records: RunRecords) -> None:
+    """One Tune experiment (RUN_DIR/`name`) over the trials of `sub`, all of them unfinished."""
+    from ray import tune
+
+    from orchestrator.run.callback import StudyCallback
+
+    states = records.states()
+    ids = [t.trial_id for t in sub.trials]
     saved = records.plan
     callback = StudyCallback(run_dir, plan.study.name, saved.trials, uri, interrupts, states=states)
-    table = _trial_table(sub, resume.checkpoints(rows, ids, plan.tune_home, run_dir,
+    table = _trial_table(sub, resume.checkpoints(records.rows, ids, plan.tune_home, run_dir,
                                                  legacy=saved.format < PLAN_FORMAT))
     trainable = tune.with_resources(tune.with_parameters(run_trial, trials=table),
                                     trial_resources(dataclasses.asdict(plan.study.resources)))
     r = plan.study.resources
     tuner = tune.Tuner(
         trainable,
-        **_param_space(sub),
+        **_param_space(sub, plan, records),
         tune_config=tune.TuneConfig(max_concurrent_trials=r.max_concurrent or None, reuse_actors=True,
                                     **_search(sub, plan, records)),
         run_config=tune.RunConfig(
-            name=f"{wave['name']}-{wave['launches']}", storage_path=plan.tune_home, callbacks=[callback],
+            name=name, storage_path=plan.tune_home, callbacks=[callback],
             verbose=0, failure_config=tune.FailureConfig(max_failures=r.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)),
+            # a population's members keep every checkpoint (one per perturbation): the one a member copies must be
+            # there when it restarts, however long it waits for a CPU
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if any(t.population for t in sub.trials) else CHECKPOINTS_KEPT)),
     )
     try:
         tuner.fit()
@@ -65,15 +79,18 @@ def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_di
 
 def _trial_table(plan: Plan, resume_from: dict[str, str]) -> dict[str, dict[str, Any]]:
     """What each trial's Tune actor is handed: its config, the study's resources, where a data-parallel trial's
-    workers keep their checkpoints, and the checkpoint an earlier launch left (`resume_from`)."""
+    workers keep their checkpoints, the checkpoint an earlier launch left (`resume_from`) and, for a population's
+    member, its number of weights (`k`: its config holds them as w0..)."""
     resources = dataclasses.asdict(plan.study.resources)
     return {t.trial_id: {"trial_id": t.trial_id, "config": t.config.to_dict(), "resources": resources,
-                         "storage": plan.tune_home, "resume_from": resume_from.get(t.trial_id)} for t in plan.trials}
+                         "storage": plan.tune_home, "resume_from": resume_from.get(t.trial_id),
+                         **({"k": _k(t, plan)} if t.population else {})} for t in plan.trials}
 
 
 def _search_meta(plan: Plan) -> dict[str, dict[str, Any]]:
-    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": t.search, "k": _k(t, plan),
-                         "steps": t.config.steps, "eval_every": t.config.eval_every} for t in plan.trials}
+    return {t.trial_id: {"group": t.group, "scheduler": t.scheduler, "search": t.search, "population": t.population,
+                         "k": _k(t, plan), "steps": t.config.steps, "eval_every": t.config.eval_every}
+            for t in plan.trials}
 
 
 def _k(trial: Any, plan: Plan) -> int:
@@ -83,13 +100,18 @@ def _k(trial: Any, plan: Plan) -> int:
     return len(plan.aux_names)
 
 
-def _param_space(plan: Plan) -> dict[str, Any]:
-    """Tuner arguments: every trial of the launch by id (a grid over ids), unless a search draws some weights."""
+def _param_space(sub: Plan, plan: Plan, records: RunRecords) -> dict[str, Any]:
+    """Tuner arguments: every trial of the launch by id (a grid over ids), unless a search draws some weights; a
+    population's members with their weights (orchestrator/run/population.py), those a resumed member's records
+    last show."""
     from ray import tune
 
-    if any(t.search for t in plan.trials):
+    if any(t.population for t in sub.trials):
+        return {"param_space": population.param_space([t.trial_id for t in sub.trials], _search_meta(plan),
+                                                      resume.member_weights(sub.trials, records.last_rows()))}
+    if any(t.search for t in sub.trials):
         return {}
-    return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in plan.trials])}}
+    return {"param_space": {"trial_id": tune.grid_search([t.trial_id for t in sub.trials])}}
 
 
 def _search(sub: Plan, plan: Plan, records: RunRecords) -> dict[str, Any]:
@@ -100,7 +122,7 @@ def _search(sub: Plan, plan: Plan, records: RunRecords) -> dict[str, Any]:
 
     meta = _search_meta(plan)
     out: dict[str, Any] = {}
-    if any(t.scheduler for t in sub.trials):
+    if any(t.scheduler or t.population for t in sub.trials):
         scheduler = StudyScheduler(meta)
         scheduler.replay(records.rows)
         out["scheduler"] = scheduler

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from orchestrator.run.trial_worker import whole
-from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, Trial
+from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, DONE, STEP, WEIGHT_PREFIX, Trial
 
 
 def to_run(trial_ids: list[str], states: dict[str, dict[str, Any]]) -> list[str]:
@@ -75,3 +75,17 @@ def search_state(plan_trials: list[Trial], states: dict[str, dict[str, Any]], la
         else:
             preset[meta.trial_id] = list(weights)
     return history, preset
+
+
+def member_weights(plan_trials: Any, last: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """Per member of a population that has records, the weights its last record shows (exploits included): a
+    resumed member continues with them from its last checkpoint."""
+    out = {}
+    for meta in plan_trials:
+        row = last.get(meta.trial_id)
+        if not meta.population or row is None:
+            continue
+        weights = [float(value) for key, value in row.items() if key.startswith(WEIGHT_PREFIX)]   # in task order
+        if weights:
+            out[meta.trial_id] = weights
+    return out

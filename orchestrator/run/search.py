@@ -72,15 +72,20 @@ class Rungs:
 
 class StudyScheduler(FIFOScheduler):
     """FIFO for every trial, plus successive-halving rungs (`Rungs`) per group of trials whose method asks for
-    `scheduler = "asha"`. `replay` feeds a resumed study's recorded results into the rungs first.
+    `scheduler = "asha"`, and Ray Tune's population-based training per population of a `pbt` method (orchestrator/
+    run/population.py). `replay` feeds a resumed study's recorded results into the rungs first.
 
-    `meta`: planned trial id -> {"group", "scheduler" (dict or None), "steps", "eval_every"}."""
+    `meta`: planned trial id -> {"group", "scheduler" (dict or None), "population" (dict or None), "k", "steps",
+    "eval_every"}."""
 
     def __init__(self, meta: dict[str, dict[str, Any]]) -> None:
+        from orchestrator.run.population import Populations
+
         super().__init__()
         self.meta = meta
         self.groups: dict[str, Rungs] = {}
         self.stopped_ids: set[str] = set()
+        self.populations = Populations(meta)
 
     def _rungs(self, planned: str | None) -> Rungs | None:
         meta = self.meta.get(planned or "")
@@ -101,7 +106,13 @@ class StudyScheduler(FIFOScheduler):
             if rungs is not None and isinstance(value, (int, float)) and isinstance(row.get(TIME_ATTR), (int, float)):
                 rungs.result(row["trial_id"], row[TIME_ATTR], float(value))
 
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self.populations.on_trial_add(tune_controller, trial)
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = self.populations.on_trial_result(tune_controller, trial, result)
+        if decision is not None:
+            return decision
         planned = trial.config.get("trial_id")
         rungs = self._rungs(planned)
         if rungs is None or TIME_ATTR not in result or METRIC not in result:
@@ -112,10 +123,17 @@ class StudyScheduler(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self.populations.on_trial_complete(tune_controller, trial, result)
         planned = trial.config.get("trial_id")
         rungs = self._rungs(planned)
         if rungs is not None and result and TIME_ATTR in result and METRIC in result:
             rungs.result(planned, result[TIME_ATTR], float(result[METRIC]))
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self.populations.on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self.populations.on_trial_remove(tune_controller, trial)
 
     def stopped(self) -> int:
         return len(self.stopped_ids)

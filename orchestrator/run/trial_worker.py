@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.run import population
 from orchestrator.store.folder import CHECKPOINT_COST as COST_FILE
 from orchestrator.store.schema import FATAL  # a trial that failed in a way a retry would repeat (DETERMINISTIC)
 
@@ -129,7 +130,17 @@ def _previous_cost(directory: str | None) -> dict[str, float] | None:
     return None
 
 
-def write_cost(directory: str, cost: dict[str, float]) -> None:
+def _own_cost(directory: str | None, config: dict[str, Any]) -> dict[str, float] | None:
+    """The trial's cost before this start: its checkpoint's, unless the checkpoint is another trial's (a population's
+    member that exploited a better one continues from its checkpoint): then what the scheduler passed on."""
+    previous = _previous_cost(directory)
+    owner = (previous or {}).get("trial_id")
+    if owner is not None and owner != config.get("trial_id") and config.get(population.COST_FROM) is not None:
+        return {**{"wall_s": 0.0, "cpu_s": 0.0}, **config[population.COST_FROM]}
+    return previous
+
+
+def write_cost(directory: str, cost: dict[str, Any]) -> None:
     """DIRECTORY/cost.json, atomically and durably (a full disk never leaves a cut file)."""
     path = os.path.join(directory, COST_FILE)
     try:
@@ -171,8 +182,11 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
 
     DETERMINISTIC = _deterministic()  # noqa: N806 - read once per trial
     trial = trials[config["trial_id"]]
-    if config.get("weights") is not None:  # a search's trial: its weights were drawn when it started
-        trial = {**trial, "config": {**trial["config"], "weighting_options": {"weights": list(config["weights"])}}}
+    weights = config.get("weights")   # a search's trial: its weights were drawn when it started
+    if "k" in trial:                  # a population's member: its weights are w0.., which PBT mutates
+        weights = population.weights_in(config, trial["k"])
+    if weights is not None:
+        trial = {**trial, "config": {**trial["config"], "weighting_options": {"weights": list(weights)}}}
     resources = trial["resources"]
     if resources["workers_per_trial"] > 1:
         return _run_data_parallel(trial)
@@ -185,8 +199,9 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
     if checkpoint is None:   # the last whole one an earlier launch recorded (--resume)
         checkpoint, fallback = fallback, None
     with _restored(checkpoint, fallback) as resume_from:
-        meter = CostMeter(resources["gpus_per_trial"], _previous_cost(resume_from))
-        where = _where()
+        meter = CostMeter(resources["gpus_per_trial"], _own_cost(resume_from, config))
+        where = {**_where(), **({population.CLONED_FROM: config[population.CLONED_FROM]}
+                                if config.get(population.CLONED_FROM) else {})}
 
         def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
             cost = meter.now()
@@ -194,7 +209,7 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
             if checkpoint_dir is None:
                 tune.report(out)
                 return
-            write_cost(checkpoint_dir, cost)
+            write_cost(checkpoint_dir, {**cost, "trial_id": config["trial_id"]})
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
         trial_start_step = _checkpoint_step(resume_from)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.study.reader import KINDS, Reader, coerce, key_text, show
-from orchestrator.study.vocabulary import GRID, SAMPLERS, SCHEDULERS, SEARCH, SPACES
+from orchestrator.study.vocabulary import GRID, PBT, SAMPLERS, SCHEDULERS, SEARCH, SPACES
 
 SCHEDULER_KEYS = ("scheduler", "grace_period", "reduction_factor")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -18,19 +18,22 @@ LABEL_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 FILLED_IN = {"num_aux": "the number of auxiliary tasks", "task_names": "the auxiliary task names"}
 
 
+POPULATION_KEYS = ("population", "interval", "w_max", "quantile", "resample_probability")
+
+
 def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Sequence[str]
-                 ) -> tuple[str, dict, tuple[float, ...] | None, dict | None, dict | None]:
-    """(weighting, options, grid_values, scheduler, search) of `[methods.LABEL]`; options checked against
-    the weighting's constructor, a grid's or a search's keys against theirs."""
+                 ) -> tuple[str, dict, tuple[float, ...] | None, dict | None, dict | None, dict | None]:
+    """(weighting, options, grid_values, scheduler, search, population) of `[methods.LABEL]`; options checked
+    against the weighting's constructor, a grid's, a search's or a population's keys against theirs."""
     section = f"methods.{key_text(label)}"
     if not isinstance(table, dict):
         r.fail("methods", f"{key_text(label)} = {show(table)} is not a method; write a section [{section}] "
                           f"with its options")
     if not LABEL_PATTERN.fullmatch(label):
         r.fail(section, "a method label must be 1-100 letters, digits, _ or - (it names runs and files)")
-    names = [*registry.names(), GRID, SEARCH]
+    names = [*registry.names(), GRID, SEARCH, PBT]
     valid = (f"valid names: {', '.join(names)} ({GRID}: grid search over fixed weights, {SEARCH}: TPE or random "
-             "search over them)")
+             f"search over them, {PBT}: population-based training of them)")
     if "weighting" in table:
         weighting = r.get(table, section, "weighting", "str")
         if weighting not in names:
@@ -43,16 +46,21 @@ def check_method(r: Reader, label: str, table: Any, registry: Any, aux_names: Se
     options = {k: v for k, v in table.items() if k != "weighting"}
     if weighting == GRID:
         r.keys(options, section, ("values", *SCHEDULER_KEYS), required=("values",))
-        return "fixed", {}, _grid_values(r, section, options), _scheduler(r, section, options), None
+        return "fixed", {}, _grid_values(r, section, options), _scheduler(r, section, options), None, None
     if weighting == SEARCH:
         r.keys(options, section, ("num_samples", "sampler", "space", "w_max", *SCHEDULER_KEYS),
                required=("num_samples",))
-        return "fixed", {}, None, _scheduler(r, section, options), _search(r, section, options, len(aux_names))
-    for key in ("values", "num_samples", *SCHEDULER_KEYS):
+        return ("fixed", {}, None, _scheduler(r, section, options), _search(r, section, options, len(aux_names)),
+                None)
+    if weighting == PBT:
+        r.keys(options, section, POPULATION_KEYS, required=("population",))
+        return "fixed", {}, None, None, None, _population(r, section, options, len(aux_names))
+    for key in ("values", "num_samples", "population", *SCHEDULER_KEYS):
         if key in options:
-            r.fail(section, f"{key} is only for a grid search ([methods.{GRID}]) or a search "
-                            f"([methods.{SEARCH}]), not for weighting {weighting}")
-    return weighting, _options(r, section, weighting, registry.get(weighting), options, aux_names), None, None, None
+            r.fail(section, f"{key} is only for a grid search ([methods.{GRID}]), a search ([methods.{SEARCH}]) "
+                            f"or a population ([methods.{PBT}]), not for weighting {weighting}")
+    return (weighting, _options(r, section, weighting, registry.get(weighting), options, aux_names), None, None,
+            None, None)
 
 
 def _scheduler(r: Reader, section: str, options: dict) -> dict | None:
@@ -96,6 +104,34 @@ def _search(r: Reader, section: str, options: dict, k: int) -> dict:
     if k < 1:
         r.fail(section, "a search needs at least one auxiliary task")
     return {"sampler": sampler, "num_samples": samples, "space": space, "w_max": w_max}
+
+
+def _population(r: Reader, section: str, options: dict, k: int) -> dict:
+    """Population-based training of the K fixed weights (Ray Tune's PopulationBasedTraining, per label budget,
+    seed and cell): `population` members (2-64), each weight first drawn in [0, w_max] (default 2); every
+    `interval` steps (default 0: about a fifth of the run, at an evaluation) a member in the bottom `quantile`
+    (default 0.25) by validation accuracy continues from a top member's checkpoint with its weights, each resampled
+    with probability `resample_probability` (default 0.25), else multiplied by 0.8 or 1.2."""
+    size = r.get(options, section, "population", "int")
+    if not 2 <= size <= 64:
+        r.fail(section, f"population must be between 2 and 64 (members per budget and seed), got {size}")
+    interval = r.get(options, section, "interval", "int", 0)
+    if interval < 0:
+        r.fail(section, f"interval must be a number of steps >= 1 (or 0: about a fifth of the run), got {interval}")
+    w_max = float(r.get(options, section, "w_max", "number", 2.0))
+    if not (w_max > 0 and math.isfinite(w_max)):
+        r.fail(section, f"w_max must be a positive number, got {show(options['w_max'])}")
+    quantile = float(r.get(options, section, "quantile", "number", 0.25))
+    if not 0 < quantile <= 0.5:
+        r.fail(section, f"quantile must be in (0, 0.5] (the share of members that exploit and are copied), got "
+                        f"{show(options['quantile'])}")
+    resample = float(r.get(options, section, "resample_probability", "number", 0.25))
+    if not 0 <= resample <= 1:
+        r.fail(section, f"resample_probability must be in [0, 1], got {show(options['resample_probability'])}")
+    if k < 1:
+        r.fail(section, "population-based training of the weights needs at least one auxiliary task")
+    return {"size": size, "interval": interval, "w_max": w_max, "quantile": quantile,
+            "resample_probability": resample}
 
 
 def _grid_values(r: Reader, section: str, options: dict) -> tuple[float, ...]:

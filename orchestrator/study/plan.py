@@ -26,14 +26,24 @@ HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does n
 
 
 # How a method's trials are chosen among, written into plan.json per trial: one run per seed ("single"), a point of
-# a grid chosen on mean validation accuracy over seeds ("grid"), a search's draw chosen per seed ("search")
-SINGLE, GRID, SEARCH = "single", "grid", "search"
-TRIAL_KINDS = (SINGLE, GRID, SEARCH)
+# a grid chosen on mean validation accuracy over seeds ("grid"), a search's draw chosen per seed ("search"), a
+# member of a population trained together (population-based training), the best one per seed ("population")
+SINGLE, GRID, SEARCH, POPULATION = "single", "grid", "search", "population"
+TRIAL_KINDS = (SINGLE, GRID, SEARCH, POPULATION)
 
 
-def kind_of(grid_point: Any, search: dict | None) -> str:
-    """A trial's kind from what it is: a search's draw, a grid's point, or a single run."""
-    return SEARCH if search else GRID if grid_point else SINGLE
+def perturbation_interval(population: dict, steps: int, eval_every: int) -> int:
+    """Steps between a population's perturbations: its `interval` (at least one evaluation), or about a fifth of the
+    run, at an evaluation step. Its members checkpoint exactly then (what population-based training copies)."""
+    every = max(1, eval_every or steps)
+    if population.get("interval"):
+        return max(every, int(population["interval"]))
+    return int(max(every, round(steps / 5 / every) * every))
+
+
+def kind_of(grid_point: Any, search: dict | None, population: dict | None = None) -> str:
+    """A trial's kind from what it is: a population's member, a search's draw, a grid's point, or a single run."""
+    return POPULATION if population else SEARCH if search else GRID if grid_point else SINGLE
 
 
 @dataclass(frozen=True)
@@ -51,15 +61,16 @@ class Trial:
     seed: int
     grid_point: tuple[float, ...] | None
     config: TrainConfig
-    sample: int | None = None                # a search's sample number (its weights are drawn when it starts)
+    sample: int | None = None                # a search's sample or a population's member number
     scheduler: dict | None = None            # ASHA settings when the method is early-stopped
     search: dict | None = None               # the method's search settings (TPE) when its weights are drawn
     cell: dict = field(default_factory=dict)  # its sweep cell (axis -> value as written); {} without a sweep
     kind: str = ""                           # how its method chooses among its trials: TRIAL_KINDS
+    population: dict | None = None           # PBT settings when the trial is a member of a population
 
     def __post_init__(self) -> None:
         if not self.kind:   # plan.json written before kinds were: told from what the trial is, as make_plan does
-            object.__setattr__(self, "kind", kind_of(self.grid_point, self.search))
+            object.__setattr__(self, "kind", kind_of(self.grid_point, self.search, self.population))
 
     @property
     def group(self) -> str:
@@ -131,7 +142,7 @@ def grid_points(method: MethodSpec, num_aux: int) -> list[tuple[float, ...]] | N
 def count_trials(study: Study) -> int:
     """How many trials `make_plan` would build, without building them."""
     per_method = [len(m.grid_values) ** study.k(m, cell) if m.is_grid else
-                  m.search["num_samples"] if m.is_search else 1 for m in study.methods for cell in study.cells(m)]
+                  m.trials_per_run for m in study.methods for cell in study.cells(m)]
     budgets = len(study.budget.values) if study.budget else 1
     return sum(per_method) * budgets * len(study.seeds)
 
@@ -175,7 +186,8 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
                              f"numbers but the cell {cell_label(cell)} has {k} auxiliary tasks; give the method "
                              "weights per cell count (cells = ...) or no fixed weights")
         points: list[Any] = grid_points(method, k) or [None]
-        samples: list[Any] = list(range(method.search["num_samples"])) if method.is_search else [None]
+        samples: list[Any] = list(range(method.trials_per_run)) if method.is_search or method.is_population \
+            else [None]
         for budget, seed, point, sample in itertools.product(budgets, study.seeds, points, samples):
             weighting, options = method.weighting, dict(method.options)
             if point is not None:
@@ -187,10 +199,12 @@ def make_plan(study: Study, allow_large: bool = False) -> Plan:
                 changes.update(label_fraction=budget, label_budget=0)
             elif budget_key is not None:
                 changes[budget_key] = budget
+            if method.population:   # a member checkpoints when its population perturbs
+                changes["checkpoint_every"] = perturbation_interval(method.population, base.steps, base.eval_every)
             config = base.replace(**changes)
             trials.append(Trial(trial_id(config, method.label, sample), method.label, weighting, options, budget,
                                 budget_key, seed, point, config, sample, method.scheduler, method.search,
-                                dict(cell), kind_of(point, method.search)))
+                                dict(cell), kind_of(point, method.search, method.population), method.population))
     _check_unique(study, trials)
     longest = max((study.k(m, c) for m in study.methods for c in study.cells(m)), default=len(study.aux_names))
     names = study.aux_names if not study.sweep or longest == len(study.aux_names) else study.aux_names[:longest]

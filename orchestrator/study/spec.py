@@ -44,6 +44,7 @@ class MethodSpec:
     grid_values: tuple[float, ...] | None = None
     scheduler: dict | None = None           # {"name": "asha", "grace_period", "reduction_factor"}
     search: dict | None = None              # {"sampler": "tpe", "num_samples", "space", "w_max"}
+    population: dict | None = None          # PBT: {"size", "interval", "w_max", "quantile", "resample_probability"}
     train: dict = field(default_factory=dict)   # [methods.LABEL.train]: values this method trains with
     cells: dict | None = None               # the sweep cells it runs in (axis -> values); None: every cell
     aux_names: tuple[str, ...] = ()         # its auxiliary tasks before a sweep's aux_count takes the first K
@@ -55,6 +56,17 @@ class MethodSpec:
     @property
     def is_search(self) -> bool:
         return self.search is not None
+
+    @property
+    def is_population(self) -> bool:
+        return self.population is not None
+
+    @property
+    def trials_per_run(self) -> int:
+        """Trials per label budget, seed and cell: a search's samples, a population's members, else 1 (a grid's
+        points are counted by the plan, which knows K)."""
+        return self.search["num_samples"] if self.is_search else self.population["size"] if self.is_population \
+            else 1
 
 
 @dataclass(frozen=True)

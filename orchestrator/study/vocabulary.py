@@ -53,6 +53,7 @@ RESERVED_TRAIN = {
 
 GRID = "grid"      # the pseudo-weighting of a grid search: every combination of `values` as fixed weights
 SEARCH = "search"  # the pseudo-weighting of a search over the fixed weights (a sampler below)
+PBT = "pbt"        # the pseudo-weighting of population-based training of the fixed weights (Ray Tune's PBT)
 
 
 @dataclass(frozen=True)
@@ -85,5 +86,6 @@ def search_words(kind: str) -> str:
     """What a method of this kind is called in a sentence: 'grid' -> 'grid search', 'random + asha' ->
     'ASHA-pruned random search'; another weighting's name is itself."""
     base, _, scheduler = kind.partition(" + ")
-    words = "grid search" if base == GRID else SAMPLERS[base].words if base in SAMPLERS else base
+    words = "grid search" if base == GRID else "population-based training" if base == PBT else \
+        SAMPLERS[base].words if base in SAMPLERS else base
     return f"{SCHEDULERS.get(scheduler, scheduler)}-pruned {words}" if scheduler else words
