@@ -24,11 +24,3 @@ class Fixed(Weighting):
         if any(not math.isfinite(w) or w < 0 for w in values):
             raise ValueError(f"fixed weights must be finite and >= 0, got {values}")
         self._set_initial_weights(values)
-
-    def load_state_dict(self, state: dict) -> None:
-        """Counters and history from `state`; the weights stay the ones this weighting was given: fixed weights are
-        its configuration, so a run continued from a checkpoint with other weights (population-based training
-        copies a better member's checkpoint and changes the weights) trains with the new ones."""
-        weights = self._weights.clone()
-        super().load_state_dict(state)
-        self._weights = weights

@@ -120,7 +120,11 @@ def build(config: TrainConfig, device: torch.device, state: dict[str, Any] | Non
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        configured = weighting.state_dict()["weights"] if type(weighting).fixed_weights else None
         weighting.load_state_dict(state["weighting"])
+        if configured is not None:   # fixed weights are the run's configuration: a run continued from another
+            # run's checkpoint (a population's member that copied a better one) trains with its own
+            weighting.load_state_dict({**weighting.state_dict(), "weights": configured})
         if teacher is not None:
             teacher.model.load_state_dict(state["teacher"])
     if config.compile:  # in place (state_dict keys unchanged), after the EMA teacher's copy, which stays eager

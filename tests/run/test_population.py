@@ -1,0 +1,112 @@
+"""Population-based training of the weights (orchestrator/run/population.py) on Ray Tune's own PBT: each population
+is ranked against itself only, a member in the bottom quantile continues from a top member's checkpoint with its
+weights mutated (resampled in [0, w_max], or x0.8 / x1.2) while keeping its own id and its own cost, and a member's
+first weights are the same on every run. Tune's scheduler is driven here by hand (fake trials and controller, the
+attributes Tune's PBT reads), so every exploit is deterministic."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("ray")
+
+from orchestrator.run.population import CLONED_FROM, COST_FROM, Populations, initial_weights, param_space  # noqa: E402
+
+POPULATION = {"size": 2, "interval": 10, "w_max": 2.0, "quantile": 0.5, "resample_probability": 0.0}
+
+
+class Trial:
+    """What Tune's PopulationBasedTraining reads and writes of a trial."""
+
+    RUNNING, PAUSED, PENDING = "RUNNING", "PAUSED", "PENDING"
+
+    def __init__(self, trial_id: str, weights: list[float]) -> None:
+        self.trial_id = f"tune_{trial_id}"
+        self.config = {"trial_id": trial_id, "w0": weights[0], "w1": weights[1]}
+        self.status = self.RUNNING
+        self.experiment_tag = trial_id
+        self.checkpoint = None
+        self.temporary_state = SimpleNamespace(saving_to=None)
+        self.run_metadata = SimpleNamespace(checkpoint_manager=SimpleNamespace(
+            checkpoint_config=SimpleNamespace(num_to_keep=None), _latest_checkpoint_result=None))
+
+    def set_config(self, config: dict) -> None:
+        self.config = config
+
+    def set_experiment_tag(self, tag: str) -> None:
+        self.experiment_tag = tag
+
+    def is_finished(self) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class Controller:
+    search_alg = None
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self.trials, self.saved, self.paused = trials, [], []
+
+    def get_trials(self) -> list[Trial]:
+        return self.trials
+
+    def get_live_trials(self) -> list[Trial]:
+        return self.trials
+
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        trial.status = Trial.PAUSED
+        self.paused.append(trial.config["trial_id"])
+
+    def _schedule_trial_save(self, trial: Trial, result: dict | None = None) -> str:
+        self.saved.append(trial.config["trial_id"])
+        return f"checkpoint of {trial.config['trial_id']} at {result['step']}"
+
+
+def result(step: int, val: float, cpu: float) -> dict:
+    return {"step": step, "val_acc": val, "cpu_s": cpu, "wall_s": cpu, "gpu_s": 0.0}
+
+
+def test_a_member_in_the_bottom_copies_a_top_member_of_its_own_population_only():
+    meta = {tid: {"group": group, "population": POPULATION, "k": 2, "steps": 40, "eval_every": 5}
+            for tid, group in (("a1", "pbt|20|0"), ("a2", "pbt|20|0"), ("b1", "pbt|20|1"), ("b2", "pbt|20|1"))}
+    trials = {tid: Trial(tid, [0.5, 1.5]) for tid in meta}
+    controller = Controller(list(trials.values()))
+    populations = Populations(meta)
+    for trial in trials.values():
+        populations.on_trial_add(controller, trial)
+    a1, a2, b1, b2 = (trials[t] for t in ("a1", "a2", "b1", "b2"))
+    for step in (10, 20):   # b's members do far worse than a's: never compared with them
+        populations.on_trial_result(controller, a1, result(step, 0.9, step / 10))
+        if step == 10:
+            populations.on_trial_result(controller, a2, result(10, 0.5, 3.5))
+        populations.on_trial_result(controller, b1, result(step, 0.2, step / 10))
+        populations.on_trial_result(controller, b2, result(step, 0.3, step / 10))
+    assert [e["trial_id"] for e in populations.exploits] == ["b1"]   # b's bottom member, at its second round
+    assert populations.exploits[0]["from"] == "b2"                   # from its own population's top member
+    assert b1.config["trial_id"] == "b1" and b1.config[CLONED_FROM] == "b2"
+    populations.on_trial_result(controller, a2, result(20, 0.5, 7.0))   # a2 is a's bottom member at 20
+    exploit = populations.exploits[-1]
+    assert exploit["trial_id"] == "a2" and exploit["from"] == "a1" and exploit["step"] == 20
+    assert a2.config["trial_id"] == "a2" and a2.config[CLONED_FROM] == "a1"    # its own id, not the copied one
+    assert a2.config[COST_FROM] == {"wall_s": 7.0, "cpu_s": 7.0, "gpu_s": 0.0}  # its own cost, not a1's
+    assert "a2" in controller.paused   # restarted from a1's checkpoint
+    assert a2.run_metadata.checkpoint_manager._latest_checkpoint_result.checkpoint == "checkpoint of a1 at 20"
+    for key, before in (("w0", 0.5), ("w1", 1.5)):   # no resampling here: each weight x0.8 or x1.2
+        assert a2.config[key] == pytest.approx(before * 0.8) or a2.config[key] == pytest.approx(before * 1.2)
+    assert exploit["weights"] == [a2.config["w0"], a2.config["w1"]]
+
+
+def test_first_weights_come_from_the_member_s_id_and_a_resumed_member_keeps_its_own():
+    first = initial_weights("abc", 3, 2.0)
+    assert first == initial_weights("abc", 3, 2.0) != initial_weights("abd", 3, 2.0)
+    assert all(0.0 <= w <= 2.0 for w in first)
+    meta = {"abc": {"k": 3, "population": POPULATION}, "xyz": {"k": 2, "population": POPULATION}}
+    space = param_space(["abc", "xyz"], meta, {"xyz": [0.25, 1.75]})
+    spec = SimpleNamespace(config=SimpleNamespace(trial_id="xyz"))
+    assert [space[f"w{i}"].func(spec) for i in range(3)] == [0.25, 1.75, 0.0]   # its recorded weights; w2 unused
+    spec.config.trial_id = "abc"
+    assert [space[f"w{i}"].func(spec) for i in range(3)] == first
