@@ -57,9 +57,18 @@ def cells(axes: tuple[Axis, ...], only: dict | None = None) -> list[dict[str, An
     return out
 
 
+# swept values that stand for something else: what a label says for them
+VALUE_WORDS = {("val_labels", 0): "all"}   # val_labels = 0: the whole validation split
+
+
 def cell_label(cell: dict[str, Any]) -> str:
-    """'steps = 100, target_domain = photo' ('' for the one cell of a study without axes)."""
-    return ", ".join(f"{key} = {value}" for key, value in cell.items())
+    """'steps = 100, target_domain = photo' ('' for the one cell of a study without axes; val_labels = 0 reads
+    'val_labels = all', the whole validation split)."""
+    return ", ".join(f"{key} = {_words(key, value)}" for key, value in cell.items())
+
+
+def _words(key: str, value: Any) -> Any:
+    return VALUE_WORDS.get((key, value), value) if isinstance(value, (int, float, str)) else value
 
 
 def train_values(cell: dict[str, Any], aux: tuple[str, ...], setting: str) -> dict[str, Any]:

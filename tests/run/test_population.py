@@ -110,3 +110,85 @@ def test_first_weights_come_from_the_member_s_id_and_a_resumed_member_keeps_its_
     assert [space[f"w{i}"].func(spec) for i in range(3)] == [0.25, 1.75, 0.0]   # its recorded weights; w2 unused
     spec.config.trial_id = "abc"
     assert [space[f"w{i}"].func(spec) for i in range(3)] == first
+
+
+def _population_study(tmp_path, name: str, steps: int = 40) -> str:
+    from studyfiles import tiny_study
+
+    return tiny_study(tmp_path, name, seeds=(0,), steps=steps, eval_every=5, methods="""
+        [methods.uniform]
+        [methods.pbt]
+        population = 3
+        interval = 10
+        quantile = 0.34
+        """, extra="[budget]\nlabels = [20]\n")
+
+
+@pytest.mark.integration
+def test_a_population_trains_reports_as_one_method_and_costs_its_members_sum(local_ray, tmp_path):
+    import pandas as pd
+
+    from orchestrator.analysis.run_data import load_run
+    from orchestrator.analysis.tables import compute_cost, data_requirement
+    from orchestrator.cli import main
+
+    assert main(["run", _population_study(tmp_path, "pbt3"), "--storage", str(tmp_path / "runs")]) == 0
+    run_dir = tmp_path / "runs" / "pbt3"
+    trials = pd.read_csv(run_dir / "trials.csv")
+    members = trials[trials["method"] == "pbt"]
+    assert len(members) == 3 and set(trials["status"]) == {"finished"}
+    records = pd.read_parquet(run_dir / "records.parquet")
+    for trial_id, rows in records.groupby("trial_id"):   # every evaluation once, exploits and pauses included
+        assert sorted(rows["step"]) == list(range(5, 45, 5)), trial_id
+    assert (run_dir / "seeds-1-pbt").is_dir()   # the members ran in a Tune experiment of their own
+    data = load_run(str(run_dir))
+    points = data_requirement(data).set_index("method")
+    assert points.loc["pbt", "seeds"] == 1                 # one population per seed: one value, its best member
+    chosen = members.loc[members["best_val_acc"].idxmax()]
+    assert points.loc["pbt", "test_acc_mean"] == pytest.approx(chosen["test_acc_at_best_val"])
+    cost = compute_cost(data, data_requirement(data)).set_index("method")
+    assert cost.loc["pbt", "kind"] == "pbt" and cost.loc["pbt", "trials"] == 3
+    assert cost.loc["pbt", "cpu_s"] == pytest.approx(members["cpu_s"].sum())   # the population's, all members
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_killed_driver_resumes_a_population_without_losing_or_repeating_a_record(tmp_path):
+    """kill -9 of the driver's process group while the population trains, then --resume: every member finishes,
+    continuing from the last checkpoint its records name with the weights its last record shows; the exported
+    records hold each member's every evaluation once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    study = _population_study(tmp_path, "pbtkill", steps=60)
+    run_dir = tmp_path / "runs" / "pbtkill"
+    args = [sys.executable, "-m", "orchestrator.cli", "run", study, "--storage", str(tmp_path / "runs")]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def member_rows() -> int:
+        try:
+            rows = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line]
+        except (OSError, ValueError):
+            return 0
+        return sum(r.get("method") == "pbt" for r in rows)
+
+    deadline = time.time() + 400
+    while member_rows() < 4 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert member_rows() >= 4, "the population never reported"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    time.sleep(2)
+    second = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout + second.stderr
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 4 and set(trials["status"]) == {"finished"}
+    records = pd.read_parquet(run_dir / "records.parquet")
+    for trial_id, rows in records.groupby("trial_id"):
+        assert sorted(rows["step"]) == list(range(5, 65, 5)), trial_id
