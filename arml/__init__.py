@@ -17,7 +17,8 @@ ENTRY_POINT_GROUP = "arml.weightings"
 # what `import arml` offers, each imported on first use (torch is imported then, not by `import arml`)
 _LAZY = {
     "AdaLoss": "arml.adaloss", "ARML": "arml.arml_method", "AutoLambda": "arml.autolambda",
-    "NonFiniteLossError": "arml.base", "Weighting": "arml.base", "stateless": "arml.closure",
+    "NonFiniteLossError": "arml.base", "NoForwardRuleError": "arml.gradients", "Weighting": "arml.base",
+    "stateless": "arml.closure",
     "CosineSim": "arml.cosinesim", "Fixed": "arml.fixed", "GradNorm": "arml.gradnorm", "OLAux": "arml.olaux",
     "project_simplex": "arml.projection", "Uniform": "arml.uniform",
 }
@@ -63,6 +64,6 @@ def make_weighting(name: str, num_aux: int, **options: Any) -> Any:
 
 __all__ = [
     "ARML", "ENTRY_POINT_GROUP", "WEIGHTINGS", "AdaLoss", "AutoLambda", "CosineSim", "Fixed", "GradNorm",
-    "NonFiniteLossError", "OLAux", "PluginError", "UnknownNameError", "Uniform", "Weighting", "make_weighting",
-    "project_simplex", "register_weighting", "stateless",
+    "NoForwardRuleError", "NonFiniteLossError", "OLAux", "PluginError", "UnknownNameError", "Uniform", "Weighting",
+    "make_weighting", "project_simplex", "register_weighting", "stateless",
 ]

@@ -12,7 +12,14 @@ import torch
 
 from arml.base import Weighting, check_protocol
 from arml.distributed import all_mean
-from arml.gradients import Closure, check_fd_eps, directional_derivatives, grad_of
+from arml.gradients import (
+    Closure,
+    check_directional,
+    check_fd_eps,
+    directional_derivatives,
+    grad_of,
+    resolve_directional,
+)
 from arml.projection import project_simplex, shift_then_clamp
 
 AUTHORS_UPDATE_EVERY = 20          # the authors' code: one alpha update every 20 iterations
@@ -30,14 +37,17 @@ class ARML(Weighting):
     """Auxiliary Task Reweighting for Minimum-data Learning.
 
     The alpha gradient is -2 [<g_k, r>]_k with r = g_main - sum_k a_k g_k over `shared_params`: two
-    backward passes and, with a closure, two extra forward passes (a central difference along r), or
-    without one a double backward; never one pass per task.
+    backward passes, then [<g_k, r>]_k for all K at once as `directional` says: with a closure, by default
+    one forward pass with dual numbers along r ("jvp", exact), or two forward passes of a central
+    difference along r ("central"); without one, or with "double_backward", one double backward (exact);
+    never one pass per task.
 
     Options: `lr` (beta; the paper uses 0.0005-0.05), `update_every` (steps between weight updates;
     the weights then move `update_every` times slower), `amortize` (N: the cheap ARML, below), `init`
-    (initial weights, projected onto the set; default all 1), `fd_eps` (the central difference moves the
-    parameters by this fraction of their norm; default 3e-5 in float32, 1e-6 in float64), `seed` (of the
-    Langevin noise).
+    (initial weights, projected onto the set; default all 1), `directional` ("jvp", "central" or
+    "double_backward"; default "jvp" with a closure, "double_backward" without: arml.gradients), `fd_eps`
+    (with "central": the difference moves the parameters by this fraction of their norm; default 3e-5 in
+    float32, 1e-6 in float64), `seed` (of the Langevin noise).
 
     Cheap ARML, `amortize=N`: the alpha gradient is paid for once every N steps (the other steps cost
     what a Uniform step costs) and applied as the N per-step updates it stands for, one projected step
@@ -73,12 +83,14 @@ class ARML(Weighting):
 
     name = "arml"
     fixed_weights = False
+    recorded_defaults = {"directional": "jvp"}   # was a central difference
 
     def __init__(self, num_aux: int, *, lr: float = 0.05, update_every: int | None = None, amortize: int = 1,
                  init: Sequence[float] | None = None, langevin: bool = False,
                  langevin_lr: float | None = None, temperature: float | None = None,
                  converge_window: int | None = None, converge_tol: float = 1e-3,
-                 first_stage_steps: int | None = None, fd_eps: float | None = None, seed: int = 0,
+                 first_stage_steps: int | None = None, directional: str | None = None,
+                 fd_eps: float | None = None, seed: int = 0,
                  average_over: int = 1, normalize: bool = False, protocol: str = "paper",
                  task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
@@ -115,6 +127,7 @@ class ARML(Weighting):
         if first_stage_steps is None and self.langevin:
             self.first_stage_steps = AUTHORS_FIRST_STAGE   # until `bind` tells the run's length
         self.fd_eps, self.seed = check_fd_eps(fd_eps), int(seed)
+        self.directional = check_directional(directional)
         self.converged = False                   # the first stage has ended: weights frozen, no noise
         self._updated = False                    # this step computed an alpha gradient
         self._optimizer: torch.optim.Optimizer | None = None
@@ -193,9 +206,10 @@ class ARML(Weighting):
         (with `normalize`, of the same objective over unit-length gradients)."""
         if self.normalize:
             return self._normalized_alpha_gradient(main, aux, params, main_weight)
-        g_main, g_aux = self._gradients(main, aux, params, main_weight, keep_graph=closure is None)
+        method = resolve_directional(self.directional, closure)
+        g_main, g_aux = self._gradients(main, aux, params, main_weight, keep_graph=method == "double_backward")
         residual = g_main - g_aux
-        inner = directional_derivatives(aux, params, residual, closure, self.fd_eps)
+        inner = directional_derivatives(aux, params, residual, closure, self.fd_eps, method)
         return -2.0 * all_mean(inner).double().cpu()
 
     def _normalized_alpha_gradient(self, main: torch.Tensor, aux: torch.Tensor, params: list[torch.Tensor],

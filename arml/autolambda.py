@@ -13,7 +13,16 @@ from torch.overrides import TorchFunctionMode
 
 from arml.base import Weighting
 from arml.distributed import all_mean
-from arml.gradients import Closure, flatten, grad_of, split_like
+from arml.gradients import (
+    Closure,
+    _double_backward,
+    check_directional,
+    flatten,
+    forward_mode,
+    grad_of,
+    resolve_directional,
+    split_like,
+)
 
 # The authors' defaults (lorenmt/auto-lambda: auto_lambda.py, trainer_dense.py, trainer_cifar.py, README.md).
 AUTHORS_INIT = 0.1            # `--autol_init`: every task weight starts at 0.1
@@ -48,7 +57,6 @@ class AutoLambda(Weighting):
 
         theta'(lambda) = theta - a * (grad_theta [w_0 L_0 + sum_k lambda_k L_k](theta) + m + wd * theta)
         h_k = d/dlambda_k L_0(theta') = -a <grad L_k(theta), d>,   d = grad L_0(theta')
-            ~= -a [L_k(theta + e d/|d|) - L_k(theta - e d/|d|)] / (2 e / |d|)      (central difference)
         lambda <- Adam(lambda, h)                                     (no clamp, no normalisation)
 
     then `.grad` is filled with the gradient of w_0 L_0 + sum_k lambda_k L_k at the updated weights, which
@@ -56,21 +64,26 @@ class AutoLambda(Weighting):
     is the step training takes, so it uses `main_weight` (0: the auxiliary losses alone, the main loss still
     the meta-objective). a is the virtual step's learning rate, m the optimizer's momentum term
     (momentum * momentum_buffer) and wd its weight decay; theta' is linear in lambda, so the only second
-    derivative, d/dlambda_k grad_theta of the weighted loss, is grad L_k and the central difference along d
-    is exact up to O(e^2) (the authors' "hessian" in compute_hessian).
+    derivative, d/dlambda_k grad_theta of the weighted loss, is grad L_k. The inner products <grad L_k(theta), d>
+    for all K come, as `directional` says, from one forward pass of the closure at theta with dual numbers
+    along d ("jvp", the default: exact), from the authors' central difference
+    -a [L_k(theta + e d/|d|) - L_k(theta - e d/|d|)] / (2 e / |d|) ("central": their "hessian" in
+    compute_hessian, exact up to O(e^2)), or from a double backward through the step's graph
+    ("double_backward": exact, slower).
 
     The authors' defaults: `init=0.1` (every weight), Adam with `lr=1e-4` (their dense-prediction value;
     3e-5 CityScapes, 3e-4 CIFAR-100) and torch's betas and eps, an update at every step
     (`update_every=1`), the virtual step at the model optimizer's current learning rate with its momentum
     and weight decay terms, and a central difference that moves the parameters by `fd_step=0.01` in
-    Euclidean norm (their eps = 0.01 / ||d||). Weights are neither clamped nor normalised: they may go
-    negative, as in the authors' code. Adam moves each weight by about `lr` per update whatever the size
-    of h: at 1e-4, by at most about 0.1 in 1,000 steps.
+    Euclidean norm (their eps = 0.01 / ||d||; here `directional="central"`). Weights are neither clamped
+    nor normalised: they may go negative, as in the authors' code. Adam moves each weight by about `lr`
+    per update whatever the size of h: at 1e-4, by at most about 0.1 in 1,000 steps.
 
     Options: `lr` (Adam's learning rate for lambda), `init` (one number for every weight or K numbers),
     `virtual_lr` (a fixed learning rate for the virtual step instead of the optimizer's; a bound
-    optimizer's momentum and weight decay terms still apply), `fd_step` (the
-    norm of the central difference's move: an absolute length, not a fraction of ||theta|| like ARML's
+    optimizer's momentum and weight decay terms still apply), `directional` ("jvp", "central" or
+    "double_backward"; default "jvp"), `fd_step` (with "central": the
+    norm of the central difference's move, an absolute length, not a fraction of ||theta|| like ARML's
     `fd_eps`), `update_every` (steps between weight updates; the steps between cost what a Uniform step
     costs).
 
@@ -84,10 +97,11 @@ class AutoLambda(Weighting):
     Needs `closure` (`arml.stateless(losses, model)`) on every step, a ValueError otherwise: the main loss
     is re-evaluated at theta' with autograd switched back on inside the closure (a TorchFunctionMode runs
     each of its operations under `torch.enable_grad()`, overriding the closure's `torch.no_grad()`), and the
-    auxiliary losses at theta +- e d/|d| without a graph. The losses must be deterministic (no dropout)
-    and must not modify parameters in place. Parameters are moved through `.data` and restored bit for bit, the
-    closure works on copies of the buffers (BatchNorm statistics untouched), and `.grad` is filled only
-    by the final backward: the model is as before except for the gradients.
+    auxiliary losses at theta with dual numbers (or at theta +- e d/|d|) without a graph. The losses must
+    be deterministic (no dropout) and must not modify parameters in place. Parameters are moved through
+    `.data` and restored bit for bit, the closure works on copies of the buffers (BatchNorm statistics
+    untouched), and `.grad` is filled only by the final backward: the model is as before except for the
+    gradients.
 
     Cost of an update step, against a Uniform step's one forward and one backward: the same forward (the
     caller's graph is reused) and three backward passes (the virtual step's gradient, grad L_0(theta'),
@@ -110,6 +124,9 @@ class AutoLambda(Weighting):
     - The caller's forward is reused for the virtual step and the real one (the authors forward the
       training batch twice); only that forward updates BatchNorm's running statistics (the authors'
       virtual-step and finite-difference forwards run in training mode and update them as well).
+    - By default the mixed second derivative is exact (forward-mode differentiation), not the authors'
+      central difference, which on a ResNet-18 with BatchNorm can be tens of percent off (docs/performance.md);
+      `directional="central"` restores it.
     - `update_every` > 1 is ours; the Adam step runs in float64 on the CPU; a non-finite meta-gradient is
       skipped and counted in `skipped_updates` instead of making the weights NaN; with data parallelism
       the gradients and h are averaged over the workers.
@@ -117,14 +134,17 @@ class AutoLambda(Weighting):
 
     name = "autolambda"
     fixed_weights = False
+    recorded_defaults = {"directional": "jvp"}   # was a central difference
 
     def __init__(self, num_aux: int, *, lr: float = AUTHORS_LR, init: float | Sequence[float] = AUTHORS_INIT,
-                 virtual_lr: float | None = None, fd_step: float = AUTHORS_FD_STEP, update_every: int = 1,
+                 virtual_lr: float | None = None, directional: str | None = None, fd_step: float = AUTHORS_FD_STEP,
+                 update_every: int = 1,
                  task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
         self.lr = _number("lr", lr)
         self.virtual_lr = None if virtual_lr is None else _number("virtual_lr", virtual_lr)
         self.fd_step = _number("fd_step", fd_step)
+        self.directional = check_directional(directional)
         if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
             raise ValueError(f"update_every must be an integer >= 1, got {update_every!r}")
         self.update_every = update_every
@@ -185,7 +205,7 @@ class AutoLambda(Weighting):
         finally:
             torch._foreach_copy_(data, saved)
         direction = flatten([r * x for r, x in zip(rates, split_like(all_mean(d), theta))], theta)
-        inner = self._central_difference(theta, direction, closure)   # [<grad L_k(theta), A d>]_k
+        inner = self._inner_products(aux, theta, direction, closure)   # [<grad L_k(theta), A d>]_k
         return -all_mean(inner).double().cpu()
 
     def update(self, grad: torch.Tensor) -> None:
@@ -236,6 +256,16 @@ class AutoLambda(Weighting):
             rates.append(rate)
             moves.append(move.mul_(rate))
         return rates, moves
+
+    def _inner_products(self, aux: torch.Tensor, theta: list[torch.Tensor], direction: torch.Tensor,
+                        closure: Closure) -> torch.Tensor:
+        """[<grad aux_k(theta), direction>]_k as `directional` says (the step's graph of `aux` is still alive)."""
+        method = resolve_directional(self.directional, closure)
+        return {
+            "jvp": lambda: forward_mode(theta, direction, closure)[1],
+            "central": lambda: self._central_difference(theta, direction, closure),
+            "double_backward": lambda: _double_backward(aux, theta, direction),
+        }[method]()
 
     def _central_difference(self, theta: list[torch.Tensor], direction: torch.Tensor,
                             closure: Closure) -> torch.Tensor:

@@ -55,6 +55,10 @@ class Weighting:
 
     name = "weighting"
     fixed_weights = False   # True: the weights never move (no trajectory to plot, nothing learned)
+    # Options whose default was changed in a way that changes what the method computes, with the value a
+    # training loop that passes a closure gets: whoever records a run's options (a study's trial ids) writes
+    # these in when they are not given, so that runs under the old default are not taken for new ones.
+    recorded_defaults: dict[str, Any] = {}
 
     def __init__(self, num_aux: int, *, task_names: Sequence[str] | None = None) -> None:
         if not isinstance(num_aux, int) or isinstance(num_aux, bool) or num_aux < 1:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -15,23 +16,35 @@ def stateless(losses: Callable[[], tuple[torch.Tensor, torch.Tensor]], *modules:
     that runs without autograd on copies of every buffer of `modules` (BatchNorm running statistics,
     counters), so re-evaluating does not change the model. `losses` must be deterministic:
     draw random augmentations once per step, outside it; with dropout, pass no closure.
+
+    The closure's `modules` attribute names the modules: forward-mode differentiation
+    (`directional="jvp"`) swaps the parameters inside them for dual numbers (arml.gradients.forward_mode),
+    so `losses` should reach a module's parameters through the module (as a forward pass does), not through
+    a reference of its own taken earlier, which would keep the plain parameter.
     """
 
     def closure() -> tuple[torch.Tensor, torch.Tensor]:
-        # Swap every buffer for a copy while re-evaluating: the originals are neither changed nor
-        # version-bumped (BatchNorm saves its running statistics for the step's backward pass).
-        swapped = []
-        for module in modules:
-            for m in module.modules():
-                for name, buffer in m._buffers.items():
-                    if buffer is not None:
-                        swapped.append((m, name, buffer))
-                        m._buffers[name] = buffer.detach().clone()
-        try:
-            with torch.no_grad():
-                return losses()
-        finally:
-            for m, name, buffer in swapped:
-                m._buffers[name] = buffer
+        with buffers_copied(*modules), torch.no_grad():
+            return losses()
 
+    closure.modules = modules  # type: ignore[attr-defined]
     return closure
+
+
+@contextmanager
+def buffers_copied(*modules: nn.Module) -> Iterator[None]:
+    """Every buffer of `modules` swapped for a copy while inside, the originals put back after: a forward pass
+    in training mode updates the copies' BatchNorm statistics, and the originals are neither changed nor
+    version-bumped (the step's own graph may have saved them)."""
+    swapped = []
+    for module in modules:
+        for m in module.modules():
+            for name, buffer in m._buffers.items():
+                if buffer is not None:
+                    swapped.append((m, name, buffer))
+                    m._buffers[name] = buffer.detach().clone()
+    try:
+        yield
+    finally:
+        for m, name, buffer in reversed(swapped):
+            m._buffers[name] = buffer

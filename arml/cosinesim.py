@@ -9,7 +9,7 @@ import torch
 
 from arml.base import Weighting, check_protocol, last_matrix, last_shared_layer
 from arml.distributed import all_mean
-from arml.gradients import check_fd_eps, directional_derivatives, grad_of
+from arml.gradients import check_directional, check_fd_eps, directional_derivatives, grad_of
 
 AUTHORS_FREEZE_AFTER = 50_000   # the authors' code stops updating CosineSim's weights after 50k iterations
 
@@ -20,7 +20,8 @@ class CosineSim(Weighting):
     Follows Du et al.'s two variants (their unweighted and weighted versions), with gradients over all
     shared parameters. Departs: the weights may be recomputed only every `update_every` steps (used from
     that step on), and the binary rule needs only the signs of <g_k, g_main>: one directional derivative
-    along g_main for all K tasks (the cosine rule needs each ||g_k||: one backward per task).
+    along g_main for all K tasks (the cosine rule needs each ||g_k||: one backward per task), computed as
+    `directional` says ("jvp", "central" with `fd_eps` or "double_backward"; arml.gradients).
 
     `protocol="authors"` (the ARML authors' code): the gradients are taken on one parameter tensor, the
     last shared layer (the one the model declares through `bind(model=...)`, else the last tensor of
@@ -30,10 +31,11 @@ class CosineSim(Weighting):
 
     name = "cosinesim"
     fixed_weights = False
+    recorded_defaults = {"directional": "jvp"}   # was a central difference
 
     def __init__(self, num_aux: int, *, mode: str = "binary", update_every: int = 1,
-                 freeze_after: int | None = None, fd_eps: float | None = None, protocol: str = "paper",
-                 task_names: Sequence[str] | None = None) -> None:
+                 freeze_after: int | None = None, directional: str | None = None, fd_eps: float | None = None,
+                 protocol: str = "paper", task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
         self.protocol = check_protocol(protocol)
         if mode not in ("binary", "cosine"):
@@ -46,6 +48,7 @@ class CosineSim(Weighting):
             raise ValueError(f"freeze_after must be an integer >= 1, got {freeze_after!r}")
         self.mode, self.update_every, self.fd_eps = mode, update_every, check_fd_eps(fd_eps)
         self.freeze_after = freeze_after
+        self.directional = check_directional(directional)
         self._bound_layer: list[torch.Tensor] | None = None
 
     def bind(self, *, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
@@ -59,7 +62,8 @@ class CosineSim(Weighting):
         if not frozen and (self.steps - 1) % self.update_every == 0:
             g_main = all_mean(grad_of(main, params, retain_graph=True))
             if self.mode == "binary":
-                inner = all_mean(directional_derivatives(aux, params, g_main, closure, self.fd_eps))
+                inner = all_mean(directional_derivatives(aux, params, g_main, closure, self.fd_eps,
+                                                             self.directional))
                 self._set_weights((inner > 0).double())
             else:
                 per_task = all_mean(torch.stack([grad_of(aux[k], params, retain_graph=True)

@@ -10,7 +10,7 @@ import torch
 
 from arml.base import Weighting, check_protocol
 from arml.distributed import all_mean
-from arml.gradients import check_fd_eps, directional_derivatives, grad_of
+from arml.gradients import check_directional, check_fd_eps, directional_derivatives, grad_of
 
 
 class OLAux(Weighting):
@@ -20,7 +20,8 @@ class OLAux(Weighting):
     the main loss), accumulated over a horizon of steps, with gradients over the shared parameters.
     Departs: the mean over the horizon where they take the sum (a factor `horizon` folded into `lr`),
     and a clamp at 0 keeps the weights non-negative. The inner products for all K tasks
-    come from one directional derivative along g_main per step.
+    come from one directional derivative along g_main per step, computed as `directional` says ("jvp",
+    "central" with `fd_eps` or "double_backward"; arml.gradients).
 
     `protocol="authors"` (the ARML authors' code): an update at every step (horizon 1), clamped at 0 and
     not normalised.
@@ -28,9 +29,10 @@ class OLAux(Weighting):
 
     name = "olaux"
     fixed_weights = False
+    recorded_defaults = {"directional": "jvp"}   # was a central difference
 
     def __init__(self, num_aux: int, *, lr: float = 0.01, horizon: int | None = None,
-                 fd_eps: float | None = None, protocol: str = "paper",
+                 directional: str | None = None, fd_eps: float | None = None, protocol: str = "paper",
                  task_names: Sequence[str] | None = None) -> None:
         super().__init__(num_aux, task_names=task_names)
         self.protocol = check_protocol(protocol)
@@ -39,12 +41,13 @@ class OLAux(Weighting):
         if not lr > 0 or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"need lr > 0 and an integer horizon >= 1, got lr={lr}, horizon={horizon!r}")
         self.lr, self.horizon, self.fd_eps = float(lr), horizon, check_fd_eps(fd_eps)
+        self.directional = check_directional(directional)
         self._sum = torch.zeros(num_aux, dtype=torch.float64)
         self._count = 0
 
     def _step(self, main, aux, params, closure, main_weight):
         g_main = all_mean(grad_of(main, params, retain_graph=True))
-        inner = all_mean(directional_derivatives(aux, params, g_main, closure, self.fd_eps))
+        inner = all_mean(directional_derivatives(aux, params, g_main, closure, self.fd_eps, self.directional))
         self._total(main, aux, main_weight).backward()
         self._sum += inner.double().cpu()
         self._count += 1

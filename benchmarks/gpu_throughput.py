@@ -374,23 +374,31 @@ def alpha_gradient_errors(config: TrainConfig, batches: int = 2) -> dict[str, An
     def autocast(on: bool) -> torch.autocast:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
-    variants = {  # name: (step in bf16, TF32 in the step, closure kind or None for the exact double backward, fd_eps)
-        "fp32_exact_tf32": (False, True, None, None),
-        "fp32_closure_tf32": (False, True, "fp32", None),
-        "fp32_closure_strict": (False, False, "fp32", None),
-        "bf16_step_fp32_closure_tf32": (True, True, "fp32", None),
-        "bf16_step_fp32_closure_strict": (True, True, "fp32_strict", None),
-        "bf16_step_bf16_closure": (True, True, "bf16", None),
-        "bf16_step_bf16_closure_eps1e-3": (True, True, "bf16", 1e-3),
-        "bf16_step_bf16_closure_eps1e-2": (True, True, "bf16", 1e-2),
-        "bf16_exact": (True, True, None, None),
+    variants = {  # name: (step in bf16, TF32 in the step, closure kind or None for the exact double backward,
+        #               fd_eps, directional: "central" for the closure rows of the first H200 run, or "jvp")
+        "fp32_exact_tf32": (False, True, None, None, None),
+        "fp32_closure_tf32": (False, True, "fp32", None, "central"),
+        "fp32_closure_strict": (False, False, "fp32", None, "central"),
+        "bf16_step_fp32_closure_tf32": (True, True, "fp32", None, "central"),
+        "bf16_step_fp32_closure_strict": (True, True, "fp32_strict", None, "central"),
+        "bf16_step_bf16_closure": (True, True, "bf16", None, "central"),
+        "bf16_step_bf16_closure_eps1e-3": (True, True, "bf16", 1e-3, "central"),
+        "bf16_step_bf16_closure_eps1e-2": (True, True, "bf16", 1e-2, "central"),
+        "bf16_exact": (True, True, None, None, None),
+        # forward mode (the default since the H200 runs): fp32, and a bf16 step with the pass in fp32 or under
+        # the step's autocast (what `fit` does with `amp`: trainables.loop.closure_losses)
+        "fp32_jvp_tf32": (False, True, "fp32", None, "jvp"),
+        "fp32_jvp_strict": (False, False, "fp32", None, "jvp"),
+        "bf16_step_fp32_jvp": (True, True, "fp32", None, "jvp"),
+        "bf16_step_bf16_jvp": (True, True, "bf16", None, "jvp"),
     }
     errors: dict[str, list[float]] = {name: [] for name in variants}
     references = []
     k, main_weight = built.weighting.num_aux, built.setting.main_weight
 
-    def alpha(losses, bf16: bool, tf32: bool, kind: str | None, eps: float | None) -> torch.Tensor:
-        weighting = arml.ARML(num_aux=k, fd_eps=eps)
+    def alpha(losses, bf16: bool, tf32: bool, kind: str | None, eps: float | None,
+              directional: str | None = None) -> torch.Tensor:
+        weighting = arml.ARML(num_aux=k, fd_eps=eps, directional=directional)
         for p in model.parameters():
             p.grad = None
         with contextlib.ExitStack() as stack:

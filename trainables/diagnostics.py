@@ -18,12 +18,13 @@ a time rather than K + 1.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from arml.closure import buffers_copied
 from arml.distributed import all_mean
 from arml.gradients import grad_of
 
@@ -60,7 +61,7 @@ def gradient_diagnostics(losses: Losses, shared: Sequence[torch.Tensor], model: 
     return the same numbers; every worker must call this at the same step.
     """
     params = [p for p in shared if p.requires_grad]
-    with _buffers_copied(model), _rng_kept(params), torch.enable_grad():
+    with buffers_copied(model), _rng_kept(params), torch.enable_grad():
         main, aux = losses()
         aux = aux.reshape(-1)
         count = aux.numel()
@@ -78,24 +79,6 @@ def gradient_diagnostics(losses: Losses, shared: Sequence[torch.Tensor], model: 
     norm = torch.stack(norms).cpu() if norms else torch.zeros(0, dtype=torch.float64)
     dot = torch.stack(dots).cpu() if dots else torch.zeros(0, dtype=torch.float64)
     return GradientDiagnostics(norm_ratio=norm / main_norm, cosine=(dot / (norm * main_norm)).clamp(-1.0, 1.0))
-
-
-@contextlib.contextmanager
-def _buffers_copied(model: nn.Module) -> Iterator[None]:
-    """Every buffer of `model` swapped for a copy while inside, the originals put back after: a forward pass in
-    training mode updates the copies' BatchNorm statistics, and the originals are neither changed nor
-    version-bumped (the step's own graph may have saved them)."""
-    swapped = []
-    for m in model.modules():
-        for name, buffer in m._buffers.items():
-            if buffer is not None:
-                swapped.append((m, name, buffer))
-                m._buffers[name] = buffer.detach().clone()
-    try:
-        yield
-    finally:
-        for m, name, buffer in swapped:
-            m._buffers[name] = buffer
 
 
 def _rng_kept(params: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager:

@@ -198,6 +198,9 @@ def fit(config: TrainConfig | dict[str, Any], report: Report | None = None, *, r
             weighting.backward(main_loss, aux_losses, shared, closure=closure, main_weight=main_weight)
         except arml.NonFiniteLossError as error:
             raise DivergenceError(f"training diverged at step {step}: {error}") from None
+        except arml.NoForwardRuleError as error:   # the model cannot take the default directional = "jvp"
+            raise ConfigError(f"weighting {config.weighting!r} (weighting_options {config.weighting_options}): "
+                              f"{error}") from None
         if config.diagnostics and evaluating:
             # Here, right after the weighting's backward and before anything else touches the model: the
             # parameters are those the weighting saw. The probe re-evaluates the step's losses (same autocast)

@@ -169,6 +169,11 @@ def _options(r: Reader, section: str, weighting: str, constructor: Any, options:
         r.fail(section, f"weighting {weighting} needs {', '.join(missing)}; add "
                         f"{' and '.join(m + ' = ...' for m in missing)}")
     out = {key: coerce(r, section, key, value, named.get(key)) for key, value in options.items()}
+    # defaults that changed what a method computes are written in: trials run under the old default keep
+    # their ids, trials under the new one get new ids (a --resume re-runs them)
+    for key, value in getattr(constructor, "recorded_defaults", {}).items():
+        if key in named:
+            out.setdefault(key, value)
     if weighting == "fixed":
         weights = out["weights"]
         if not isinstance(weights, list) or not all(KINDS["number"][1](w) and w >= 0 for w in weights):

@@ -57,11 +57,13 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # ---- the meta-gradient --------------------------------------------------------------------------------
+@pytest.mark.parametrize("directional", ["jvp", "double_backward", "central"])
 @pytest.mark.parametrize("bound", [True, False])
-def test_meta_gradient_is_the_exact_look_ahead_derivative(bound):
-    """Over every parameter with a bound model, over the shared ones without; fd_step small: float64 precision."""
+def test_meta_gradient_is_the_exact_look_ahead_derivative(bound, directional):
+    """Over every parameter with a bound model, over the shared ones without; by forward mode (the default), a
+    double backward, or a central difference with a small fd_step: float64 precision."""
     net, alpha = MLP(3), 0.4
-    w = arml.AutoLambda(3, init=INIT, virtual_lr=alpha, fd_step=1e-5)
+    w = arml.AutoLambda(3, init=INIT, virtual_lr=alpha, fd_step=1e-5, directional=directional)
     if bound:
         w.bind(model=net)
     names = [n for n, _ in net.named_parameters() if bound or n.startswith("backbone.")]
@@ -96,7 +98,7 @@ def test_meta_gradient_uses_the_optimizers_rate_momentum_and_weight_decay():
 
 def test_the_authors_fd_step_is_close_and_the_model_is_left_as_it_was():
     net, alpha = MLP(3), 0.4
-    w = arml.AutoLambda(3, init=INIT, virtual_lr=alpha)   # fd_step 0.01, the authors' move
+    w = arml.AutoLambda(3, init=INIT, virtual_lr=alpha, directional="central")   # fd_step 0.01, the authors' move
     w.bind(model=net)
     exact, _ = exact_meta_gradient(net, INIT, alpha, [n for n, _ in net.named_parameters()])
     before = snapshot(net)

@@ -38,11 +38,12 @@ def run(w: arml.Weighting, steps: int, calls: list[int] | None = None) -> list[t
     return after
 
 
-def test_only_every_nth_step_pays_for_the_alpha_gradient():
+@pytest.mark.parametrize("directional,passes", [("jvp", 1), ("central", 2)])
+def test_only_every_nth_step_pays_for_the_alpha_gradient(directional, passes):
     calls: list[int] = []
-    w = arml.ARML(2, lr=0.01, amortize=4)
+    w = arml.ARML(2, lr=0.01, amortize=4, directional=directional)
     run(w, 9, calls)
-    assert calls == [1, 1, 5, 5, 9, 9]                 # two extra forward passes on steps 1, 5, 9 only
+    assert calls == [s for s in (1, 5, 9) for _ in range(passes)]   # extra forward passes on steps 1, 5, 9 only
     assert w.updates == 3 and w.history_steps() == [0, 1, 5, 9] and w.update_every == 4
 
 

@@ -37,7 +37,8 @@ def test_tiny_run_measures_every_kind_and_writes_its_files(tmp_path) -> None:
     assert train[("mlc", "uniform", "bf16_cl_compile")]["compile"] is True
     alpha = next(r for r in rows if r["kind"] == "alpha_error")
     assert alpha["K"] == 3 and alpha["worst_relative_error"]["fp32_exact_tf32"] == 0.0   # no TF32 on a CPU
-    assert alpha["worst_relative_error"]["fp32_closure_tf32"] < 2e-2
+    assert alpha["worst_relative_error"]["fp32_closure_tf32"] < 2e-2              # the central difference
+    assert alpha["worst_relative_error"]["fp32_jvp_strict"] < 1e-4                # forward mode: exact
     loader = next(r for r in rows if r["kind"] == "loader")
     assert loader["loader_images_per_s"] > 0
     assert summary["device"]["name"] == "CPU" and summary["skipped"] == []

@@ -212,6 +212,8 @@ def test_the_regime_study_plans_every_cell_with_each_methods_defaults():
     by_method = {m: [t for t in plan.trials if t.method == m] for m in
                  ("uniform", "arml", "arml_authors", "arml_cheap", "autolambda", "random")}
     assert {m: len(ts) for m, ts in by_method.items()} == {**{m: 40 for m in by_method}, "random": 640}
-    assert by_method["arml"][0].weighting_options == {} and by_method["autolambda"][0].weighting_options == {}
-    assert by_method["arml_authors"][0].weighting_options == {"protocol": "authors"}
-    assert by_method["arml_cheap"][0].weighting_options == {"amortize": 10}
+    jvp = {"directional": "jvp"}   # the default that changed what they compute is written in (their ids changed)
+    assert by_method["arml"][0].weighting_options == jvp and by_method["autolambda"][0].weighting_options == jvp
+    assert by_method["arml_authors"][0].weighting_options == {"protocol": "authors", **jvp}
+    assert by_method["arml_cheap"][0].weighting_options == {"amortize": 10, **jvp}
+    assert by_method["uniform"][0].weighting_options == {} and by_method["random"][0].weighting_options == {}

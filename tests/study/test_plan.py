@@ -30,10 +30,11 @@ def test_counts_and_complete_configs(tmp_path: Path) -> None:
     assert [(t.budget, t.seed) for t in slow] == [(20, 0), (20, 1), (50, 0), (50, 1)]
     t = slow[3]
     assert (t.weighting, t.weighting_options, t.budget_key, t.grid_point) == (
-        "arml", {"lr": 0.005, "update_every": 2}, "label_budget", None)
+        "arml", {"lr": 0.005, "update_every": 2, "directional": "jvp"}, "label_budget", None)
     c = t.config
     assert (c.seed, c.weighting, c.label_budget, c.label_fraction) == (1, "arml", 50, 0)
-    assert t.config.weighting_options == {"lr": 0.005, "update_every": 2} and t.config.steps == 30
+    assert t.config.weighting_options == {"lr": 0.005, "update_every": 2, "directional": "jvp"}
+    assert t.config.steps == 30
     assert plan.study.resources == study.resources           # one [resources] for every trial
     grid = [t for t in plan.trials if t.method == "grid"]
     assert {t.grid_point for t in grid} == set(itertools.product((0.0, 1.0), repeat=3))
@@ -76,6 +77,29 @@ def test_ids_are_stable_and_mean_something(tmp_path: Path) -> None:
     assert len(set(relabeled) - set(first)) == 4  # only the relabeled method's trials
     lr = [t.trial_id for t in make_plan(load_study(write(tmp_path, changed("methods.arml.lr", 0.06)))).trials]
     assert len(set(lr) - set(first)) == 4
+
+
+def test_a_changed_default_gives_new_ids_to_the_methods_it_changes_and_only_to_them(tmp_path: Path) -> None:
+    """ARML's alpha gradient became exact (directional = "jvp" instead of a central difference): the ARML-family
+    trials of a study get new ids, so --resume runs them again, while Uniform's and a grid's keep theirs; writing
+    the default out changes nothing, another value is another trial."""
+    plan = make_plan(load_study(QUICKSTART))
+    arml_trials = [t for t in plan.trials if t.method == "arml"]
+    assert all(t.weighting_options == {"directional": "jvp"} for t in arml_trials)
+    assert all(t.weighting_options == {} for t in plan.trials if t.method == "uniform")
+    assert all(set(t.weighting_options) == {"weights"} for t in plan.trials if t.method == "grid")
+    first = arml_trials[0]
+    before = first.config.replace(weighting_options={})          # the trial as planned before the change
+    assert first.trial_id != plan_module.trial_id(before, "arml")
+    assert first.trial_id == plan_module.trial_id(first.config, "arml")
+    ids = {t.trial_id for t in plan.trials}
+    text = QUICKSTART.read_text()
+    for value, same in (("jvp", True), ("central", False)):
+        path = tmp_path / f"{value}.toml"
+        path.write_text(text.replace("[methods.arml]\n", f'[methods.arml]\ndirectional = "{value}"\n'))
+        written = make_plan(load_study(path))
+        assert ({t.trial_id for t in written.trials} == ids) is same
+        assert {t.trial_id for t in written.trials if t.method != "arml"} <= ids
 
 
 def test_trial_id_fixed_by_content() -> None:

@@ -201,6 +201,31 @@ def test_bad_input_is_a_clear_error(case: str) -> None:
         fit(resolve_config(preset, steps=2, eval_every=2, device="cpu", **overrides))
 
 
+class _NoJvp(torch.autograd.Function):
+    """An operation without a forward-mode rule (no jvp)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def test_a_model_without_forward_mode_rules_names_the_option_to_change(monkeypatch) -> None:
+    from trainables.models.small_cnn import SmallCNN
+
+    plain = SmallCNN.forward
+    monkeypatch.setattr(SmallCNN, "forward", lambda self, x: _NoJvp.apply(plain(self, x)))
+    config = resolve_config("digits_mlc", steps=2, eval_every=2, device="cpu", weighting="arml", batch_size=8,
+                            aux_batch_size=16, max_eval_items=8)
+    with pytest.raises(ConfigError, match=r"weighting 'arml'.*_NoJvp .*no forward-mode rule.*directional='central'"):
+        fit(config)
+    central = fit(config.replace(weighting_options={"directional": "central"}))
+    assert central["step"] == 2 and central["weight_updates"] == 2
+
+
 def test_unknown_preset_lists_the_valid_names() -> None:
     with pytest.raises(UnknownNameError, match=r"'digits_foo'.*valid names: dg_pacs_paper, digits_dg, digits_mlc"):
         resolve_config("digits_foo")
