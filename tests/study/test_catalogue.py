@@ -22,8 +22,9 @@ PAPER = [p for p in STUDIES if p.name.startswith("paper_")]
 DIGITS = [p for p in STUDIES if p.name.startswith(("digits_table", "digits_fig"))]   # the paper's twins
 KSCALING = [p for p in STUDIES if p.name.startswith("digits_k_scaling")]   # checked in tests/report/test_searches.py
 REGIMES = [p for p in STUDIES if p.name == "digits_regimes.toml"]   # its own test below
+MINIMUM = [p for p in STUDIES if p.name == "digits_minimum_data.toml"]   # its own test below
 # search and grid against ARML
-EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS + KSCALING + REGIMES]
+EVIDENCE = [p for p in STUDIES if p.name.startswith("digits_") and p not in DIGITS + KSCALING + REGIMES + MINIMUM]
 FAST = "paper_table4_pacs.toml"   # the paper study whose smoke run (two of its cells) is in the fast suite
 
 
@@ -217,3 +218,21 @@ def test_the_regime_study_plans_every_cell_with_each_methods_defaults():
     assert by_method["arml_authors"][0].weighting_options == {"protocol": "authors", **jvp}
     assert by_method["arml_cheap"][0].weighting_options == {"amortize": 10, **jvp}
     assert by_method["uniform"][0].weighting_options == {} and by_method["random"][0].weighting_options == {}
+
+
+def test_the_minimum_data_study_sweeps_the_validation_labels_with_populations_beside_the_search():
+    from orchestrator.study.plan import POPULATION, make_plan
+    from orchestrator.study.spec import load_study
+
+    plan = make_plan(load_study(MINIMUM[0]))
+    assert len(plan.trials) == 960
+    assert {(t.cell["steps"], t.cell["val_labels"]) for t in plan.trials} == {
+        (s, v) for s in (100, 400) for v in (20, 40, 270)}
+    for trial in plan.trials:
+        assert trial.config.val_labels == trial.cell["val_labels"] and trial.budget == 40
+        assert len(trial.config.aux_attributes) == 16
+    members = [t for t in plan.trials if t.kind == POPULATION]
+    assert {t.method: t.population["size"] for t in members} == {"pbt4": 4, "pbt8": 8}
+    assert len(members) == 6 * 5 * (4 + 8)
+    for trial in members:   # a member checkpoints when its population perturbs: about 5 times a run
+        assert trial.config.checkpoint_every == (25 if trial.config.steps == 100 else 75)

@@ -24,8 +24,8 @@ def test_valid_study_parses(tmp_path: Path) -> None:
     assert study.aux_names == ("is_0", "is_6", "random_0")
     assert study.methods == (
         MethodSpec("uniform", "uniform", {}),
-        MethodSpec("arml", "arml", {"lr": 0.05}),
-        MethodSpec("arml_slow", "arml", {"lr": 0.005, "update_every": 2}),
+        MethodSpec("arml", "arml", {"lr": 0.05, "directional": "jvp"}),   # the default that changed, written in
+        MethodSpec("arml_slow", "arml", {"lr": 0.005, "update_every": 2, "directional": "jvp"}),
         MethodSpec("fixed_rot", "fixed", {"weights": [1.0, 0.0, 0.5]}),
         MethodSpec("grid", "fixed", {}, (0.0, 1.0)),
     )
