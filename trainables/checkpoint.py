@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import torch
 
@@ -13,13 +14,18 @@ FILE = "state.pt"
 
 
 def save(directory: str, state: dict[str, Any]) -> str:
-    """Writes `state` to `directory/state.pt` atomically and durably: written under a temporary name, flushed to
-    the disk, then renamed, so that a crash or a full disk never leaves a cut or empty state.pt."""
+    """Writes `state` to `directory/state.pt` atomically and durably (`write_durably`)."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, FILE)
+    write_durably(os.path.join(directory, FILE), lambda f: torch.save(state, f), binary=True)
+    return directory
+
+
+def write_durably(path: str, write: Callable[[IO], Any], binary: bool = False) -> None:
+    """`write(file)` under a temporary name, flushed to the disk, then renamed to `path`: a crash or a full disk
+    never leaves a cut or empty file under the real name (and no temporary one either)."""
     try:
-        with open(path + ".tmp", "wb") as f:
-            torch.save(state, f)
+        with open(path + ".tmp", "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(path + ".tmp", path)
@@ -27,7 +33,6 @@ def save(directory: str, state: dict[str, Any]) -> str:
         with contextlib.suppress(OSError):
             os.remove(path + ".tmp")
         raise
-    return directory
 
 
 def is_complete(directory: str) -> bool:

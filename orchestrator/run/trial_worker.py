@@ -142,17 +142,9 @@ def _own_cost(directory: str | None, config: dict[str, Any]) -> dict[str, float]
 
 def write_cost(directory: str, cost: dict[str, Any]) -> None:
     """DIRECTORY/cost.json, atomically and durably (a full disk never leaves a cut file)."""
-    path = os.path.join(directory, COST_FILE)
-    try:
-        with open(path + ".tmp", "w") as f:
-            json.dump(cost, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(path + ".tmp")
-        raise
+    from trainables.checkpoint import write_durably
+
+    write_durably(os.path.join(directory, COST_FILE), lambda f: json.dump(cost, f))
 
 
 def whole(directory: str) -> bool:
