@@ -4,6 +4,7 @@ commentary in docs/results_notes.md: every table is read from the runs, every fi
     for s in digits_table1_ssl digits_table2_mlc ...; do arml run studies/$s.toml; done   # (see results.md)
     .venv/bin/python docs/build_results.py [--runs runs]
     .venv/bin/python docs/build_results.py --only regimes     # that section alone, from runs/digits_regimes
+    .venv/bin/python docs/build_results.py --only minimum_data   # that section alone, from runs/digits_minimum_data
     .venv/bin/python docs/build_results.py --only digits_ssl_grid_vs_arml   # one grid-vs-ARML study alone
 """
 
@@ -49,6 +50,8 @@ FIGURES = (F.DATA_REQUIREMENT_PNG, F.WEIGHTS_PNG, F.COST_VS_ACCURACY_PNG)
 KSCALING = "digits_k_scaling"   # one sweep over aux_count
 REGIMES = "digits_regimes"       # K x steps x labels: single-run weightings against Uniform and a search
 REGIMES_TITLE = "Where auxiliary weighting pays"
+MINIMUM = "digits_minimum_data"  # steps x validation labels at 40 training labels: single runs, a search, PBT
+MINIMUM_TITLE = "When labels are scarce everywhere"
 GRID_TITLE = "When one ARML run matches grid search"
 
 
@@ -293,64 +296,109 @@ def _verdict_cell(row: pd.Series | None) -> str:
     return f"**{row['verdict']}** {100 * row['mean_diff']:+.1f}{interval}"
 
 
+WORDS = {"aux_count": "K", "steps": "steps", "val_labels": "val labels"}   # a swept key in a table's header
+
+
+class Cells:
+    """A swept study's published tables, read from its report (and copied next to results.md with its figures:
+    the section's numbers are theirs): per cell and method the accuracy, the cost per run, the verdicts against
+    Uniform and against each search at the method's allowance."""
+
+    FILES = (F.REGIME_MAP_PNG, F.SWEEP_PNG, F.DIAGNOSTICS_SUMMARY_PNG, F.SEARCHES_MD, F.RESULTS_MD, F.COMPARISONS_CSV,
+             F.SEARCHES_BUDGETED_CSV, F.DATA_REQUIREMENT_CSV, F.DIAGNOSTICS_SUMMARY_CSV, F.DIAGNOSTICS_CSV,
+             F.SEARCHES_CSV)
+
+    def __init__(self, runs: str, study: str) -> None:
+        self.study, self.report = study, folder(runs, study).file(REPORT_DIR)
+        self.out = os.path.join(HERE, "results", study)
+        os.makedirs(self.out, exist_ok=True)
+        for name in self.FILES:
+            if os.path.exists(os.path.join(self.report, name)):
+                shutil.copyfile(os.path.join(self.report, name), os.path.join(self.out, name))
+        self.data = run_data(runs, study)
+        self.axes = list(self.data.axes)
+        order = [*self.axes, "budget"]   # cell by cell, a budget's methods together, in study order
+        self.points = self.read(F.DATA_REQUIREMENT_CSV).sort_values(order, kind="stable")
+        self.paired = self.read(F.COMPARISONS_CSV)
+        self.budgeted = self.read(F.SEARCHES_BUDGETED_CSV).sort_values(order, kind="stable")
+        self.costs = self.read(F.SEARCHES_CSV)
+        self.uniform = self.data.reference("uniform")
+        self.searches = self.data.searches()
+        self.trials = pd.read_csv(folder(runs, study).file(TRIALS_CSV))
+
+    def read(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(os.path.join(self.report, name))
+
+    def where(self, row: pd.Series) -> dict:
+        return {axis: row[axis] for axis in self.axes} | {"budget": row["budget"]}
+
+    def cell(self, row: pd.Series) -> list[str]:
+        return [*(str(row[a]) for a in self.axes), f"{row['budget']:g}"]
+
+    def head(self) -> list[str]:
+        return [*(WORDS.get(a, a) for a in self.axes), "labels"]
+
+    def run_cost(self, method: str, where: dict) -> pd.Series | None:
+        return one(self.costs, method=method, **where)
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows): per cell and method, accuracy, CPU-s per run and the verdicts."""
+        rows = []
+        for _, p in self.points.iterrows():
+            where = self.where(p)
+            cost = self.run_cost(p["method"], where)
+            vs_search = [one(self.budgeted, method=p["method"], search=s, **where) for s in self.searches]
+            kind = self.data.selection(p["method"]).kind
+            rows.append([*self.cell(p), p["method"],
+                         pct(p["test_acc_mean"], p["test_acc_ci95"], int(p["seeds"]), int(p["seeds"])),
+                         "" if cost is None else f"{cost['device_s_per_trial']:.2f}"
+                         + (f" x {int(cost['trials_per_seed'])}" if cost["trials_per_seed"] > 1 else "")
+                         + (" (population)" if kind == "population" else ""),
+                         "" if p["method"] == self.uniform else
+                         _verdict_cell(one(self.paired, method=p["method"], versus=self.uniform, **where)),
+                         *("" if p["method"] in self.searches else _verdict_cell(v) for v in vs_search)])
+        header = [*self.head(), "method", "test acc % (95% CI, seeds)", "CPU-s per run", f"vs {self.uniform}",
+                  *(f"vs {s} at 16x its CPU-s" for s in self.searches)]
+        return header, rows
+
+    def chosen(self) -> tuple[list[str], list[list[str]]]:
+        """Per cell, the single run a user would choose on validation against each search at 16x its compute."""
+        chosen = self.budgeted[self.budgeted["chosen"].astype(bool)]
+        rows = [[*self.cell(r), r["method"], f"{100 * r['method_val_acc']:.2f}", r["search"], str(int(r["trials"])),
+                 _verdict_cell(r)] for _, r in chosen.iterrows()]
+        return [*self.head(), "chosen single run", "its val acc %", "search", "search draws", "verdict"], rows
+
+    def command(self, options: str) -> str:
+        return (f"`arml run studies/{self.study}.toml {options}` ({len(self.trials)} trials, "
+                f"{self.trials['cpu_s'].sum() / 3600:.1f} CPU-hours of training; "
+                f"{span_s(os.path.dirname(os.path.dirname(self.report)), self.study) / 60:.0f} minutes of trials on "
+                f"2 CPUs{waves_of(os.path.dirname(os.path.dirname(self.report)), self.study)}).")
+
+
+def one(frame: pd.DataFrame, **where) -> pd.Series | None:
+    """The first row of `frame` with these values (None if there is none)."""
+    for key, value in where.items():
+        frame = frame[frame[key] == value]
+    return frame.iloc[0] if len(frame) else None
+
+
 def regimes(runs: str, study: str, note: str) -> list[str]:
     """The regime study's section: the command and its time, the regime map, per cell each method's accuracy,
     cost and verdicts against Uniform and against the search at 16x its compute, the single run chosen on
     validation against the search, and the weight diagnostics."""
-    report = folder(runs, study).file(REPORT_DIR)
-    out = os.path.join(HERE, "results", study)
-    os.makedirs(out, exist_ok=True)
-    for name in (F.REGIME_MAP_PNG, F.SWEEP_PNG, F.DIAGNOSTICS_SUMMARY_PNG, F.SEARCHES_MD, F.RESULTS_MD,
-                 F.COMPARISONS_CSV, F.SEARCHES_BUDGETED_CSV, F.DATA_REQUIREMENT_CSV, F.DIAGNOSTICS_SUMMARY_CSV,
-                 F.DIAGNOSTICS_CSV):
-        if os.path.exists(os.path.join(report, name)):
-            shutil.copyfile(os.path.join(report, name), os.path.join(out, name))
-    data = run_data(runs, study)
-    axes = list(data.axes)
-    order = [*axes, "budget"]   # cell by cell, a budget's methods together, in study order
-    # the published tables, as copied next to results.md: its numbers are theirs
-    points = pd.read_csv(os.path.join(report, F.DATA_REQUIREMENT_CSV)).sort_values(order, kind="stable")
-    paired = pd.read_csv(os.path.join(report, F.COMPARISONS_CSV))
-    budgeted = pd.read_csv(os.path.join(report, F.SEARCHES_BUDGETED_CSV)).sort_values(order, kind="stable")
-    costs = pd.read_csv(os.path.join(report, F.SEARCHES_CSV))
-    uniform = data.reference("uniform")
-    searches = data.searches()
-
-    def one(frame: pd.DataFrame, **where) -> pd.Series | None:
-        for key, value in where.items():
-            frame = frame[frame[key] == value]
-        return frame.iloc[0] if len(frame) else None
-
-    rows = []
-    for _, p in points.iterrows():
-        where = {axis: p[axis] for axis in axes} | {"budget": p["budget"]}
-        cost = one(costs, method=p["method"], **where)
-        vs_uniform = one(paired, method=p["method"], versus=uniform, **where)
-        vs_search = [one(budgeted, method=p["method"], search=s, **where) for s in searches]
-        rows.append([*(str(p[a]) for a in axes), f"{p['budget']:g}", p["method"],
-                     pct(p["test_acc_mean"], p["test_acc_ci95"], int(p["seeds"]), int(p["seeds"])),
-                     "" if cost is None else f"{cost['device_s_per_trial']:.2f}"
-                     + (f" x {int(cost['trials_per_seed'])}" if cost["trials_per_seed"] > 1 else ""),
-                     "" if p["method"] == uniform else _verdict_cell(vs_uniform),
-                     *("" if p["method"] in searches else _verdict_cell(v) for v in vs_search)])
-    words = {"aux_count": "K", "steps": "steps"}
-    header = [*(words.get(a, a) for a in axes), "labels", "method", "test acc % (95% CI, seeds)",
-              "CPU-s per run", f"vs {uniform}", *(f"vs {s} at 16x its CPU-s" for s in searches)]
-    chosen = budgeted[budgeted["chosen"].astype(bool)]
-    answer = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{100 * r['method_val_acc']:.2f}",
-               r["search"], str(int(r["trials"])), _verdict_cell(r)] for _, r in chosen.iterrows()]
-    summary = pd.read_csv(os.path.join(report, F.DIAGNOSTICS_SUMMARY_CSV)) \
-        if os.path.exists(os.path.join(report, F.DIAGNOSTICS_SUMMARY_CSV)) else pd.DataFrame()
-    why = [[*(str(r[a]) for a in axes), f"{r['budget']:g}", r["method"], f"{r['r_size']:+.2f}",
-            f"{r['r_cos']:+.2f}", "size" if r["follows_size"] else ""] for _, r in summary.iterrows()]
-    trials = pd.read_csv(folder(runs, study).file(TRIALS_CSV))
+    cells = Cells(runs, study)
+    header, rows = cells.table()
+    answer_header, answer = cells.chosen()
+    summary = cells.read(F.DIAGNOSTICS_SUMMARY_CSV) \
+        if os.path.exists(os.path.join(cells.report, F.DIAGNOSTICS_SUMMARY_CSV)) else pd.DataFrame()
+    why = [[*cells.cell(r), r["method"], f"{r['r_size']:+.2f}", f"{r['r_cos']:+.2f}",
+            "size" if r["follows_size"] else ""] for _, r in summary.iterrows()]
     cell_figure = os.path.join(F.CELLS_DIR, "aux_count-16_steps-400", F.DIAGNOSTICS_PNG)
-    if os.path.exists(os.path.join(report, cell_figure)):
-        shutil.copyfile(os.path.join(report, cell_figure), os.path.join(out, "diagnostics_k16_400steps.png"))
+    if os.path.exists(os.path.join(cells.report, cell_figure)):
+        shutil.copyfile(os.path.join(cells.report, cell_figure),
+                        os.path.join(cells.out, "diagnostics_k16_400steps.png"))
     return [f"## {REGIMES_TITLE}", "",
-            f"`arml run studies/{study}.toml --until-decided --max-seeds 16` ({len(trials)} trials, "
-            f"{trials['cpu_s'].sum() / 3600:.1f} CPU-hours of training; {span_s(runs, study) / 60:.0f} minutes of "
-            f"trials on 2 CPUs{waves_of(runs, study)}).", "",
+            cells.command("--until-decided --max-seeds 16"), "",
             note, "",
             f"![{study} regime map](results/{study}/regime_map.png)", "",
             "Per cell: each method's test accuracy (at its best validation step; a search's trial chosen on "
@@ -361,16 +409,61 @@ def regimes(runs: str, study: str, note: str) -> list[str]:
             md_table(header, rows), "",
             "**Is one run enough?** Per cell, the single-run method with the best mean validation accuracy (what a "
             "user would pick without looking at test) against the search at 16x its compute:", "",
-            md_table([*(words.get(a, a) for a in axes), "labels", "chosen single run", "its val acc %", "search",
-                      "search draws", "verdict"], answer), "",
+            md_table(answer_header, answer), "",
             "**Why the weights are what they are.** Pearson's r, across the K auxiliary tasks, of each learned "
             "method's final weight with the logarithm of the task's gradient size relative to the main task's and "
             "with the task's cosine to the main gradient (run averages, mean over seeds; 'size': |r_size| >= 0.7 "
             "with p < 0.05 and |r_cos| < 0.3):", "",
-            md_table([*(words.get(a, a) for a in axes), "labels", "method", "r with size", "r with cosine",
-                      "follows"], why), "",
+            md_table([*cells.head(), "method", "r with size", "r with cosine", "follows"], why), "",
             f"![{study} diagnostics](results/{study}/diagnostics_summary.png)", "",
             f"![{study} diagnostics at K = 16, 400 steps](results/{study}/diagnostics_k16_400steps.png)", "",
+            f"Every number with its interval: [results/{study}/results.md](results/{study}/results.md) (per cell), "
+            f"[searches.md](results/{study}/searches.md), and the CSV files next to them.", ""]
+
+
+def minimum_data(runs: str, study: str, note: str) -> list[str]:
+    """The minimum-data study's section: the command and its time, the regime map (steps x validation labels), per
+    cell each method's accuracy, cost and verdicts against Uniform and against the search (16x a single run's
+    compute, a population's own), the single run chosen on validation against the search, and per cell the
+    cheapest method as good as the search with its cost as a multiple of one Uniform run."""
+    cells = Cells(runs, study)
+    header, rows = cells.table()
+    answer_header, answer = cells.chosen()
+    cheapest = []
+    for _, cell in cells.points.drop_duplicates([*cells.axes, "budget"]).iterrows():
+        where = cells.where(cell)
+        uniform = cells.run_cost(cells.uniform, where)
+        for search in cells.searches:
+            good = cells.budgeted[(cells.budgeted["search"] == search) & cells.budgeted["verdict"].isin(
+                ["better", "as good"])]
+            for key, value in where.items():
+                good = good[good[key] == value]
+            best = good.sort_values("method_device_s").iloc[0] if len(good) else None
+            unit = float(uniform["device_s_per_trial"]) if uniform is not None else math.nan
+            cheapest.append([*cells.cell(cell), search,
+                             "none" if best is None else best["method"],
+                             "" if best is None else f"{best['method_device_s']:.2f}",
+                             "" if best is None or not unit else f"{best['method_device_s'] / unit:.1f}x",
+                             "" if best is None else _verdict_cell(best)])
+    return [f"## {MINIMUM_TITLE}", "",
+            cells.command("--until-decided --max-seeds 24"), "",
+            note, "",
+            f"![{study} regime map](results/{study}/regime_map.png)", "",
+            "Per cell (training steps x validation labels; 40 training labels, K = 16): each method's test accuracy "
+            "(at its best validation step; a search's draw and a population's member chosen on validation per seed), "
+            "its CPU-seconds per run (median over seeds; a search: per draw x draws; a population: all its members), "
+            "and its paired verdict (method minus reference, points, 95% t interval; margin 1 point) against "
+            "Uniform and against the random search given 16 times a single run's CPU-seconds, or, for a "
+            "population, the same CPU-seconds as the population (the longest prefix of the search's draws that "
+            "fits).", "",
+            md_table(header, rows), "",
+            "**Is one run enough?** Per cell, the single-run method with the best mean validation accuracy against "
+            "the search at 16x its compute:", "",
+            md_table(answer_header, answer), "",
+            "**The cheapest method as good as the search** (better or as good, paired, at its allowance), per cell, "
+            "with its CPU-seconds per run and that as a multiple of one Uniform run:", "",
+            md_table([*cells.head(), "search", "cheapest as good", "CPU-s per run", "x Uniform", "verdict"],
+                     cheapest), "",
             f"Every number with its interval: [results/{study}/results.md](results/{study}/results.md) (per cell), "
             f"[searches.md](results/{study}/searches.md), and the CSV files next to them.", ""]
 
@@ -407,12 +500,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=DEFAULT_STORAGE, help="the storage folder the studies ran into (default "
                         f"{DEFAULT_STORAGE})")
-    parser.add_argument("--only", choices=["regimes", *GRID_VS_ARML],
+    parser.add_argument("--only", choices=["regimes", "minimum_data", *GRID_VS_ARML],
                         help="rebuild this section alone in the existing results.md")
     args = parser.parse_args()
     text = notes()
     if args.only == "regimes":
         replace_section(REGIMES_TITLE, regimes(args.runs, REGIMES, text.get("regimes", "")), GRID_TITLE)
+    elif args.only == "minimum_data":
+        replace_section(MINIMUM_TITLE, minimum_data(args.runs, MINIMUM, text.get("minimum_data", "")), GRID_TITLE)
     elif args.only:
         later = GRID_VS_ARML[GRID_VS_ARML.index(args.only) + 1:]
         replace_section(args.only, grid_vs_arml(args.runs, args.only, text.get(args.only, "")),
@@ -431,6 +526,8 @@ def main() -> int:
         out += k_scaling(args.runs, KSCALING, text.get("k_scaling", ""))
     if os.path.exists(report_file(args.runs, REGIMES, F.SEARCHES_BUDGETED_CSV)):
         out += regimes(args.runs, REGIMES, text.get("regimes", ""))
+    if os.path.exists(report_file(args.runs, MINIMUM, F.SEARCHES_BUDGETED_CSV)):
+        out += minimum_data(args.runs, MINIMUM, text.get("minimum_data", ""))
     out += [f"## {GRID_TITLE}", "", text.get("grid_vs_arml", ""), ""]
     for study in GRID_VS_ARML:
         if os.path.exists(report_file(args.runs, study)):
