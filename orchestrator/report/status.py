@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from orchestrator.store.records import RunRecords
-from orchestrator.store.schema import DONE, TrialStatus
+from orchestrator.store.schema import BEST_VAL_ACC, DONE, TrialStatus
 from orchestrator.store.tables import trials_table
 
 STATES = tuple(TrialStatus)
@@ -32,9 +32,9 @@ def status_data(run_dir: str) -> dict[str, Any]:
     counts = table["status"].value_counts()
     methods = []
     for method, group in table.groupby("method", sort=False):
-        best = group["best_val_acc"].map(_number).dropna() if "best_val_acc" in group else []
+        best = group[BEST_VAL_ACC].map(_number).dropna() if BEST_VAL_ACC in group else []
         methods.append({"method": method, "done": int(group["status"].isin(DONE).sum()),
-                        "total": len(group), "best_val_acc": float(max(best)) if len(best) else None})
+                        "total": len(group), BEST_VAL_ACC: float(max(best)) if len(best) else None})
     running = [{"trial_id": row["trial_id"], "method": row["method"], "seed": int(row["seed"]),
                 "budget": _number(row["budget"]),
                 "step": None if _number(row.get("final_step")) is None else int(row["final_step"])}
@@ -55,7 +55,7 @@ def status_text(run_dir: str) -> str:
              "  " + ", ".join(f"{n} {s}" for s, n in data["counts"].items()),
              f"  {'method':16s} {'done':>6s} {'total':>6s} {'best val acc so far':>20s}"]
     for m in data["methods"]:
-        value = "-" if m["best_val_acc"] is None else f"{m['best_val_acc']:.4f}"
+        value = "-" if m[BEST_VAL_ACC] is None else f"{m[BEST_VAL_ACC]:.4f}"
         lines.append(f"  {m['method']:16s} {m['done']:6d} {m['total']:6d} {value:>20s}")
     for r in data["running"]:
         where = "starting" if r["step"] is None else f"at step {r['step']}"

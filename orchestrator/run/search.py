@@ -26,11 +26,12 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from orchestrator.store.schema import BEST_VAL_ACC, STEP, VAL_ACC
 from orchestrator.study.vocabulary import SAMPLERS
 
-METRIC = "val_acc"             # what ASHA compares at each rung
-SEARCH_METRIC = "best_val_acc"  # what TPE maximises: the trial's best validation accuracy so far
-TIME_ATTR = "step"
+METRIC = VAL_ACC                # what ASHA compares at each rung
+SEARCH_METRIC = BEST_VAL_ACC     # what TPE maximises: the trial's best validation accuracy so far
+TIME_ATTR = STEP
 
 
 def grace_period(scheduler: dict[str, Any], steps: int, eval_every: int) -> int:

@@ -19,7 +19,16 @@ from typing import Any
 
 from orchestrator.run import population
 from orchestrator.store.folder import CHECKPOINT_COST as COST_FILE
-from orchestrator.store.schema import FATAL  # a trial that failed in a way a retry would repeat (DETERMINISTIC)
+from orchestrator.store.schema import (  # FATAL: a trial that failed in a way a retry would repeat (DETERMINISTIC)
+    BEST_VAL_ACC,
+    CPU_S,
+    FATAL,
+    GPU_S,
+    NODE_ID,
+    STEP,
+    VAL_ACC,
+    WALL_S,
+)
 
 
 def _deterministic() -> tuple[type[BaseException], ...]:
@@ -108,19 +117,19 @@ class CostMeter:
 
     def __init__(self, gpus: float, previous: dict[str, float] | None = None) -> None:
         self.gpus = gpus
-        self.base = previous or {"wall_s": 0.0, "cpu_s": 0.0}
+        self.base = previous or {WALL_S: 0.0, CPU_S: 0.0}
         self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
 
     def now(self) -> dict[str, float]:
-        wall = self.base["wall_s"] + time.perf_counter() - self.wall0
-        cpu = self.base["cpu_s"] + time.process_time() - self.cpu0
-        return {"wall_s": wall, "cpu_s": cpu, "gpu_s": wall * self.gpus}
+        wall = self.base[WALL_S] + time.perf_counter() - self.wall0
+        cpu = self.base[CPU_S] + time.process_time() - self.cpu0
+        return {WALL_S: wall, CPU_S: cpu, GPU_S: wall * self.gpus}
 
 
 def _where() -> dict[str, Any]:
     import ray
 
-    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
+    return {NODE_ID: ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
 
 
 def _previous_cost(directory: str | None) -> dict[str, float] | None:
@@ -136,7 +145,7 @@ def _own_cost(directory: str | None, config: dict[str, Any]) -> dict[str, float]
     previous = _previous_cost(directory)
     owner = (previous or {}).get("trial_id")
     if owner is not None and owner != config.get("trial_id") and config.get(population.COST_FROM) is not None:
-        return {**{"wall_s": 0.0, "cpu_s": 0.0}, **config[population.COST_FROM]}
+        return {WALL_S: 0.0, CPU_S: 0.0, **config[population.COST_FROM]}
     return previous
 
 
@@ -208,8 +217,8 @@ def run_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None
         try:
             fit(trial["config"], report, resume_from=resume_from)
         except DETERMINISTIC as error:   # would fail the same way again: end the trial now, never retried
-            tune.report({FATAL: f"{type(error).__name__}: {error}", "step": trial_start_step, **meter.now(),
-                         "val_acc": float("nan"), "best_val_acc": float("nan")})   # the metrics searchers expect
+            tune.report({FATAL: f"{type(error).__name__}: {error}", STEP: trial_start_step, **meter.now(),
+                         VAL_ACC: float("nan"), BEST_VAL_ACC: float("nan")})   # the metrics searchers expect
 
 
 @contextlib.contextmanager
@@ -246,7 +255,7 @@ def _checkpoint_step(directory: str | None) -> int:
         return 0
     from trainables import checkpoint
 
-    return int(checkpoint.load(directory)["step"])
+    return int(checkpoint.load(directory)[STEP])
 
 
 def _run_data_parallel(trial: dict[str, Any]) -> None:
@@ -286,16 +295,16 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     rank = train.get_context().get_world_rank()
     with _restored(train.get_checkpoint()) as resume_from:
-        previous = _previous_cost(resume_from) or {"wall_s": 0.0, "cpu_s": 0.0}
+        previous = _previous_cost(resume_from) or {WALL_S: 0.0, CPU_S: 0.0}
         start_step = _checkpoint_step(resume_from)
         meter = CostMeter(resources["gpus_per_trial"])   # this worker since this attempt started
         where = _where()
 
         def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
             now = meter.now()
-            cost = {"wall_s": previous["wall_s"] + now["wall_s"],
-                    "cpu_s": previous["cpu_s"] + _sum_over_workers(now["cpu_s"])}
-            out = {**metrics, **where, **cost, "gpu_s": cost["wall_s"] * resources["gpus_per_trial"],
+            cost = {WALL_S: previous[WALL_S] + now[WALL_S],
+                    CPU_S: previous[CPU_S] + _sum_over_workers(now[CPU_S])}
+            out = {**metrics, **where, **cost, GPU_S: cost[WALL_S] * resources["gpus_per_trial"],
                    "workers": resources["workers_per_trial"], "rank": rank, "worker_pid": os.getpid(),
                    "retry_from_step": start_step,
                    "startup_cpu_s": startup}

@@ -18,9 +18,11 @@ import pandas as pd
 from orchestrator.store.folder import ROWS_FILE, STATES_FILE, DamagedFile, RunFolder
 from orchestrator.store.schema import (
     ACTIVE,
+    CHECKPOINT,
     COST_COLUMNS,
     DONE,
     FATAL,
+    NODE_ID,
     STEP,
     PlanFile,
     Trial,
@@ -36,9 +38,9 @@ TUNE_NOISE = {"trial_id", "should_checkpoint", "checkpoint_dir_name", "date", "t
 # Ray's fields kept in the live records.jsonl (a worker's pid helps to debug it) but left out of the exported
 # tables and of MLflow: our node_id, hostname and wall_s say more; `failures` is the trial's, in trials.csv;
 # `checkpoint` is where --resume continues a trial
-RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures", "checkpoint"}
+RAY_FIELDS = {"pid", "node_ip", "time_total_s", "time", "failures", CHECKPOINT}
 # columns of a record row that describe it rather than measure it (never logged as metrics)
-NOT_METRICS = frozenset({*ID_COLUMNS, *RAY_FIELDS, "main_task", "node_id", "hostname", "recorded_at", "rank",
+NOT_METRICS = frozenset({*ID_COLUMNS, *RAY_FIELDS, "main_task", NODE_ID, "hostname", "recorded_at", "rank",
                          "workers", "retry_from_step"})
 
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from orchestrator.store.folder import MLFLOW_ARTIFACTS, MLFLOW_DB, PARENT_FILE, RunFolder
-from orchestrator.store.schema import Trial, TrialStatus
+from orchestrator.store.schema import STEP, Trial, TrialStatus
 
 FINISHED = {TrialStatus.FINISHED: "FINISHED", TrialStatus.FAILED: "FAILED", TrialStatus.STOPPED: "KILLED",
             "interrupted": "KILLED"}   # our trial or study status -> MLflow's run status
@@ -235,7 +235,7 @@ class Tracker:
                 trial_id = run.data.tags.get("trial_id", "")
                 self.children[trial_id] = run.info.run_id
                 self.statuses[trial_id] = run.info.status
-                self.logged_step[trial_id] = run.data.metrics.get("step", -1.0)
+                self.logged_step[trial_id] = run.data.metrics.get(STEP, -1.0)
         else:
             self.parent = self.client.create_run(self.experiment_id, run_name=self.study, tags={
                 "arml_role": "study", "arml_run_dir": self.run_dir, "study": self.study,
@@ -315,7 +315,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         run_id = self.children.get(trial_id) or self._child(trial_id)
-        step = int(row.get("step", 0) or 0)
+        step = int(row.get(STEP, 0) or 0)
         if step <= self.logged_step.get(trial_id, -1.0):
             return
         self.logged_step[trial_id] = step
