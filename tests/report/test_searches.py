@@ -90,9 +90,10 @@ def test_sampler_random_is_accepted_and_an_unknown_sampler_names_the_choices():
 # ---- the study file ---------------------------------------------------------------------------------------
 
 # digests of the sorted trial ids of each K, as the five per-K study files planned them when the K-scaling numbers
-# in docs/results.md were run: the one sweep study plans exactly those trials, so the same ids give the same tables
-PUBLISHED = {2: (1340, "8ae5a635233aa9e4"), 4: (1700, "4061b922dfbec902"), 8: (1295, "bd3a7ce408f547f4"),
-             16: (1295, "0dd0e2f3083eb605"), 32: (1295, "94a58ba8756d42b8")}
+# in docs/results.md were run: the one sweep study plans exactly those trials, so the same ids give the same tables;
+# all but ARML's (10 per K), whose ids changed with the default of its alpha gradient (forward mode, exact) since
+PUBLISHED = {2: (1330, "adae23387b5412b5"), 4: (1690, "a6d62290bf626c02"), 8: (1285, "4636aec11cf0546e"),
+             16: (1285, "20e84b39b13ad7f5"), 32: (1285, "0c2167b4a13ddaa9")}
 
 
 def test_the_k_scaling_study_is_one_sweep_over_k_with_the_published_trials(tmp_path, capsys):
@@ -107,7 +108,7 @@ def test_the_k_scaling_study_is_one_sweep_over_k_with_the_published_trials(tmp_p
     assert doc["sweep"]["train"]["aux_count"] == list(KS) and doc["methods"]["grid"]["cells"] == {"aux_count": [2, 4]}
     plan = make_plan(load_study(STUDY))
     for k, (count, digest) in PUBLISHED.items():
-        ids = sorted(t.trial_id for t in plan.trials if t.cell["aux_count"] == k)
+        ids = sorted(t.trial_id for t in plan.trials if t.cell["aux_count"] == k and t.weighting != "arml")
         assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == (count, digest), k
         assert all(t.config.aux_attributes == digits_aux_set(k) for t in plan.trials if t.cell["aux_count"] == k)
     assert main(["run", str(STUDY), "--dry-run"]) == 0
