@@ -15,10 +15,9 @@ from arml.base import Weighting
 from arml.distributed import all_mean
 from arml.gradients import (
     Closure,
-    _double_backward,
     check_directional,
+    directional_derivatives,
     flatten,
-    forward_mode,
     grad_of,
     resolve_directional,
     split_like,
@@ -259,13 +258,13 @@ class AutoLambda(Weighting):
 
     def _inner_products(self, aux: torch.Tensor, theta: list[torch.Tensor], direction: torch.Tensor,
                         closure: Closure) -> torch.Tensor:
-        """[<grad aux_k(theta), direction>]_k as `directional` says (the step's graph of `aux` is still alive)."""
+        """[<grad aux_k(theta), direction>]_k as `directional` says (the step's graph of `aux` is still alive);
+        the central difference is the authors' (a move of `fd_step` in norm), not arml.gradients' (a fraction
+        of ||theta||)."""
         method = resolve_directional(self.directional, closure)
-        return {
-            "jvp": lambda: forward_mode(theta, direction, closure)[1],
-            "central": lambda: self._central_difference(theta, direction, closure),
-            "double_backward": lambda: _double_backward(aux, theta, direction),
-        }[method]()
+        if method == "central":
+            return self._central_difference(theta, direction, closure)
+        return directional_derivatives(aux, theta, direction, closure, directional=method)
 
     def _central_difference(self, theta: list[torch.Tensor], direction: torch.Tensor,
                             closure: Closure) -> torch.Tensor:

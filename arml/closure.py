@@ -17,10 +17,8 @@ def stateless(losses: Callable[[], tuple[torch.Tensor, torch.Tensor]], *modules:
     counters), so re-evaluating does not change the model. `losses` must be deterministic:
     draw random augmentations once per step, outside it; with dropout, pass no closure.
 
-    The closure's `modules` attribute names the modules: forward-mode differentiation
-    (`directional="jvp"`) swaps the parameters inside them for dual numbers (arml.gradients.forward_mode),
-    so `losses` should reach a module's parameters through the module (as a forward pass does), not through
-    a reference of its own taken earlier, which would keep the plain parameter.
+    The closure's `modules` attribute names the modules: forward-mode differentiation (`directional="jvp"`)
+    swaps the parameters inside them for dual numbers while it runs (arml.gradients.forward_mode).
     """
 
     def closure() -> tuple[torch.Tensor, torch.Tensor]:

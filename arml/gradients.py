@@ -184,11 +184,12 @@ def forward_mode(
     `closure` with dual numbers (torch.autograd.forward_ad).
 
     Each of `params` becomes a dual tensor (its storage, with its part of `direction` as tangent) while the
-    closure runs: inside the modules the closure names (`closure.modules`, set by `arml.stateless`) the
-    parameter's entry is swapped for it and put back afterwards (this also works in a torch.compile'd
-    module); a parameter outside them, or every one for a closure that names no modules, is substituted in
-    every torch operation the closure calls (a TorchFunctionMode). The parameters (values and version
-    counters) and the caller's autograd graph are untouched. The closure runs as it always does: in the
+    closure runs, seen two ways: inside the modules the closure names (`closure.modules`, set by
+    `arml.stateless`) the parameter's entry is swapped for it and put back afterwards (a module's attribute
+    reads the dual, also in a torch.compile'd module or when handed to a custom autograd.Function), and every
+    torch operation the closure calls gets it in place of the parameter (a TorchFunctionMode: a parameter
+    outside the modules, or one the losses hold a reference of their own to). The parameters (values and
+    version counters) and the caller's autograd graph are untouched. The closure runs as it always does: in the
     model's current mode (BatchNorm in training mode normalises with the batch's statistics, as in the
     step) and, from `arml.stateless`, on copies of the buffers. An operation without a forward-mode rule is
     a NoForwardRuleError naming it.

@@ -3,10 +3,10 @@
 WRN-28-2 at 32 px (S4L, K = 2), ResNet-18 at 112 px (CelebA, K = 39) and ResNet-18 at 224 px (PACS, K = 3), as
 `trainables.fit` builds them, on one small batch of fake files in the real formats (tests/helpers/paper_models.py),
 float32. For ARML's alpha gradient (v = its residual direction) and Auto-Lambda's meta-gradient (v = its d):
-`directional` = "jvp" (forward mode), "central" at its default step and at the best of a sweep, and
-"double_backward", each against the exact double backward on a float64 copy of the model (same batch). Then the
-alpha gradient with the step under bf16 autocast (CPU), the forward-mode pass under the same autocast or in
-float32, against the float32 exact value.
+`directional` = "jvp" (forward mode) and "central" at its default step and at the best of a sweep, each against
+"double_backward" (exact) in float32, and the float32 double backward against the same on a float64 copy of the
+model (same batch: how exact float32 is at all). Then the alpha gradient with the step under bf16 autocast
+(CPU), the forward-mode pass under the same autocast or in float32, against the float32 exact value.
 
     python benchmarks/directional_accuracy.py                    # all three models, about 10 min on 2 CPUs
     python benchmarks/directional_accuracy.py --models PACS --json out.json
@@ -57,7 +57,7 @@ def autolambda_meta(batch: PaperBatch, model: torch.nn.Module, losses, **options
     optimizer = built.optimizer if model is built.model else type(built.optimizer)(
         model.parameters(), **built.optimizer.defaults)
     main, aux = losses()
-    weighting = arml.AutoLambda(aux.numel(), init=1.0, **options)
+    weighting = arml.AutoLambda(aux.numel(), **options)          # the authors' defaults (init 0.1)
     weighting.bind(model=model, optimizer=optimizer)
     return weighting.meta_gradient(main, aux, shared_of(model, batch), arml.stateless(losses, model),
                                    built.setting.main_weight)
@@ -67,41 +67,39 @@ def rel(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-300))
 
 
-def measure(name: str, root: str, bf16: bool) -> dict[str, Any]:
+def errors(compute, reference32: torch.Tensor, reference64: torch.Tensor, steps: tuple[float, ...], default: float,
+           step_option: str) -> dict[str, Any]:
+    """jvp and central (each step of `steps`) against the float32 and the float64 double backward."""
+    row: dict[str, Any] = {"double_backward_vs_fp64": rel(reference32, reference64)}
+    jvp = compute(directional="jvp")
+    row["jvp"], row["jvp_vs_fp64"] = rel(jvp, reference32), rel(jvp, reference64)
+    sweep, sweep64 = {}, {}
+    for step in steps:
+        central = compute(directional="central", **{step_option: step})
+        sweep[step], sweep64[step] = rel(central, reference32), rel(central, reference64)
+    row["central_default"], row["central_default_vs_fp64"] = sweep[default], sweep64[default]
+    row["central_best"], row["central_best_step"] = min((e, s) for s, e in sweep.items())
+    row["central_sweep"], row["central_sweep_vs_fp64"] = sweep, sweep64
+    return row
+
+
+def measure(name: str, root: str, parts: list[str]) -> dict[str, Any]:
     batch = paper_batch(name, root)
     model, losses = batch.built.model, batch.losses()
     model64 = batch.float64_model()
     losses64 = batch.losses(model64, torch.float64)
     out: dict[str, Any] = {"model": name, "K": len(batch.built.names)}
 
-    # ARML, v = the residual g_main - sum_k a_k g_k
-    ref64 = arml_alpha(batch, model64, losses64, None)
-    exact32 = arml_alpha(batch, model, losses, None)
-    arml_row = {"double_backward": rel(exact32, ref64),
-                "jvp": rel(arml_alpha(batch, model, losses, losses, directional="jvp"), ref64),
-                "jvp_vs_double_backward_fp32": rel(arml_alpha(batch, model, losses, losses, directional="jvp"),
-                                                   exact32)}
-    sweep = {eps: rel(arml_alpha(batch, model, losses, losses, directional="central", fd_eps=eps), ref64)
-             for eps in ARML_STEPS}
-    arml_row["central_default"] = sweep[3e-5]
-    arml_row["central_best"], arml_row["central_best_step"] = min((e, s) for s, e in sweep.items())
-    arml_row["central_sweep"] = sweep
-    out["arml"] = arml_row
-
-    # Auto-Lambda, v = d = A grad L_0(theta')
-    ref64 = autolambda_meta(batch, model64, losses64, directional="double_backward")
-    exact32 = autolambda_meta(batch, model, losses, directional="double_backward")
-    jvp = autolambda_meta(batch, model, losses, directional="jvp")
-    al_row = {"double_backward": rel(exact32, ref64), "jvp": rel(jvp, ref64),
-              "jvp_vs_double_backward_fp32": rel(jvp, exact32)}
-    sweep = {step: rel(autolambda_meta(batch, model, losses, directional="central", fd_step=step), ref64)
-             for step in AUTOLAMBDA_STEPS}
-    al_row["central_default"] = sweep[1e-2]
-    al_row["central_best"], al_row["central_best_step"] = min((e, s) for s, e in sweep.items())
-    al_row["central_sweep"] = sweep
-    out["autolambda"] = al_row
-
-    if bf16:  # the step under bf16 autocast; the forward-mode pass in float32 or under the same autocast
+    if "arml" in parts:  # v = the residual g_main - sum_k a_k g_k
+        out["arml"] = errors(lambda **o: arml_alpha(batch, model, losses, losses, **o),
+                             arml_alpha(batch, model, losses, None), arml_alpha(batch, model64, losses64, None),
+                             ARML_STEPS, 3e-5, "fd_eps")
+    if "autolambda" in parts:  # v = d = A grad L_0(theta')
+        out["autolambda"] = errors(lambda **o: autolambda_meta(batch, model, losses, **o),
+                                   autolambda_meta(batch, model, losses, directional="double_backward"),
+                                   autolambda_meta(batch, model64, losses64, directional="double_backward"),
+                                   AUTOLAMBDA_STEPS, 1e-2, "fd_step")
+    if "bf16" in parts:  # the step under bf16 autocast; the forward-mode pass in float32 or under the same autocast
         def autocast(fn):
             def cast():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -120,14 +118,16 @@ def measure(name: str, root: str, bf16: bool) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| model (K) | method | jvp | central, default step | central, best step | double_backward (fp32) |"
-             " jvp vs fp32 double_backward |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model (K) | method | jvp | central, default step | central, best step | fp32 double backward vs "
+             "fp64 |", "|---|---|---|---|---|---|"]
     for r in results:
         for method, default in (("arml", "fd_eps 3e-5"), ("autolambda", "fd_step 1e-2")):
+            if method not in r:
+                continue
             m = r[method]
             lines.append(f"| {r['model']} ({r['K']}) | {method} | {m['jvp']:.1e} | {m['central_default']:.1%} "
                          f"({default}) | {m['central_best']:.2%} (at {m['central_best_step']:g}) | "
-                         f"{m['double_backward']:.1e} | {m['jvp_vs_double_backward_fp32']:.1e} |")
+                         f"{m['double_backward_vs_fp64']:.1e} |")
     if any("bf16_step" in r for r in results):
         lines += ["", "bf16 step (CPU autocast), ARML's alpha gradient against the float32 exact value:", "",
                   "| model | jvp in float32 | jvp under the step's autocast | central in float32 | "
@@ -143,7 +143,8 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="", help="comma-separated parts of the model names (default: all)")
-    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16-step measurements")
+    parser.add_argument("--parts", default="arml,autolambda,bf16",
+                        help="which measurements: arml, autolambda, bf16 (comma-separated; default all)")
     parser.add_argument("--data-root", default="", help="where to write the fake files (default: a temp folder)")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -151,10 +152,10 @@ def main() -> None:
     write_paper_data(root)
     names = [n for n in PAPER_MODELS if not args.models or any(part in n for part in args.models.split(","))]
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} device=cpu float32, one batch per model; "
-          "relative error |g - g_ref| / |g_ref| against the float64 double backward")
+          "relative error |g - g_ref| / |g_ref| against the float32 double backward (and float64's)")
     results = []
     for name in names:
-        results.append(measure(name, root, bf16=not args.no_bf16))
+        results.append(measure(name, root, args.parts.split(",")))
         print(json.dumps(results[-1], default=str), flush=True)
     print()
     print(table(results))

@@ -263,9 +263,11 @@ def _step_losses(model, setting, tasks, groups, y_main, prepared, aux_scale, cha
 def closure_losses(losses: Losses, device: torch.device, amp: bool) -> Losses:
     """What the weighting's closure re-evaluates (its extra forward passes): the step's losses in float32
     even when the step runs in bfloat16. A central difference that moves the parameters by 3e-5 of their
-    norm drowns in bfloat16 rounding: on an H200, ARML's alpha gradient with the closure under the step's
-    autocast was 10-22% off the float32 one in the three paper settings, against the 2% its tests allow
-    (docs/performance.md)."""
+    norm drowns in bfloat16 rounding (on an H200, ARML's alpha gradient with it under the step's autocast
+    was 10-22% off the float32 one in the three paper settings). The forward-mode pass (the default) does
+    not, but under the step's autocast it was no closer to the float32 value on the CPU's bf16 autocast
+    either: 3.0/5.3/40.7% off on the S4L/CelebA/PACS models against 3.4/9.5/28.0% in float32, the error of
+    the bf16 step's own gradients either way; float32 has the smaller worst case (docs/performance.md)."""
     return losses
 
 
