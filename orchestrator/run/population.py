@@ -53,7 +53,9 @@ class Populations:
         self.groups: dict[str, Any] = {}
         self.planned: dict[Any, str] = {}          # Tune's trial -> the member's planned id
         self.cost: dict[str, dict[str, float]] = {}   # member -> its cost at its last result
+        self.step: dict[str, Any] = {}                 # member -> the step of its last result
         self.exploits: list[dict[str, Any]] = []   # (member, step, cloned from, new weights), in order
+        self.members: dict[str, set] = {}          # group -> its members' Tune trials
 
     def pbt(self, trial: Any) -> Any:
         """The trial's population's PBT, or None for a trial that is not a member."""
@@ -72,14 +74,29 @@ class Populations:
                 perturbation_interval=perturbation_interval(population, meta["steps"], meta["eval_every"]),
                 hyperparam_mutations={key: tune.uniform(0.0, population["w_max"]) for key in weight_keys(meta["k"])},
                 quantile_fraction=population["quantile"], resample_probability=population["resample_probability"],
-                log_config=False)
+                synch=True, log_config=False)
+            self.members[group] = set()
         return self.groups[group]
+
+    def view(self, controller: Any, trial: Any) -> Any:
+        """Tune's controller as the trial's population's PBT must see it: its own members only (PBT looks over
+        every trial of the experiment, and a launch holds several populations: seeds, budgets, cells)."""
+        return _Population(controller, self.members[self.meta[self.planned[trial]]["group"]])
+
+    def choose_trial_to_run(self, controller: Any) -> Any:
+        """The member to run next, as its population's PBT chooses (members that wait at a perturbation are not
+        run on: in synchronous PBT every member of a population reaches it first), the least trained first."""
+        chosen = [pbt.choose_trial_to_run(_Population(controller, self.members[group]))
+                  for group, pbt in self.groups.items()]
+        chosen = [t for t in chosen if t is not None]
+        return min(chosen, key=lambda t: t.last_result.get(STEP, 0) if t.last_result else 0) if chosen else None
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         pbt = self.pbt(trial)
         if pbt is not None:
             self.planned[trial] = trial.config["trial_id"]
-            pbt.on_trial_add(tune_controller, trial)
+            self.members[self.meta[self.planned[trial]]["group"]].add(trial)
+            pbt.on_trial_add(self.view(tune_controller, trial), trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str | None:
         """PBT's decision for a member (None for another trial): continue, or pause at a perturbation so that waiting
@@ -90,28 +107,49 @@ class Populations:
             return None
         planned = self.planned[trial]
         self.cost[planned] = {k: float(result[k]) for k in COST_COLUMNS if isinstance(result.get(k), (int, float))}
-        decision = pbt.on_trial_result(tune_controller, trial, result)
-        cloned = trial.config.get("trial_id")
-        if cloned != planned:   # exploited: PBT set the config of the member it copied, mutated
-            trial.set_config({**trial.config, "trial_id": planned, CLONED_FROM: cloned, COST_FROM: self.cost[planned]})
-            self.exploits.append({"trial_id": planned, STEP: result.get(STEP), "from": cloned,
-                                  "weights": weights_in(trial.config, self.meta[planned]["k"])})
+        self.step[planned] = result.get(STEP)
+        view = self.view(tune_controller, trial)
+        decision = pbt.on_trial_result(view, trial, result)
+        for member in view.get_trials():   # synchronous PBT exploits every bottom member when the last one reports
+            own, cloned = self.planned[member], member.config.get("trial_id")
+            if cloned != own:   # exploited: PBT set the config of the member it copied, mutated
+                member.set_config({**member.config, "trial_id": own, CLONED_FROM: cloned,
+                                   COST_FROM: self.cost.get(own, {})})
+                self.exploits.append({"trial_id": own, STEP: self.step.get(own), "from": cloned,
+                                      "weights": weights_in(member.config, self.meta[own]["k"])})
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         pbt = self.pbt(trial)
         if pbt is not None:
-            pbt.on_trial_complete(tune_controller, trial, result)
+            pbt.on_trial_complete(self.view(tune_controller, trial), trial, result)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         pbt = self.pbt(trial)
         if pbt is not None:
-            pbt.on_trial_error(tune_controller, trial)
+            pbt.on_trial_error(self.view(tune_controller, trial), trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         pbt = self.pbt(trial)
         if pbt is not None:
-            pbt.on_trial_remove(tune_controller, trial)
+            pbt.on_trial_remove(self.view(tune_controller, trial), trial)
+
+
+class _Population:
+    """A Tune controller seen by one population's PBT: its trial lists hold that population's members only;
+    everything else (saving, pausing, resources) is the controller's."""
+
+    def __init__(self, controller: Any, members: set) -> None:
+        self._controller, self._members = controller, members
+
+    def get_trials(self) -> list:
+        return [t for t in self._controller.get_trials() if t in self._members]
+
+    def get_live_trials(self) -> list:
+        return [t for t in self._controller.get_live_trials() if t in self._members]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._controller, name)
 
 
 def param_space(trial_ids: list[str], meta: dict[str, dict[str, Any]], current: dict[str, list[float]]

@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+import arml
+
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.run import preflight
 from orchestrator.run.ending import Ending
@@ -163,9 +165,24 @@ def _check_resume(plan: Plan, folder: RunFolder, resume: bool) -> None:
         saved = read_plan(folder.path)
         gone = {t.trial_id for t in saved.trials} - {t.trial_id for t in plan.trials}
         if gone:
+            former = sorted({t.method for t in saved.trials if t.trial_id in gone
+                             and "directional" not in t.weighting_options
+                             and "directional" in _recorded_defaults(t.weighting)})
+            hint = (f"; {len(gone)} of them were planned before the auxiliary-task gradient became exact: to finish "
+                    f"them as they were started, add directional = \"central\" to [methods.{former[0]}]"
+                    + (" (and " + ", ".join(f"[methods.{m}]" for m in former[1:]) + ")" if len(former) > 1 else "")
+                    + " in the study file") if former else ""
             raise UsageError(f"the study file changed since {folder.path} was started: {len(gone)} of the trials "
                              "it planned are no longer in it; --resume may add trials (an axis value, a method, a "
-                             "seed) but not drop any: run the changed study into another --storage instead")
+                             "seed) but not drop any: run the changed study into another --storage instead" + hint)
+
+
+def _recorded_defaults(weighting: str) -> dict:
+    """The options whose default changed what a weighting computes (written into every new trial's options)."""
+    try:
+        return getattr(arml.WEIGHTINGS.get(weighting), "recorded_defaults", {})
+    except Exception:   # a weighting no longer registered: nothing to suggest
+        return {}
 
 
 def _not_run(run_dir: str, ids: list[str]) -> list[str]:

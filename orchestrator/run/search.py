@@ -110,6 +110,12 @@ class StudyScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self.populations.on_trial_add(tune_controller, trial)
 
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """A launch of population members runs them as their populations' PBT chooses; others first in first out."""
+        if self.populations.groups:
+            return self.populations.choose_trial_to_run(tune_controller)
+        return super().choose_trial_to_run(tune_controller)
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         decision = self.populations.on_trial_result(tune_controller, trial, result)
         if decision is not None:

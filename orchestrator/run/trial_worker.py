@@ -241,8 +241,10 @@ def _warm_up() -> float:
     """Imports the training code (torch, torchvision, the data sets) before a trial's cost meter starts, so the
     first trial on a Ray worker costs what the others do; returns the CPU-seconds this took (0 once warm).
     torch._dynamo too: torch's first optimizer imports it (1.7 CPU-seconds on 2 CPUs), which made the first
-    trial on each worker look 2x as costly as the rest."""
+    trial on each worker look 2x as costly as the rest. And the forward-mode decompositions the first jvp of an
+    ARML-family trial imports."""
     start = time.process_time()
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
     import torch._dynamo  # noqa: F401
 
     import trainables.loop  # noqa: F401

@@ -22,6 +22,10 @@ NOT_IN_ID = ("data_root", "device", "num_workers", "channels_last", "compile")
 # trial planned before they existed keeps its id (finished trials are found again on --resume, published tables
 # stay reproducible from the same ids).
 ADDED_LATER = ("diagnostics", "val_labels")
+# Weighting options added after run folders existed, with what trials computed before: an option at that value is
+# left out of ids, so a run folder planned before it resumes when the study file names it (`directional =
+# "central"`), while the new default (written into the options by the study reader) gives new ids.
+FORMER_OPTIONS = {"directional": "central"}
 HARD_LIMIT = 100_000  # trials, even with --allow-large: beyond it a plan does not fit in memory
 
 
@@ -153,6 +157,9 @@ def trial_id(config: TrainConfig, method: str, sample: int | None = None, cell: 
     defaults = TrainConfig()
     meaning = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_ID
                and not (k in ADDED_LATER and v == getattr(defaults, k, None))}
+    if meaning.get("weighting_options"):
+        meaning["weighting_options"] = {k: v for k, v in meaning["weighting_options"].items()
+                                        if FORMER_OPTIONS.get(k, ...) != v}
     what: dict[str, Any] = {"config": meaning, "method": method}
     if sample is not None:
         what["sample"] = sample

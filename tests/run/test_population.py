@@ -79,22 +79,22 @@ def test_a_member_in_the_bottom_copies_a_top_member_of_its_own_population_only()
     for trial in trials.values():
         populations.on_trial_add(controller, trial)
     a1, a2, b1, b2 = (trials[t] for t in ("a1", "a2", "b1", "b2"))
-    for step in (10, 20):   # b's members do far worse than a's: never compared with them
-        populations.on_trial_result(controller, a1, result(step, 0.9, step / 10))
-        if step == 10:
-            populations.on_trial_result(controller, a2, result(10, 0.5, 3.5))
-        populations.on_trial_result(controller, b1, result(step, 0.2, step / 10))
-        populations.on_trial_result(controller, b2, result(step, 0.3, step / 10))
-    assert [e["trial_id"] for e in populations.exploits] == ["b1"]   # b's bottom member, at its second round
+    # synchronous PBT: a population perturbs when all its members reached the interval, each population alone
+    # (b's members do far worse than a's: never compared with them)
+    assert populations.on_trial_result(controller, a1, result(10, 0.9, 1.0)) == "PAUSE"   # waits for a2
+    populations.on_trial_result(controller, b1, result(10, 0.2, 1.0))
+    assert populations.exploits == []
+    populations.on_trial_result(controller, b2, result(10, 0.3, 1.0))
+    assert [e["trial_id"] for e in populations.exploits] == ["b1"]   # b's bottom member, once b's members are in
     assert populations.exploits[0]["from"] == "b2"                   # from its own population's top member
     assert b1.config["trial_id"] == "b1" and b1.config[CLONED_FROM] == "b2"
-    populations.on_trial_result(controller, a2, result(20, 0.5, 7.0))   # a2 is a's bottom member at 20
+    populations.on_trial_result(controller, a2, result(10, 0.5, 3.5))   # a2 is a's bottom member at 10
     exploit = populations.exploits[-1]
-    assert exploit["trial_id"] == "a2" and exploit["from"] == "a1" and exploit["step"] == 20
+    assert exploit["trial_id"] == "a2" and exploit["from"] == "a1" and exploit["step"] == 10
     assert a2.config["trial_id"] == "a2" and a2.config[CLONED_FROM] == "a1"    # its own id, not the copied one
-    assert a2.config[COST_FROM] == {"wall_s": 7.0, "cpu_s": 7.0, "gpu_s": 0.0}  # its own cost, not a1's
+    assert a2.config[COST_FROM] == {"wall_s": 3.5, "cpu_s": 3.5, "gpu_s": 0.0}  # its own cost, not a1's
     assert "a2" in controller.paused   # restarted from a1's checkpoint
-    assert a2.run_metadata.checkpoint_manager._latest_checkpoint_result.checkpoint == "checkpoint of a1 at 20"
+    assert a2.run_metadata.checkpoint_manager._latest_checkpoint_result.checkpoint == "checkpoint of a1 at 10"
     for key, before in (("w0", 0.5), ("w1", 1.5)):   # no resampling here: each weight x0.8 or x1.2
         assert a2.config[key] == pytest.approx(before * 0.8) or a2.config[key] == pytest.approx(before * 1.2)
     assert exploit["weights"] == [a2.config["w0"], a2.config["w1"]]

@@ -123,10 +123,14 @@ def test_a_resumed_dry_run_estimates_only_the_trials_left(tmp_path, capsys):
     write_plan(str(run_dir), plan)
     done = [t.trial_id for t in plan.trials[:30]]
     (run_dir / "trials.json").write_text(json.dumps({tid: {"status": "finished"} for tid in done}))
+    # a trial is finished only where its evaluations are recorded
+    rows = [json.dumps({"trial_id": t.trial_id, "step": t.config.steps}) + "\n" for t in plan.trials]
+    (run_dir / "records.jsonl").write_text("".join(rows[:30]))
     assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
     out = capsys.readouterr().out
     assert "for the 10 trials left (30 finished are kept)" in out
     (run_dir / "trials.json").write_text(json.dumps({t.trial_id: {"status": "finished"} for t in plan.trials}))
+    (run_dir / "records.jsonl").write_text("".join(rows))
     assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
     assert "time: none; all 40 planned trials have finished" in capsys.readouterr().out
     assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0   # without --resume: all 40

@@ -17,12 +17,21 @@ LEGACY = Path(__file__).parents[1] / "data" / "legacy_run"
 pytestmark = pytest.mark.integration
 
 
-def test_a_run_folder_from_before_the_move_resumes(tmp_path):
+def test_a_run_folder_from_before_the_move_resumes(tmp_path, capsys):
     storage = tmp_path / "runs"
     shutil.copytree(LEGACY / "legacy", storage / "legacy")
     (storage / "legacy").chmod(0o755)
     before = [json.loads(line) for line in (storage / "legacy" / "records.jsonl").read_text().splitlines()]
-    assert main(["run", str(LEGACY / "legacy.toml"), "--storage", str(storage), "--resume"]) == 0
+    # its ARML trials were planned when the alpha gradient was a central difference: the study file as it was
+    # is refused with the fix named, and with that option written in they resume as they were computed
+    assert main(["run", str(LEGACY / "legacy.toml"), "--storage", str(storage), "--resume"]) == 2
+    assert 'add directional = "central" to [methods.arml]' in capsys.readouterr().err
+    study = tmp_path / "legacy.toml"
+    study.write_text((LEGACY / "legacy.toml").read_text().replace("[methods.arml]\n",
+                                                                   '[methods.arml]\ndirectional = "central"\n'))
+    assert main(["run", str(study), "--storage", str(storage), "--resume"]) == 0
+    plan = json.loads((storage / "legacy" / "plan.json").read_text())
+    assert {t["weighting_options"].get("directional") for t in plan["trials"] if t["method"] == "arml"} == {"central"}
     rows = pd.read_parquet(storage / "legacy" / "records.parquet")
     assert not rows.duplicated(["trial_id", "step"]).any()
     assert rows.groupby("trial_id")["step"].max().eq(400).all() and rows["trial_id"].nunique() == 4

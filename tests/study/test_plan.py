@@ -100,6 +100,8 @@ def test_a_changed_default_gives_new_ids_to_the_methods_it_changes_and_only_to_t
         written = make_plan(load_study(path))
         assert ({t.trial_id for t in written.trials} == ids) is same
         assert {t.trial_id for t in written.trials if t.method != "arml"} <= ids
+        if value == "central":   # what every ARML trial computed before: the ids it had then (old folders resume)
+            assert [t for t in written.trials if t.method == "arml"][0].trial_id == plan_module.trial_id(before, "arml")
 
 
 def test_trial_id_fixed_by_content() -> None:
