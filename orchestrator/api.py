@@ -95,12 +95,13 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
     a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
     seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
     from orchestrator.run.options import RunOptions
+    from orchestrator.run.session import cluster_address
     from orchestrator.store.folder import locate
     from orchestrator.study.plan import build_plan
 
     plan = build_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large,
                       data_root=data_root, smoke_run=smoke)
-    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume,
+    options = RunOptions(address=cluster_address(address), storage=storage, mlflow_uri=mlflow_uri, resume=resume,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     code = run_plan(plan, options)
     return load(locate(plan.study.name, storage).run_dir, exit_code=code if isinstance(code, int) else None)

@@ -28,6 +28,22 @@ def use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def cluster_address(flag: str | None) -> str | None:
+    """The cluster a run joins: `--address`, else $RAY_ADDRESS (what Ray sets for a Ray job's driver, and what
+    `ray.init()` itself would join), else None (a local Ray). A job server's http(s) URL there is a usage error:
+    `arml run` joins a cluster's GCS (HEAD:6379), `arml submit` takes the job server's URL."""
+    if flag:
+        return flag
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:
+        return None
+    if address.startswith(("http://", "https://")):
+        raise UsageError(f"RAY_ADDRESS={address} is a Ray job server's URL, not a cluster to join: run the study as "
+                         f"a Ray job with `arml submit STUDY --address {address}`, or join the cluster with --address "
+                         "HEAD:6379 (or unset RAY_ADDRESS to start a local Ray)")
+    return address
+
+
 def _probe_address(address: str, timeout: float = 5.0) -> None:
     """A cluster address that does not answer is a usage error now, not minutes of Ray's retries."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -71,7 +87,9 @@ class RaySession:
                 raise UsageError(f"cannot join the Ray cluster at {self.address} ({str(error).splitlines()[0]}); "
                                  "check the address (`ray status` on the head node prints it) and that this "
                                  "machine has the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
-            print(f"Ray: joined the cluster at {self.address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
+            nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+            print(f"Ray: joined the cluster at {self.address} ({nodes} node{'s' if nodes != 1 else ''}, "
+                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs)", flush=True)
             return False
         # the watcher first: everything Ray starts below this process is noted from its first moment, so that a
         # start stopped half-way, or a driver that dies, leaves nothing behind (None without /proc)

@@ -190,6 +190,18 @@ class RunFolder:
     def save_waves(self, waves: list[dict[str, Any]]) -> None:
         self.write_json(WAVES_FILE, waves)
 
+    # ---- the Ray job ------------------------------------------------------------------------------
+    def save_job(self, job: dict[str, Any]) -> None:
+        """RUN_DIR/ray_job.json: the Ray job that runs this study now (`arml submit`), the earlier ones listed under
+        "previous" (a resumed study is a new job)."""
+        before = self.job()
+        previous = [*before.pop("previous", []), before] if before else []
+        self.write_json(JOB_FILE, {**job, "previous": previous})
+
+    def job(self) -> dict[str, Any]:
+        """The Ray job recorded by `arml submit` ({} when the study was not submitted as one)."""
+        return self.read_json(JOB_FILE, {}) or {}
+
     def keep_study_file(self, source: str) -> None:
         """A copy of the study file (logged on the MLflow parent run): what was asked for."""
         if os.path.isfile(source):
