@@ -110,16 +110,16 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
 def run_plan(plan: Any, options: Any) -> int:
     """`arml run`: the plan's trials (orchestrator/run), then the report (orchestrator/report; a signal there
     stops the report alone), then the summary; returns the exit code. The one place running and reporting meet."""
-    from orchestrator.report.build import make_report
+    from orchestrator.report.build import report_with_headline
     from orchestrator.run.runner import StudyRun
 
     with StudyRun(plan, options) as run:
         run.trials()
         ending = run.ending
-        report = None
+        report, found = None, []
         if ending.planned:
             ending.export()
-            report = ending.stage("report", lambda: make_report(run.run_dir, mlflow_uri=ending.uri,
-                                                                extra_artifacts=ending.artifacts(), final=True),
-                                  stopped=f"report: interrupted; write it later with: arml report {run.run_dir}")
-        return ending.finish(report)
+            made = ending.stage("report", lambda: report_with_headline(run.run_dir, ending.uri, ending.artifacts()),
+                                stopped=f"report: interrupted; write it later with: arml report {run.run_dir}")
+            report, found = made if made is not None else (None, [])
+        return ending.finish(report, found)

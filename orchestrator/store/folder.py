@@ -202,6 +202,13 @@ class RunFolder:
         """The Ray job recorded by `arml submit` ({} when the study was not submitted as one)."""
         return self.read_json(JOB_FILE, {}) or {}
 
+    def mlflow_parent(self) -> dict[str, Any]:
+        """{"parent_run_id", "experiment_id"} of the study's MLflow parent run ({} before one was made, or damaged)."""
+        try:
+            return self.read_json(PARENT_FILE, {}) or {}
+        except DamagedFile:
+            return {}
+
     def keep_study_file(self, source: str) -> None:
         """A copy of the study file (logged on the MLflow parent run): what was asked for."""
         if os.path.isfile(source):

@@ -351,24 +351,53 @@ class Tracker:
                 self.statuses[trial_id] = wanted
 
     def close(self, status: str, artifacts: list[str] = (), params: dict[str, Any] | None = None,
-              metrics: dict[str, float] | None = None) -> None:
-        """The study's one end: params, headline metrics and artifacts on the parent run, then its status."""
-        self._guard(self._close, status, list(artifacts), params or {}, metrics or {})
+              metrics: dict[str, float] | list[tuple[str, float, int]] | None = None,
+              tags: dict[str, str] | None = None, note: str | None = None) -> None:
+        """The study's one end: params, metrics (a dict at step 0, or (name, value, step) triples: a curve MLflow's
+        charts draw against `step`), tags, its description (MLflow's note) and artifacts on the parent run, then its
+        status. A metric point the run already holds (same step and value) is not logged again."""
+        if isinstance(metrics, dict):
+            metrics = [(k, v, 0) for k, v in metrics.items()]
+        self._guard(self._close, status, list(artifacts), params or {}, list(metrics or []), tags or {}, note)
 
-    def _close(self, status: str, artifacts: list[str], params: dict[str, Any], metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric, Param
+    def _close(self, status: str, artifacts: list[str], params: dict[str, Any], metrics: list[tuple[str, float, int]],
+               tags: dict[str, str], note: str | None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
 
-        have = set(self.client.get_run(self.parent).data.params)
+        run = self.client.get_run(self.parent)
+        have = set(run.data.params)
         items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.parent, params=items[start:start + 100])
         stamp = int(time.time() * 1000)
-        values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v == v]
+        logged: dict[str, set[tuple[int, float]]] = {}
+        for name in {k for k, _, _ in metrics} & set(run.data.metrics):   # a report logged before (a resumed study)
+            logged[name] = {(m.step, m.value) for m in self.client.get_metric_history(self.parent, name)}
+        values = [Metric(k, float(v), stamp, int(step)) for k, v, step in metrics
+                  if v == v and (int(step), float(v)) not in logged.get(k, ())]
         for start in range(0, len(values), 1000):
             self.client.log_batch(self.parent, metrics=values[start:start + 1000])
+        if note is not None:
+            tags = {**tags, "mlflow.note.content": note}
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.parent, tags=items[start:start + 100])
         for path in artifacts:
             if os.path.isdir(path):
                 self.client.log_artifacts(self.parent, path, artifact_path=os.path.basename(path))
             elif os.path.exists(path):
                 self.client.log_artifact(self.parent, path)
         self.client.set_terminated(self.parent, status=FINISHED.get(status, "FAILED"))
+
+
+UI = "http://127.0.0.1:5000"   # where `mlflow ui` serves a local store
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The address of a run in MLflow's UI, opened in its model-training view (MLflow 3.17 opens an experiment in the
+    GenAI view unless the address says otherwise): on a tracking server its own address, for a local store (sqlite,
+    a folder) the one `mlflow ui` serves by default; '' for other stores (Databricks, ...)."""
+    base = UI if _local_store(uri) else redact(uri).rstrip("/") if uri.startswith(("http://", "https://")) else ""
+    if not base or not experiment_id or not run_id:
+        return ""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
