@@ -111,7 +111,7 @@ class StudyCallback(tune.Callback):
         tid = trial.config["trial_id"]
         extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
         self.book.set_state(tid, TrialStatus.RUNNING, failures=trial.num_failures, **extra)
-        self.tracker.child(tid, running=True)
+        self.tracker.starting(tid)   # its MLflow run is made with its first result (one write for params and metrics)
 
     @_recording
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -156,7 +156,9 @@ class StudyCallback(tune.Callback):
         self._say(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
         self._progress(trials, force=True, ending=(trial, TrialStatus.FAILED))
 
+    @_recording
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.book.flush()   # the states that changed, at most every FLUSH_EVERY_S
         self._progress(trials)
 
     @_recording

@@ -5,6 +5,7 @@ says so once, and `arml report RUN_DIR --log-mlflow` logs the records later."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -154,7 +155,9 @@ def quiet_mlflow() -> None:
         logger.setLevel(logging.CRITICAL)
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
+    """The project's commit, asked of git once per process (a subprocess per trial costs the driver a fork)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -282,11 +285,20 @@ class Tracker:
         """The trial's child run (created when missing); `running`: the trial starts (again) now."""
         return self._guard(self._child, trial_id, running)
 
-    def _child(self, trial_id: str, running: bool = False) -> str:
+    def starting(self, trial_id: str) -> None:
+        """The trial starts (again): a child run it has is RUNNING again; one it lacks is made with its first result
+        (`log`), params and metrics in one write, or when it ends without one (`finish`)."""
+        if trial_id in self.children:
+            self.child(trial_id, running=True)
+
+    def _child(self, trial_id: str, running: bool = False, metrics: list[Any] = ()) -> str:
+        """The trial's child run; a new one gets its params and `metrics` (mlflow Metric) in one log_batch."""
         if trial_id in self.children:
             if running and self.statuses.get(trial_id) != "RUNNING":
                 self.client.update_run(self.children[trial_id], status="RUNNING")
                 self.statuses[trial_id] = "RUNNING"
+            if metrics:
+                self._batch(self.children[trial_id], metrics=list(metrics))
             return self.children[trial_id]
         from mlflow.entities import Param
 
@@ -301,12 +313,19 @@ class Tracker:
         params.update(method=meta.method, weighting=meta.weighting, budget=budget, seed=meta.seed,
                       grid_point=list(meta.grid_point) if meta.grid_point else "")
         params.update({f"sweep.{key}": value for key, value in meta.cell.items()})   # the trial's sweep cell
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[start:start + 100])
+        self._batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], metrics=list(metrics))
         self.children[trial_id] = run.info.run_id
         self.statuses[trial_id] = "RUNNING"
         return run.info.run_id
+
+    def _batch(self, run_id: str, params: list[Any] = (), metrics: list[Any] = ()) -> None:
+        """log_batch within MLflow's limits per call (100 params, 1000 entries)."""
+        params, metrics = list(params), list(metrics)
+        while params or metrics:
+            take_params = params[:100]
+            take_metrics = metrics[:1000 - len(take_params)]
+            self.client.log_batch(run_id, params=take_params, metrics=take_metrics)
+            params, metrics = params[len(take_params):], metrics[len(take_metrics):]
 
     def log(self, trial_id: str, row: dict[str, Any]) -> None:
         self._guard(self._log, trial_id, row)
@@ -314,7 +333,6 @@ class Tracker:
     def _log(self, trial_id: str, row: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        run_id = self.children.get(trial_id) or self._child(trial_id)
         step = int(row.get("step", 0) or 0)
         if step <= self.logged_step.get(trial_id, -1.0):
             return
@@ -322,9 +340,7 @@ class Tracker:
         from orchestrator.store.records import metric_values
 
         stamp = int(float(row.get("recorded_at") or time.time()) * 1000)
-        metrics = [Metric(k, v, stamp, step) for k, v in metric_values(row).items()]
-        for start in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        self._child(trial_id, metrics=[Metric(k, v, stamp, step) for k, v in metric_values(row).items()])
 
     def finish(self, trial_id: str, status: str) -> None:
         self._guard(self._finish, trial_id, status)
