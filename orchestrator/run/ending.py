@@ -78,7 +78,7 @@ class Ending:
                 code = self._summary(None)
                 how = "stopped" if self.interrupts.received else "ended"
                 print(f"arml: error: the run {how} because {reason}; the records above are exported. Start Ray "
-                      f"again if needed and run the same command with --resume (finished trials are kept); the "
+                      f"again if needed and {_again()} with --resume (finished trials are kept); the "
                       f"report: arml report {self.run_dir}", file=sys.stderr, flush=True)
                 if not self.interrupts.received:
                     code = 1
@@ -130,7 +130,7 @@ class Ending:
             first = failed.iloc[0]
             print(f"{len(failed)} trial(s) failed, e.g. {first['trial_id']} ({first['method']}): {first['error']}")
         if not_run:
-            print(f"{not_run} trial(s) did not run to the end; run the same command with --resume to finish them "
+            print(f"{not_run} trial(s) did not run to the end; {_again()} with --resume to finish them "
                   "(finished trials are kept, interrupted ones continue from their last checkpoint)")
         if found:   # what the study found, then where to see it
             print("\n" + "\n".join(found))
@@ -144,3 +144,10 @@ class Ending:
         if interrupts.received:
             return interrupts.exit_code
         return 1 if len(failed) or not_run else 0
+
+
+def _again() -> str:
+    """How to continue: the same command, or inside a Ray job (`arml submit`) the same submission."""
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):   # set by Ray for a job's driver
+        return "submit the study again (arml submit STUDY ... --address JOB_SERVER)"
+    return "run the same command"

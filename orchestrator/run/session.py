@@ -90,6 +90,7 @@ class RaySession:
             nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
             print(f"Ray: joined the cluster at {self.address} ({nodes} node{'s' if nodes != 1 else ''}, "
                   f"{ray.cluster_resources().get('CPU', 0):g} CPUs)", flush=True)
+            _cluster_errors_to_log()
             return False
         # the watcher first: everything Ray starts below this process is noted from its first moment, so that a
         # start stopped half-way, or a driver that dies, leaves nothing behind (None without /proc)
@@ -109,6 +110,7 @@ class RaySession:
                            "/tmp/ray/session_latest/logs. Try again (a busy machine can time out), or join a "
                            "running cluster with --address") from None
         self.started = True
+        _cluster_errors_to_log()
         print("Ray: started (pass --address to use a cluster)", flush=True)
         return True
 
@@ -150,6 +152,27 @@ class RaySession:
         ray.shutdown()
         reaper.release(self._watcher)
         self._watcher, self.started = None, False
+
+
+def _cluster_errors_to_log() -> None:
+    """Ray's driver prints the cluster's error messages ("The node with node id ... has been marked dead") to stdout
+    from a thread of its own, colour codes and all: they go to Ray's logger instead, which `quiet_ray` sends to
+    RUN_DIR/ray.log with Ray's other messages (the run says in its own words what a lost node means)."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "arml_to_log", False):
+        return
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        for line in data.get("lines", []):
+            logging.getLogger("ray").warning("(raylet) %s", line)
+        return None
+
+    to_log.arml_to_log = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
 
 
 def _name(pid: int) -> str:

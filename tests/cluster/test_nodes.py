@@ -136,7 +136,7 @@ def test_trials_spread_over_worker_nodes_and_a_lost_node_s_trial_continues_on_th
     assert code == 0, out + err
     last = [line for line in out.splitlines() if line.startswith("finished after")]
     assert last and last[-1].endswith(": 6 finished, 0 stopped early, 0 failed, 0 not run")
-    assert "Traceback" not in out + err
+    assert "Traceback" not in out + err and "\x1b[" not in out + err   # Ray's "(raylet) node marked dead": ray.log
     records = pd.DataFrame(rows(run_dir))
     assert not records.duplicated(["trial_id", "step"]).any()              # 0 duplicated
     assert records.groupby("trial_id")["step"].apply(sorted).apply(         # 0 lost
@@ -182,3 +182,41 @@ def test_a_lost_head_ends_the_run_in_one_line_and_resume_on_a_new_cluster_keeps_
     records = pd.DataFrame(rows(run_dir))
     assert not records.duplicated(["trial_id", "step"]).any()
     assert records.groupby("trial_id")["step"].apply(sorted).apply(lambda s: s == list(range(25, STEPS + 1, 25))).all()
+
+
+def test_a_node_whose_checkpoints_vanish_with_it_fails_its_trial_and_resume_trains_it_again(tmp_path, cluster):
+    """Storage the nodes do not share, as when a node's local disk goes with it: the lost node's trial cannot
+    continue elsewhere (its checkpoints are gone), fails after its retries while the others finish (exit 1, one
+    line), and --resume trains it again from the start."""
+    import shutil
+
+    c = cluster(workers=2)
+    study, storage = write(tmp_path, "vanish"), tmp_path / "runs"
+    run_dir = storage / "vanish"
+    process = driver(study, storage, c.address)
+    victim, deadline = None, time.time() + 600
+    while victim is None and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        done = {tid for tid, s in states(run_dir).items() if s.get("status") == "finished"}
+        mid = [r for r in rows(run_dir) if r["trial_id"] not in done and 50 <= r["step"] < STEPS - 25]
+        victim = mid[-1] if mid else None
+    assert victim is not None, end(process, 5)
+    trial_dir = run_dir / Path(victim["checkpoint"]).parent
+    for folder in trial_dir.glob("checkpoint_*"):
+        shutil.rmtree(folder)                                  # the node's local checkpoints, gone with it
+    c.remove_node(node_of(c, victim["node_id"]), allow_graceful=False)
+    code, out, err = end(process)
+    assert code == 1 and "Traceback" not in out + err, out + err
+    trials = pd.read_csv(run_dir / "trials.csv").set_index("trial_id")
+    assert trials.loc[victim["trial_id"], "status"] == "failed"
+    assert "does not exist on storage anymore" in trials.loc[victim["trial_id"], "error"]
+    assert (trials.drop(victim["trial_id"])["status"] == "finished").all()
+
+    code, out, err = end(driver(study, storage, c.address, "--resume"))
+    assert code == 0, out + err
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert set(trials["status"]) == {"finished"}
+    mine = pd.DataFrame(rows(run_dir)).query("trial_id == @victim['trial_id']")
+    assert mine["retry_from_step"].max() == 0                 # trained again from the start
+    records = pd.read_parquet(run_dir / "records.parquet")    # the export keeps each step's last report
+    assert not records.duplicated(["trial_id", "step"]).any()
