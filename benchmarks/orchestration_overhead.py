@@ -97,6 +97,7 @@ class Row:
     init2_s: float
     loop_cpu: float = math.nan       # CPU seconds of the loop (its training: the driver is the trainer)
     orch2_cpu: float = math.nan      # the driver's CPU seconds while `arml run`'s trials ran (c=2), report excluded
+    writer_cpu: float = math.nan     # the MLflow writer process's CPU seconds (c=2), on another core
     report_cpu: float = math.nan     # the driver's CPU seconds for the report at the end (c=2)
     bare2_s: float = math.nan        # bare Ray Tune, the same trials (c=2): wall seconds of Tuner.fit
     bare2_cpu: float = math.nan      # ... and the driver's CPU seconds
@@ -127,6 +128,13 @@ def build_plan(n: int, concurrency: int) -> Plan:
 def driver_cpu() -> float:
     """CPU seconds of this process alone (every thread of it; not Ray's GCS, raylet or workers, its children)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that ended and were waited for: around `run_plan`, the MLflow writer
+    (`arml-mlflow`, joined at the end of each launch); Ray's own processes end only at `ray.shutdown()`."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -219,13 +227,14 @@ def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
     ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
     init_s = time.perf_counter() - start
-    cpu = driver_cpu()
+    cpu, writer = driver_cpu(), children_cpu()
     try:
         with contextlib.redirect_stdout(log), timed_report() as report:
             code = run_plan(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
     finally:
         orchestrated.cpu = driver_cpu() - cpu - report.cpu   # the trials' part of the driver's CPU
         orchestrated.report_cpu = report.cpu
+        orchestrated.writer_cpu = children_cpu() - writer
         ray.shutdown()
     wall = time.perf_counter() - start
     table = trials_table(run_dir)
@@ -268,15 +277,17 @@ def measure(n: int, root: str, log, repeats: int) -> Row:
         folder = os.path.join(root, f"repeat{rep}")
         loops.append((plain_loop(plan1), plain_loop.cpu))
         orch1.append(orchestrated(plan1, folder, log))
-        orch2.append((*orchestrated(plan2, folder, log), orchestrated.cpu, orchestrated.report_cpu))
+        orch2.append((*orchestrated(plan2, folder, log), orchestrated.cpu, orchestrated.report_cpu,
+                      orchestrated.writer_cpu))
         bare2.append(bare_tune(plan2, folder, 2))
         print(f"  N={n}: loop {loops[-1][0]:.2f} s, orchestrator 1 at a time {orch1[-1][0]:.1f} s, 2 at a time "
               f"{orch2[-1][0]:.1f} s (ray.init {orch1[-1][1]:.1f} s, {orch2[-1][1]:.1f} s), bare Tune 2 at a time "
               f"{bare2[-1][0]:.1f} s; driver CPU per trial: orchestrator {1000 * orch2[-1][2] / n:.0f} ms (+ report "
               f"{orch2[-1][3]:.1f} s), bare Tune {1000 * bare2[-1][1] / n:.0f} ms", flush=True)
-    (orch1_s, init1_s), (orch2_s, init2_s, _, _) = min(orch1), min(orch2)
+    (orch1_s, init1_s), (orch2_s, init2_s, *_) = min(orch1), min(orch2)
     return Row(n, min(loops)[0], orch1_s, orch2_s, init1_s, init2_s, loop_cpu=min(c for _, c in loops),
-               orch2_cpu=min(r[2] for r in orch2), report_cpu=min(r[3] for r in orch2), bare2_s=min(bare2)[0],
+               orch2_cpu=min(r[2] for r in orch2), report_cpu=min(r[3] for r in orch2),
+               writer_cpu=min(r[4] for r in orch2), bare2_s=min(bare2)[0],
                bare2_cpu=min(c for _, c in bare2))
 
 
@@ -291,12 +302,12 @@ def print_table(rows: list[Row]) -> None:
     for line in lines:
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
     print("\ndriver CPU per trial, 2 at a time (resource.getrusage of the driver process alone; the report's fixed "
-          "cost apart):")
-    head = ["N", "orchestrator ms", "bare Tune ms", "ratio", "report s", "loop ms (training)", "bare Tune wall s",
-            "orch c=2 wall s"]
+          "cost apart; MLflow's writes in the arml-mlflow process, on another core, shown apart):")
+    head = ["N", "orchestrator ms", "bare Tune ms", "ratio", "MLflow writer ms", "report s", "loop ms (training)",
+            "bare Tune wall s", "orch c=2 wall s"]
     lines = [[str(r.n), f"{1000 * r.orch2_cpu / r.n:.0f}", f"{1000 * r.bare2_cpu / r.n:.0f}",
-              f"{r.orch2_cpu / r.bare2_cpu:.2f}x", f"{r.report_cpu:.1f}", f"{1000 * r.loop_cpu / r.n:.0f}",
-              f"{r.bare2_s:.1f}", f"{r.orch2_s:.1f}"] for r in rows]
+              f"{r.orch2_cpu / r.bare2_cpu:.2f}x", f"{1000 * r.writer_cpu / r.n:.0f}", f"{r.report_cpu:.1f}",
+              f"{1000 * r.loop_cpu / r.n:.0f}", f"{r.bare2_s:.1f}", f"{r.orch2_s:.1f}"] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for line in lines:

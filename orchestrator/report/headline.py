@@ -52,10 +52,43 @@ def headline_lines(rows: list[HeadlineRow], margin_points: float) -> list[str]:
     return out
 
 
+def summary_sentence(rows: list[HeadlineRow]) -> str:
+    """'ARML (arml) against Uniform: better at 60 labels, not decided at 20 and 200 labels; against the grid's choice:
+    as good at 200 labels, not decided at 20 and 60 labels; the grid cost 3.3-3.7x ARML.' (no sweep; '' without
+    rows)."""
+    if not rows or any(r.cell for r in rows):
+        return ""
+
+    def verdicts(pick) -> str:
+        by: dict[str, list[str]] = {}
+        for r in rows:
+            v = pick(r)
+            if v is not None:
+                by.setdefault(v.verdict, []).append(budget_text(r.budget_key, r.budget))
+        return ", ".join(f"{verdict} at {' and '.join(where)}" for verdict, where in by.items())
+
+    parts = []
+    uniform = verdicts(lambda r: r.vs_uniform)
+    if uniform:
+        parts.append(f"against {rows[0].vs_uniform.versus if rows[0].vs_uniform else 'Uniform'}: {uniform}")
+    search = verdicts(lambda r: r.vs_search)
+    if search:
+        parts.append(f"against {rows[0].search}'s choice: {search}")
+    ratios = [r.cost_ratio for r in rows if not math.isnan(r.cost_ratio)]
+    if ratios:
+        low, high = min(ratios), max(ratios)
+        span = f"{low:.1f}x" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}x"
+        parts.append(f"{rows[0].search} cost {span} {rows[0].arml}")
+    return f"ARML ({rows[0].arml}) " + "; ".join(parts) + "." if parts else ""
+
+
 def note_markdown(study: str, description: str, rows: list[HeadlineRow], margin_points: float,
                   report_files: list[str]) -> str:
-    """The parent run's description: the study, the headline as a table, and where the charts and files are."""
+    """The parent run's description: the study, the headline in a sentence and as a table, and where the charts
+    and files are."""
     lines = [f"**{study}**" + (f": {description.strip()}" if description.strip() else ""), ""]
+    if summary_sentence(rows):
+        lines += [summary_sentence(rows), ""]
     if rows:
         search = next((r.search for r in rows if r.search), None)
         header = (["cell"] if any(r.cell for r in rows) else []) + ["budget", "ARML vs Uniform"]
@@ -69,8 +102,8 @@ def note_markdown(study: str, description: str, rows: list[HeadlineRow], margin_
                 cells += [_versus(r.vs_search, short=True), _ratio(r) or "-"]
             table.append(cells)
         lines += [f"ARML ({rows[0].arml}) against each reference: paired verdict, mean difference and 95% interval "
-                  f"in accuracy points (test accuracy at the best validation step; margin {margin_points:g} "
-                  "points).", "", md_table(header, table), ""]
+                  f"in accuracy points (test accuracy at the best validation step; margin "
+                  f"{points_text(margin_points)}).", "", md_table(header, table), ""]
     lines += ["Charts (Model metrics): `data_requirement/<method>` is test accuracy against the label budget "
               "(step = labels), `cost/device_s/<method>` and `cost/cpu_s/<method>` the compute each method used, "
               "`cost_ratio/<search>` a search's device-seconds over ARML's per budget, `labels_to_reach/...` the "

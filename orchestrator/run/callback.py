@@ -19,7 +19,7 @@ from orchestrator.run.progress import Progress
 from orchestrator.run.signals import Interrupts
 from orchestrator.store.records import RecordBook
 from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, FATAL, STEP, Trial, TrialStatus
-from orchestrator.store.tracking import Tracker
+from orchestrator.store.tracking import TrackerProcess
 
 
 def _error_line(trial: Any) -> str:
@@ -91,8 +91,8 @@ class StudyCallback(tune.Callback):
         book = RecordBook(self.run_dir, self.plan_meta, self._states)
         statuses = [s.get("status") for s in book.states.values()]
         before = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
-        self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta,
-                                                     reopen=True),
+        self._live = {"book": book, "tracker": TrackerProcess(self.mlflow_uri, self.study, self.run_dir,
+                                                            self.plan_meta),
                       "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s, ended_before=before)}
 
     @property
@@ -101,7 +101,7 @@ class StudyCallback(tune.Callback):
         return self._live["book"]
 
     @property
-    def tracker(self) -> Tracker:
+    def tracker(self) -> TrackerProcess:
         self._open()
         return self._live["tracker"]
 
@@ -175,6 +175,7 @@ class StudyCallback(tune.Callback):
         self._live["progress"].close(trials, counts={**ended, "running": 0,
                                                      "pending": len(statuses) - sum(ended.values())})
         self.book.close()
+        self.tracker.close()   # everything handed to MLflow's writer is logged before the run goes on
 
     # ---- progress -------------------------------------------------------------------------------
     def _label(self, tid: str) -> str:

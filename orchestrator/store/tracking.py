@@ -417,3 +417,63 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     if not base or not experiment_id or not run_id:
         return ""
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+class TrackerProcess:
+    """A study launch's MLflow tracker in a process of its own (`arml-mlflow`): the driver hands it what to log
+    through a queue (microseconds a trial) and its own loop never waits on MLflow, whose writes cost tens of
+    milliseconds of CPU each (a run, its params and metrics, its status); the writer stays the one process that
+    writes the store while trials run, so a sqlite store is still safe. `close()` waits until everything handed
+    over is logged. The writer ignores Ctrl-C and SIGTERM (its process group gets them: the driver decides when
+    the study ends) and ends by itself if the driver dies. Same calls as `Tracker` for a launch: starting, log,
+    finish."""
+
+    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[Trial]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")   # never fork a driver that runs Ray's threads
+        self._queue = context.Queue()
+        self._process = context.Process(target=_serve, name="arml-mlflow", daemon=True,
+                                        args=(self._queue, uri, study, run_dir, list(plan_meta), os.getpid()))
+        self._process.start()
+
+    def starting(self, trial_id: str) -> None:
+        self._queue.put(("starting", trial_id))
+
+    def log(self, trial_id: str, row: dict[str, Any]) -> None:
+        self._queue.put(("log", trial_id, row))
+
+    def finish(self, trial_id: str, status: str) -> None:
+        self._queue.put(("finish", trial_id, str(status)))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Everything handed over logged (at most `timeout` seconds), the writer ended."""
+        if self._process.is_alive():
+            self._queue.put(None)
+            self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._queue.close()
+
+
+def _serve(queue: Any, uri: str, study: str, run_dir: str, plan_meta: list[Trial], driver: int) -> None:
+    """The `arml-mlflow` process: logs what the driver hands over, in order, until told to end or the driver is
+    gone."""
+    import queue as queues
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tracker = Tracker(uri, study, run_dir, plan_meta, say=lambda text: print(text, flush=True), reopen=True)
+    calls = {"starting": tracker.starting, "log": tracker.log, "finish": tracker.finish}
+    while True:
+        try:
+            message = queue.get(timeout=1.0)
+        except queues.Empty:
+            if os.getppid() != driver:   # the driver died (kill -9): its next run reconciles the statuses
+                return
+            continue
+        if message is None:
+            return
+        calls[message[0]](*message[1:])
