@@ -98,6 +98,7 @@ class Row:
     loop_cpu: float = math.nan       # CPU seconds of the loop (its training: the driver is the trainer)
     orch2_cpu: float = math.nan      # the driver's CPU seconds while `arml run`'s trials ran (c=2), report excluded
     writer_cpu: float = math.nan     # the MLflow writer process's CPU seconds (c=2), on another core
+    fixed_cpu: float = math.nan      # the driver's CPU seconds outside Tune's run (set-up, export, end; not report)
     report_cpu: float = math.nan     # the driver's CPU seconds for the report at the end (c=2)
     bare2_s: float = math.nan        # bare Ray Tune, the same trials (c=2): wall seconds of Tuner.fit
     bare2_cpu: float = math.nan      # ... and the driver's CPU seconds
@@ -229,10 +230,11 @@ def orchestrated(plan: Plan, root: str, log) -> tuple[float, float]:
     init_s = time.perf_counter() - start
     cpu, writer = driver_cpu(), children_cpu()
     try:
-        with contextlib.redirect_stdout(log), timed_report() as report:
+        with contextlib.redirect_stdout(log), timed_report() as report, timed_fit() as fit:
             code = run_plan(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
     finally:
-        orchestrated.cpu = driver_cpu() - cpu - report.cpu   # the trials' part of the driver's CPU
+        orchestrated.all_cpu = driver_cpu() - cpu - report.cpu   # all but the report: set-up, trials, export, end
+        orchestrated.cpu = fit.cpu                               # while Tune ran the trials (Tuner.fit)
         orchestrated.report_cpu = report.cpu
         orchestrated.writer_cpu = children_cpu() - writer
         ray.shutdown()
@@ -267,6 +269,28 @@ def timed_report():
         build.report_with_headline = original
 
 
+@contextlib.contextmanager
+def timed_fit():
+    """The driver's CPU seconds inside `tune.Tuner.fit` (`.cpu`): Tune's loop and the callbacks, trial by trial."""
+    from ray import tune
+
+    original = tune.Tuner.fit
+    spent = argparse.Namespace(cpu=0.0)
+
+    def timed(self, *args, **kwargs):
+        cpu = driver_cpu()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spent.cpu += driver_cpu() - cpu
+
+    tune.Tuner.fit = timed
+    try:
+        yield spent
+    finally:
+        tune.Tuner.fit = original
+
+
 def measure(n: int, root: str, log, repeats: int) -> Row:
     """Loop, orch c=1, orch c=2, `repeats` times interleaved; each figure is its fastest repeat (the one
     least disturbed by other jobs), ray.init the one of that repeat."""
@@ -278,16 +302,16 @@ def measure(n: int, root: str, log, repeats: int) -> Row:
         loops.append((plain_loop(plan1), plain_loop.cpu))
         orch1.append(orchestrated(plan1, folder, log))
         orch2.append((*orchestrated(plan2, folder, log), orchestrated.cpu, orchestrated.report_cpu,
-                      orchestrated.writer_cpu))
+                      orchestrated.writer_cpu, orchestrated.all_cpu))
         bare2.append(bare_tune(plan2, folder, 2))
         print(f"  N={n}: loop {loops[-1][0]:.2f} s, orchestrator 1 at a time {orch1[-1][0]:.1f} s, 2 at a time "
               f"{orch2[-1][0]:.1f} s (ray.init {orch1[-1][1]:.1f} s, {orch2[-1][1]:.1f} s), bare Tune 2 at a time "
-              f"{bare2[-1][0]:.1f} s; driver CPU per trial: orchestrator {1000 * orch2[-1][2] / n:.0f} ms (+ report "
-              f"{orch2[-1][3]:.1f} s), bare Tune {1000 * bare2[-1][1] / n:.0f} ms", flush=True)
+              f"{bare2[-1][0]:.1f} s; driver CPU per trial in Tuner.fit: orchestrator {1000 * orch2[-1][2] / n:.0f} "
+              f"ms, bare Tune {1000 * bare2[-1][1] / n:.0f} ms", flush=True)
     (orch1_s, init1_s), (orch2_s, init2_s, *_) = min(orch1), min(orch2)
     return Row(n, min(loops)[0], orch1_s, orch2_s, init1_s, init2_s, loop_cpu=min(c for _, c in loops),
                orch2_cpu=min(r[2] for r in orch2), report_cpu=min(r[3] for r in orch2),
-               writer_cpu=min(r[4] for r in orch2), bare2_s=min(bare2)[0],
+               writer_cpu=min(r[4] for r in orch2), fixed_cpu=min(r[5] - r[2] for r in orch2), bare2_s=min(bare2)[0],
                bare2_cpu=min(c for _, c in bare2))
 
 
@@ -301,13 +325,15 @@ def print_table(rows: list[Row]) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for line in lines:
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
-    print("\ndriver CPU per trial, 2 at a time (resource.getrusage of the driver process alone; the report's fixed "
-          "cost apart; MLflow's writes in the arml-mlflow process, on another core, shown apart):")
-    head = ["N", "orchestrator ms", "bare Tune ms", "ratio", "MLflow writer ms", "report s", "loop ms (training)",
-            "bare Tune wall s", "orch c=2 wall s"]
+    print("\ndriver CPU per trial while Tune runs the trials (Tuner.fit), 2 at a time (resource.getrusage of the "
+          "driver process alone); the orchestrator's fixed costs (set-up, export and end; the report) and the CPU of "
+          "its MLflow writer process (arml-mlflow, on another core) apart:")
+    head = ["N", "orchestrator ms", "bare Tune ms", "ratio", "+ set-up/end s", "+ report s", "MLflow writer ms",
+            "loop ms (training)", "bare Tune wall s", "orch c=2 wall s"]
     lines = [[str(r.n), f"{1000 * r.orch2_cpu / r.n:.0f}", f"{1000 * r.bare2_cpu / r.n:.0f}",
-              f"{r.orch2_cpu / r.bare2_cpu:.2f}x", f"{1000 * r.writer_cpu / r.n:.0f}", f"{r.report_cpu:.1f}",
-              f"{1000 * r.loop_cpu / r.n:.0f}", f"{r.bare2_s:.1f}", f"{r.orch2_s:.1f}"] for r in rows]
+              f"{r.orch2_cpu / r.bare2_cpu:.2f}x", f"{r.fixed_cpu:.1f}", f"{r.report_cpu:.1f}",
+              f"{1000 * r.writer_cpu / r.n:.0f}", f"{1000 * r.loop_cpu / r.n:.0f}", f"{r.bare2_s:.1f}",
+              f"{r.orch2_s:.1f}"] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for line in lines:
@@ -419,6 +445,17 @@ def wide(n: int, cpus: int, root: str, log) -> None:
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
              log_to_driver=False)
     original, launching.run_trial = launching.run_trial, noop_trial
+    from orchestrator.store import tracking
+
+    closing, writer = tracking.TrackerProcess.close, {}
+
+    def close(self, timeout=None):   # when the launch handed its last record to MLflow's writer, and when it was done
+        writer["asked"] = time.perf_counter()
+        closing(self, timeout)
+        writer["done"] = time.perf_counter()
+
+    tracking.TrackerProcess.close = close
+    writer_cpu = children_cpu()
     sampler = RssSampler()
     sampler.start()
     at_report: dict[str, float] = {}
@@ -437,6 +474,8 @@ def wide(n: int, cpus: int, root: str, log) -> None:
             code = run_plan(plan, RunOptions(storage=storage, mlflow_uri=default_uri(run_dir)))
     finally:
         launching.run_trial = original
+        tracking.TrackerProcess.close = closing
+        writer_cpu = children_cpu() - writer_cpu
         end_rss = sampler.stop()
         ray.shutdown()
     wall = time.perf_counter() - start
@@ -452,6 +491,9 @@ def wide(n: int, cpus: int, root: str, log) -> None:
           f"{1000 * trials_cpu / n:.0f} ms per trial; the report after it: {report.cpu:.0f} s CPU; all: {wall:.0f} s")
     print(f"  driver RSS: {sampler.first:.0f} MB at the start, {at_report['rss']:.0f} MB when the last trial ended, "
           f"{sampler.peak:.0f} MB at most, {end_rss:.0f} MB after the report")
+    print(f"  MLflow writer (arml-mlflow, its own process): {writer_cpu:.0f} s CPU = {1000 * writer_cpu / n:.0f} ms "
+          f"per trial; done logging {writer['done'] - writer['asked']:.0f} s after Tune's run ended "
+          f"({writer['asked'] - start:.0f} s after the start)")
 
 
 def main(argv: list[str] | None = None) -> int:
