@@ -95,12 +95,13 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
     a dict shaped like a study file. `overrides` ({"train.steps": 100}) and keyword settings (steps=100,
     seeds=[0]) change it before validation. The other arguments are `arml run`'s options."""
     from orchestrator.run.options import RunOptions
+    from orchestrator.run.session import cluster_address
     from orchestrator.store.folder import locate
     from orchestrator.study.plan import build_plan
 
     plan = build_plan(_load(study, study_overrides(overrides, settings)), allow_large=allow_large,
                       data_root=data_root, smoke_run=smoke)
-    options = RunOptions(address=address, storage=storage, mlflow_uri=mlflow_uri, resume=resume,
+    options = RunOptions(address=cluster_address(address), storage=storage, mlflow_uri=mlflow_uri, resume=resume,
                          data_root=data_root, until_decided=until_decided, max_seeds=max_seeds)
     code = run_plan(plan, options)
     return load(locate(plan.study.name, storage).run_dir, exit_code=code if isinstance(code, int) else None)
@@ -109,16 +110,16 @@ def run(study: str | os.PathLike | dict, overrides: dict[str, Any] | None = None
 def run_plan(plan: Any, options: Any) -> int:
     """`arml run`: the plan's trials (orchestrator/run), then the report (orchestrator/report; a signal there
     stops the report alone), then the summary; returns the exit code. The one place running and reporting meet."""
-    from orchestrator.report.build import make_report
+    from orchestrator.report.build import report_with_headline
     from orchestrator.run.runner import StudyRun
 
     with StudyRun(plan, options) as run:
         run.trials()
         ending = run.ending
-        report = None
+        report, found = None, []
         if ending.planned:
             ending.export()
-            report = ending.stage("report", lambda: make_report(run.run_dir, mlflow_uri=ending.uri,
-                                                                extra_artifacts=ending.artifacts(), final=True),
-                                  stopped=f"report: interrupted; write it later with: arml report {run.run_dir}")
-        return ending.finish(report)
+            made = ending.stage("report", lambda: report_with_headline(run.run_dir, ending.uri, ending.artifacts()),
+                                stopped=f"report: interrupted; write it later with: arml report {run.run_dir}")
+            report, found = made if made is not None else (None, [])
+        return ending.finish(report, found)

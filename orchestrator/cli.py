@@ -30,7 +30,10 @@ commands:
                       STUDY may also be a shipped study's name, e.g. quickstart
   list                the shipped study files (and ./studies) with descriptions and trial counts
   data check          which data sets are present under the data root
-  status RUN_DIR      progress of a study's trials
+  submit STUDY.toml   run the study as a Ray job on a cluster (--address http://HEAD:8265) and return
+  status RUN_DIR      progress of a study's trials (and of its Ray job, when submitted as one)
+  logs RUN_DIR        a submitted study's output (--follow: as it comes)
+  stop RUN_DIR        stop a submitted study (records exported; --resume continues it)
   report RUN_DIR      curves and tables from a study's results"""
 
 EPILOG = """\b
@@ -152,8 +155,9 @@ def _complete_study(_ctx: click.Context, _param: click.Parameter, incomplete: st
                    "value; validated like the file); repeatable")
 @click.option("--allow-large", is_flag=True,
               help="run even if the plan has more trials than the study's [study] max_trials")
-@click.option("--address", metavar="ADDR", help="join an existing Ray cluster (e.g. auto or ray://head:10001); "
-                                                "default: start Ray on this machine")
+@click.option("--address", metavar="ADDR", help="join an existing Ray cluster (e.g. auto, HEAD:6379 or "
+                                                "ray://head:10001); default: $RAY_ADDRESS when set (as inside a Ray "
+                                                "job), else start Ray on this machine")
 @click.option("--storage", metavar="PATH_OR_URI", help="where trials, checkpoints and records go; on a cluster a "
                                                        "path or URI all nodes share (default: ./runs)")
 @click.option("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI if set, "
@@ -175,9 +179,11 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
     """Plan a study's trials and run them on Ray (local or a cluster). STUDY.toml is a study file or the
     name of a shipped one (`arml list`)."""
     from orchestrator.run.options import RunOptions
+    from orchestrator.run.session import cluster_address
     from orchestrator.study.plan import build_plan
     from orchestrator.study.spec import load_study
 
+    address = cluster_address(address)   # inside a Ray job (or wherever RAY_ADDRESS is set): that cluster
     if as_json and not dry_run:
         raise UsageError("--json goes with --dry-run (a run prints its progress as text)")
     plan = build_plan(load_study(find_study(study), overrides_from(settings) or None), allow_large=allow_large,
@@ -194,6 +200,89 @@ def run_command(study: str, dry_run: bool, as_json: bool, settings: tuple[str, .
     from orchestrator.api import run_plan
 
     return run_plan(plan, options)
+
+
+# ---- submit, logs, stop: a study as a Ray job ----------------------------------------------------
+@cli.command("submit", context_settings=SETTINGS, epilog=_examples(
+    "arml submit quickstart --address http://127.0.0.1:8265",
+    "arml submit studies/big.toml --address http://head:8265 --storage /shared/runs --data-root /shared/data",
+    "arml submit studies/big.toml --address http://head:8265 --storage /shared/runs --resume"))
+@click.argument("study", metavar="STUDY.toml", type=click.Path(), shell_complete=_complete_study)
+@click.option("--address", metavar="URL", help="the cluster's job server, e.g. http://HEAD:8265 (the head's "
+                                               "dashboard port; default: $RAY_ADDRESS when it is one)")
+@click.option("--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="change one value of the study file (as for arml run); repeatable")
+@click.option("--storage", metavar="PATH", help="where the run folder goes, a path the head node sees (default: "
+                                                "./runs, made absolute here)")
+@click.option("--mlflow-uri", metavar="URI", help="MLflow tracking URI for the job (default: the head's "
+                                                  "$MLFLOW_TRACKING_URI, else RUN_DIR/mlflow.db)")
+@click.option("--resume", is_flag=True, help="continue an interrupted or stopped run of this study")
+@click.option("--until-decided", is_flag=True, help="as for arml run")
+@click.option("--max-seeds", type=click.IntRange(min=1), metavar="N", help="as for arml run")
+@click.option("--smoke", is_flag=True, help="as for arml run: every trial shrunk to seconds")
+@click.option("--allow-large", is_flag=True, help="as for arml run")
+@click.option("--data-root", metavar="DIR", help="folder with the data sets on the head node (default: "
+                                                 "$ARML_DATA or ./data, made absolute here)")
+@_handled
+def submit_command(study: str, address: str | None, settings: tuple[str, ...], storage: str | None,
+                   mlflow_uri: str | None, resume: bool, until_decided: bool, max_seeds: int | None, smoke: bool,
+                   allow_large: bool, data_root: str | None) -> int:
+    """Run a study as a Ray job: `arml run STUDY` on the cluster's head node, submitted to its job server. Prints
+    the job's id, records it in the run folder and returns at once: `arml status`, `arml logs` and `arml stop`
+    take the run folder. The project must be installed on every node (`arml` on the PATH of the head's
+    `ray start`), and every path must name the same place on the head node."""
+    from orchestrator.run import jobs
+    from orchestrator.study.plan import build_plan
+    from orchestrator.study.spec import load_study
+
+    url = jobs.job_server(address)
+    path = find_study(study)
+    plan = build_plan(load_study(path, overrides_from(settings) or None), allow_large=allow_large,
+                      data_root=data_root, smoke_run=smoke)   # a mistake in the study is found here, not in the job
+    job = jobs.submit(jobs.Submission(str(path), settings, storage, mlflow_uri, resume, data_root, until_decided,
+                                      max_seeds, smoke, allow_large), url, plan)
+    shown = _shown(job["run_dir"])
+    print(f"submitted Ray job {job['job_id']} to {url}")
+    print(f"  runs:      {job['entrypoint']}")
+    print(f"  run folder {job['run_dir']}")
+    if job.get("not_recorded"):
+        print(f"  (the job id is not recorded in the run folder: {job['not_recorded']}; follow it with "
+              f"`ray job logs {job['job_id']} --address {url}`)")
+    else:
+        print(f"  arml status {shown}           the trials and the job")
+        print(f"  arml logs {shown} --follow    the study's output as it runs")
+        print(f"  arml stop {shown}             stop it (records exported; submit again with --resume to continue)")
+    return 0
+
+
+def _shown(path: str) -> str:
+    import os
+
+    here = os.getcwd()
+    inside = os.path.commonpath([here, path]) == here
+    return os.path.relpath(path, here) if inside else path
+
+
+@cli.command("logs", context_settings=SETTINGS, epilog=_examples("arml logs runs/quickstart --follow"))
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--follow", "-f", is_flag=True, help="keep printing the output as it comes, until the job ends")
+@_handled
+def logs_command(run_dir: str, follow: bool) -> int:
+    """Print the output of a study submitted as a Ray job (`arml submit`), from its job server."""
+    from orchestrator.run.jobs import print_logs
+
+    return print_logs(run_dir, follow)
+
+
+@cli.command("stop", context_settings=SETTINGS, epilog=_examples("arml stop runs/quickstart"))
+@click.argument("run_dir", metavar="RUN_DIR")
+@_handled
+def stop_command(run_dir: str) -> int:
+    """Stop a study submitted as a Ray job: Ray sends its driver SIGTERM, the running trials stop, the records
+    are exported (as after `kill`), and `arml submit STUDY --resume` continues it later."""
+    from orchestrator.run.jobs import stop
+
+    return stop(run_dir)
 
 
 # ---- list --------------------------------------------------------------------------------------
@@ -261,8 +350,14 @@ def status_command(run_dir: str, as_json: bool) -> int:
     """Show the progress of a study's trials: done, running, failed, pending, and each method's best
     validation accuracy so far. RUN_DIR is STORAGE/STUDY_NAME, e.g. runs/quickstart."""
     from orchestrator.report.status import status_data, status_text
+    from orchestrator.store.folder import RunFolder
 
-    print(json.dumps(status_data(run_dir), indent=1) if as_json else status_text(run_dir))
+    job = None
+    if RunFolder(run_dir).job().get("job_id"):   # submitted as a Ray job: its state beside the trials'
+        from orchestrator.run.jobs import job_state
+
+        job = job_state(RunFolder(run_dir).job())
+    print(json.dumps(status_data(run_dir, job), indent=1) if as_json else status_text(run_dir, job))
     return 0
 
 

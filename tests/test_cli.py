@@ -36,7 +36,8 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("arml 0.1")
 
 
-@pytest.mark.parametrize("command", [["run"], ["list"], ["data"], ["data", "check"], ["status"], ["report"]])
+@pytest.mark.parametrize("command", [["run"], ["list"], ["data"], ["data", "check"], ["status"], ["report"],
+                                     ["submit"], ["logs"], ["stop"]])
 def test_every_command_has_help_with_an_example(command: list[str],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*command, "--help"]) == 0

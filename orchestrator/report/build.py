@@ -16,6 +16,7 @@ import os
 import pandas as pd
 
 from orchestrator.analysis.diagnostics import has_diagnostics, summary_table, task_table
+from orchestrator.analysis.headline import CellNumbers
 from orchestrator.analysis.run_data import RunData, load_run, not_done, weight_trajectories
 from orchestrator.analysis.search_cost import has_searches
 from orchestrator.analysis.tables import compute_cost, cost_vs_accuracy, data_requirement, device_of, labels_to_reach
@@ -42,8 +43,8 @@ def report_folder(run_dir: str, log_mlflow: bool = False, mlflow_uri: str | None
     folder.require_plan()
     uri = report_uri(run_dir, mlflow_uri, log_mlflow)
     trials_csv = folder.file(TRIALS_CSV)
-    report, logged = _make_report(run_dir, uri, log_mlflow,
-                                  (trials_csv,) if log_mlflow and os.path.exists(trials_csv) else (), False)
+    report, logged, _ = _make_report(run_dir, uri, log_mlflow,
+                                     (trials_csv,) if log_mlflow and os.path.exists(trials_csv) else (), False)
     print(f"report: {report}")
     for name in sorted(os.listdir(report)):
         print(f"  {name}")
@@ -58,13 +59,26 @@ def make_report(run_dir: str, mlflow_uri: str | None = None, log_records: bool =
     return _make_report(run_dir, mlflow_uri, log_records, extra_artifacts, final)[0]
 
 
+def report_with_headline(run_dir: str, mlflow_uri: str | None, extra_artifacts: tuple[str, ...] = ()
+                         ) -> tuple[str, list[str]]:
+    """The end of `arml run`: `make_report(..., final=True)`, and the headline's lines (what was found) for the
+    summary."""
+    folder, _, lines = _make_report(run_dir, mlflow_uri, False, extra_artifacts, True)
+    return folder, lines
+
+
 def _make_report(run_dir: str, mlflow_uri: str | None, log_records: bool, extra_artifacts: tuple[str, ...],
-                 final: bool) -> tuple[str, bool]:
-    """(the report's folder, whether MLflow was reached: True without a URI)."""
+                 final: bool) -> tuple[str, bool, list[str]]:
+    """(the report's folder, whether MLflow was reached: True without a URI, the headline's lines)."""
+    from orchestrator.analysis.headline import cell_numbers, headline
+    from orchestrator.report.headline import headline_lines
+
     data = load_run(run_dir)
     folder = RunFolder(run_dir).file(REPORT_DIR)
     os.makedirs(folder, exist_ok=True)
-    write_files(data, folder)
+    numbers = cell_numbers(data, margin_of(data))
+    write_files(data, folder, numbers)
+    lines = headline_lines(headline(numbers), margin_of(data))
     missing = not_done(data)
     if len(missing):
         counts = missing["status"].value_counts()
@@ -72,23 +86,28 @@ def _make_report(run_dir: str, mlflow_uri: str | None, log_records: bool, extra_
               f"({', '.join(f'{n} {s}' for s, n in counts.items())}); they are listed in "
               f"{os.path.join(folder, FILES.RESULTS_MD)}; the report shows what finished")
     if not mlflow_uri:
-        return folder, True
+        return folder, True, lines
     from orchestrator.report.publish import log_to_mlflow
 
-    return folder, log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts, final)
+    logged = log_to_mlflow(data, run_dir, mlflow_uri, folder, log_records, extra_artifacts, final, numbers)
+    return folder, logged, lines
 
 
-def write_files(data: RunData, folder: str) -> None:
+def write_files(data: RunData, folder: str, numbers: list | None = None) -> None:
     """The report's files in `folder`. A sweep's are computed within each cell: its tables get one column per
     swept key, its Markdown one section per cell, each cell's figures go to cells/<cell>/, and the sweep's own
-    figures (accuracy along the axes, the regime map) sit beside them, drawn from the same tables."""
+    figures (accuracy along the axes, the regime map) sit beside them, drawn from the same tables. `numbers`: each
+    cell's tables as `orchestrator.analysis.headline.cell_numbers` computed them (else computed here)."""
+    from orchestrator.analysis.headline import cell_numbers
     from orchestrator.report.search_cost import write_searches
+
+    numbers = numbers if numbers is not None else cell_numbers(data, margin_of(data))
 
     budgeted = None
     if has_searches(data):   # each search's cost to match ARML, per cell (the K-scaling report, along K)
         budgeted = write_searches(data.cells(), folder)
     if not data.axes:
-        for name, value in cell_outputs(data, folder, colors_for(data)).items():
+        for name, value in cell_outputs(data, folder, colors_for(data), numbers=numbers[0]).items():
             _write(value, folder, name)
         return
     from orchestrator.report.cells import cell_slug, combine_markdown, sweep_figures, with_cell
@@ -96,10 +115,10 @@ def write_files(data: RunData, folder: str) -> None:
     colors = colors_for(data)
     tables: dict[str, list[pd.DataFrame]] = {}
     texts: dict[str, list[tuple[dict, str]]] = {}
-    for cell, sub in data.cells():
+    for (cell, sub), computed in zip(data.cells(), numbers):
         where = os.path.join(folder, FILES.CELLS_DIR, cell_slug(cell))
         os.makedirs(where, exist_ok=True)
-        for name, value in cell_outputs(sub, where, colors, cell).items():
+        for name, value in cell_outputs(sub, where, colors, cell, computed).items():
             if isinstance(value, pd.DataFrame):
                 tables.setdefault(name, []).append(with_cell(value, cell))
             else:
@@ -128,9 +147,10 @@ def _write(value: pd.DataFrame | str, folder: str, name: str) -> None:
         write_text(value, folder, name)
 
 
-def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict | None = None
-                 ) -> dict[str, pd.DataFrame | str]:
-    """One cell's tables (DataFrames) and texts (Markdown) by file name; its figures are drawn into `folder`."""
+def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict | None = None,
+                 numbers: CellNumbers | None = None) -> dict[str, pd.DataFrame | str]:
+    """One cell's tables (DataFrames) and texts (Markdown) by file name; its figures are drawn into `folder`.
+    `numbers`: the cell's comparisons, data requirement, compute cost and labels to reach, when computed already."""
     from orchestrator.report.cells import cell_label
     from orchestrator.report.diagnostics import markdown as diagnostics_markdown
     from orchestrator.report.diagnostics import plot as diagnostics_plot
@@ -139,15 +159,15 @@ def cell_outputs(data: RunData, folder: str, colors: dict[str, str], cell: dict 
     study, key = data.plan.study, data.budget_key
     title = study + (f" ({cell_label(cell)})" if cell else "")
     out: dict[str, pd.DataFrame | str] = {}
-    points = data_requirement(data)
-    paired = comparisons(data, margin_of(data))
+    points = numbers.points if numbers is not None else data_requirement(data)
+    paired = numbers.paired if numbers is not None else comparisons(data, margin_of(data))
     out[FILES.COMPARISONS_CSV] = paired
     out[FILES.COMPARISONS_MD] = comparisons_markdown(data, paired, margin_of(data))
     out[FILES.DATA_REQUIREMENT_CSV] = points
     data_requirement_plot(points, paired, os.path.join(folder, FILES.DATA_REQUIREMENT_PNG), title, key,
                           list(data.plan.targets), colors, data.reference("uniform"))
-    out[FILES.LABELS_TO_REACH_CSV] = labels_to_reach(data, points)
-    cost = compute_cost(data, points, paired)
+    out[FILES.LABELS_TO_REACH_CSV] = numbers.reach if numbers is not None else labels_to_reach(data, points)
+    cost = numbers.cost if numbers is not None else compute_cost(data, points, paired)
     out[FILES.COMPUTE_COST_CSV] = cost
     out[FILES.COMPUTE_COST_MD] = cost_markdown(data, cost, paired)
     progress, singles = cost_vs_accuracy(data, points, cost)

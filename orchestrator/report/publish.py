@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 import os
 
+from orchestrator.analysis.headline import CellNumbers, cell_numbers, headline, parent_metrics, verdict_tags
 from orchestrator.analysis.run_data import RunData
 from orchestrator.analysis.tables import data_requirement
+from orchestrator.report.headline import note_markdown
 from orchestrator.report.markdown import margin_of
 from orchestrator.store.folder import MLFLOW_DB, REPORT_DIR, RunFolder
 from orchestrator.store.schema import ACTIVE, TrialStatus
@@ -50,10 +52,14 @@ def headline_metrics(data: RunData) -> dict[str, float]:
 
 
 def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_records: bool,
-                  extra_artifacts: tuple[str, ...] = (), final: bool = False) -> bool:
+                  extra_artifacts: tuple[str, ...] = (), final: bool = False,
+                  numbers: list[CellNumbers] | None = None) -> bool:
     """Logs the report folder on the study's parent run (and missing trial records); False if MLflow failed.
     The parent run is closed when every trial has ended, or, with `final` (the end of `arml run`), as KILLED
-    when some never ran (an interrupted study is never FINISHED)."""
+    when some never ran (an interrupted study is never FINISHED). The parent run gets what the report found:
+    `parent_metrics` (the data-requirement curve against the label budget, compute cost per method, each search's
+    cost relative to ARML, labels to reach), every paired verdict as a tag and the headline as its description.
+    `numbers`: each cell's tables, when computed already."""
     from orchestrator.store.tracking import Tracker, redact
 
     tracker = Tracker(uri, data.plan.study, run_dir, data.plan.trials)
@@ -78,18 +84,21 @@ def log_to_mlflow(data: RunData, run_dir: str, uri: str, folder: str, log_record
         if tracker.enabled:
             print(f"MLflow: {new} trial run(s) logged, {len(had)} were there already ({redact(uri)})")
     statuses = set(states.values())
+    numbers = numbers if numbers is not None else cell_numbers(data, margin_of(data))
+    closing = {"params": study_params(data), "metrics": [(k, v, 0) for k, v in headline_metrics(data).items()]
+               + parent_metrics(numbers), "tags": verdict_tags(numbers),
+               "note": note_markdown(data.plan.study, data.plan.description, headline(numbers), margin_of(data),
+                                     sorted(os.listdir(folder)) if os.path.isdir(folder) else [])}
     if busy:
         tracker._guard(tracker.client.log_artifacts, tracker.parent, folder, REPORT_DIR)
         print(f"MLflow: the study is running ({busy}): its runs' statuses are left to it")
     else:
         tracker.reconcile(states)   # every trial's run as its records say
         if statuses & ACTIVE:   # the study is not over: an interrupted one is KILLED, never FINISHED
-            tracker.close("interrupted", [folder, *extra_artifacts], params=study_params(data),
-                          metrics=headline_metrics(data))
+            tracker.close("interrupted", [folder, *extra_artifacts], **closing)
         else:
             tracker.close(TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED,
-                          [folder, *extra_artifacts],
-                          params=study_params(data), metrics=headline_metrics(data))
+                          [folder, *extra_artifacts], **closing)
     if tracker.enabled:
         print(f"MLflow: report logged on the study's run ({redact(uri)})")
     return tracker.enabled

@@ -23,9 +23,10 @@ def _number(value: Any) -> float | None:
     return value if value == value else None
 
 
-def status_data(run_dir: str) -> dict[str, Any]:
+def status_data(run_dir: str, job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Counts per state, per method (done, total, best validation accuracy so far), running trials with their
-    last reported step (None: started, nothing reported yet) and failed trials with their errors."""
+    last reported step (None: started, nothing reported yet) and failed trials with their errors; `job`, the state
+    of the Ray job that runs the study (orchestrator/run/jobs.job_state, its "summary" a line), is passed through."""
     records = RunRecords.read(run_dir, require_plan=True)
     plan = records.plan
     table = trials_table(records)
@@ -44,14 +45,15 @@ def status_data(run_dir: str) -> dict[str, Any]:
     return {"study": plan.study, "setting": plan.setting, "dataset": plan.dataset,
             "run_dir": os.path.abspath(run_dir), "trials": len(table),
             "counts": {str(s): int(counts.get(s, 0)) for s in STATES}, "methods": methods,
-            "running": running, "failed": failed}
+            "running": running, "failed": failed, **({"ray_job": job} if job else {})}
 
 
-def status_text(run_dir: str) -> str:
+def status_text(run_dir: str, job: dict[str, Any] | None = None) -> str:
     """The status as lines for a terminal."""
-    data = status_data(run_dir)
+    data = status_data(run_dir, job)
     lines = [f"study {data['study']} ({data['setting']}, {data['dataset']}): {data['trials']} trials in "
              f"{data['run_dir']}",
+             *([f"  {job['summary']}"] if job else []),
              "  " + ", ".join(f"{n} {s}" for s, n in data["counts"].items()),
              f"  {'method':16s} {'done':>6s} {'total':>6s} {'best val acc so far':>20s}"]
     for m in data["methods"]:

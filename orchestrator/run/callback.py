@@ -19,7 +19,7 @@ from orchestrator.run.progress import Progress
 from orchestrator.run.signals import Interrupts
 from orchestrator.store.records import RecordBook
 from orchestrator.store.schema import BEST_VAL_ACC, CHECKPOINT, COST_COLUMNS, DONE, FATAL, STEP, Trial, TrialStatus
-from orchestrator.store.tracking import Tracker
+from orchestrator.store.tracking import TrackerProcess
 
 
 def _error_line(trial: Any) -> str:
@@ -91,8 +91,8 @@ class StudyCallback(tune.Callback):
         book = RecordBook(self.run_dir, self.plan_meta, self._states)
         statuses = [s.get("status") for s in book.states.values()]
         before = {"finished": sum(s in DONE for s in statuses), "failed": statuses.count(TrialStatus.FAILED)}
-        self._live = {"book": book, "tracker": Tracker(self.mlflow_uri, self.study, self.run_dir, self.plan_meta,
-                                                     reopen=True),
+        self._live = {"book": book, "tracker": TrackerProcess(self.mlflow_uri, self.study, self.run_dir,
+                                                            self.plan_meta),
                       "progress": Progress(len(self.plan_meta), every_s=self.progress_every_s, ended_before=before)}
 
     @property
@@ -101,7 +101,7 @@ class StudyCallback(tune.Callback):
         return self._live["book"]
 
     @property
-    def tracker(self) -> Tracker:
+    def tracker(self) -> TrackerProcess:
         self._open()
         return self._live["tracker"]
 
@@ -111,7 +111,7 @@ class StudyCallback(tune.Callback):
         tid = trial.config["trial_id"]
         extra = {"weights": trial.config["weights"]} if trial.config.get("weights") is not None else {}
         self.book.set_state(tid, TrialStatus.RUNNING, failures=trial.num_failures, **extra)
-        self.tracker.child(tid, running=True)
+        self.tracker.starting(tid)   # its MLflow run is made with its first result (one write for params and metrics)
 
     @_recording
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -156,7 +156,9 @@ class StudyCallback(tune.Callback):
         self._say(f"  trial {tid} ({self._label(tid)}) FAILED: {error}")
         self._progress(trials, force=True, ending=(trial, TrialStatus.FAILED))
 
+    @_recording
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.book.flush()   # the states that changed, at most every FLUSH_EVERY_S
         self._progress(trials)
 
     @_recording
@@ -173,6 +175,7 @@ class StudyCallback(tune.Callback):
         self._live["progress"].close(trials, counts={**ended, "running": 0,
                                                      "pending": len(statuses) - sum(ended.values())})
         self.book.close()
+        self.tracker.close()   # everything handed to MLflow's writer is logged before the run goes on
 
     # ---- progress -------------------------------------------------------------------------------
     def _label(self, tid: str) -> str:

@@ -15,7 +15,7 @@ from orchestrator.store.folder import RECORDS_PARQUET, STUDY_COPY, TRIALS_CSV, R
 from orchestrator.store.records import RunRecords, write_states
 from orchestrator.store.schema import ACTIVE, TrialStatus
 from orchestrator.store.tables import export_tables, trials_table
-from orchestrator.store.tracking import redact
+from orchestrator.store.tracking import redact, run_link
 
 T = TypeVar("T")
 
@@ -52,9 +52,10 @@ class Ending:
             print(stopped, flush=True)
             return None
 
-    def finish(self, report_dir: str | None = None) -> int:
+    def finish(self, report_dir: str | None = None, found: list[str] = ()) -> int:
         """The MLflow runs closed as the records say (the parent by the report when `report_dir`), the summary
-        printed; the exit code says how the study ended."""
+        printed, then `found` (the headline's lines: what the study found) and the link to its MLflow run; the exit
+        code says how the study ended."""
         interrupts = self.interrupts
         if not self.planned:
             print(f"\nstopped by {interrupts.received or 'SIGINT'} after {time.time() - self.start:.0f} s, before any "
@@ -65,7 +66,7 @@ class Ending:
         with interrupts.deferred():
             self._close_runs(report_written=report_dir is not None)
             interrupts.pause_point("summary")
-            return self._summary(report_dir)
+            return self._summary(report_dir, found)
 
     def ray_lost(self, reason: str) -> None:
         """Called from the session's watch thread: Ray is gone; save what was recorded and end the process (Ray's
@@ -77,7 +78,7 @@ class Ending:
                 code = self._summary(None)
                 how = "stopped" if self.interrupts.received else "ended"
                 print(f"arml: error: the run {how} because {reason}; the records above are exported. Start Ray "
-                      f"again if needed and run the same command with --resume (finished trials are kept); the "
+                      f"again if needed and {_again()} with --resume (finished trials are kept); the "
                       f"report: arml report {self.run_dir}", file=sys.stderr, flush=True)
                 if not self.interrupts.received:
                     code = 1
@@ -112,7 +113,7 @@ class Ending:
             tracker.close("interrupted" if statuses & ACTIVE else
                           TrialStatus.FAILED if TrialStatus.FAILED in statuses else TrialStatus.FINISHED)
 
-    def _summary(self, report_dir: str | None) -> int:
+    def _summary(self, report_dir: str | None, found: list[str] = ()) -> int:
         interrupts = self.interrupts
         table = trials_table(self.run_dir)
         failed = table[table["status"] == TrialStatus.FAILED]
@@ -125,14 +126,28 @@ class Ending:
         print(f"records: {self.paths[RECORDS_PARQUET]} (and .csv), trials: {self.paths[TRIALS_CSV]}")
         if report_dir:
             print(f"report:  {report_dir}")
-        print(f"MLflow:  mlflow ui --backend-store-uri {self.uri}" if self.uri.startswith("sqlite:///") else
-              f"MLflow:  {redact(self.uri)}")
         if len(failed):
             first = failed.iloc[0]
             print(f"{len(failed)} trial(s) failed, e.g. {first['trial_id']} ({first['method']}): {first['error']}")
         if not_run:
-            print(f"{not_run} trial(s) did not run to the end; run the same command with --resume to finish them "
-                  "(finished trials are kept, interrupted ones continue from their last checkpoint)", flush=True)
+            print(f"{not_run} trial(s) did not run to the end; {_again()} with --resume to finish them "
+                  "(finished trials are kept, interrupted ones continue from their last checkpoint)")
+        if found:   # what the study found, then where to see it
+            print("\n" + "\n".join(found))
+        print(f"MLflow:  mlflow ui --backend-store-uri {self.uri}" if self.uri.startswith("sqlite:///") else
+              f"MLflow:  {redact(self.uri)}")
+        parent = RunFolder(self.run_dir).mlflow_parent()
+        link = run_link(self.uri, parent.get("experiment_id", ""), parent.get("parent_run_id", ""))
+        if link:
+            print(f"         the study's run: {link}")
+        sys.stdout.flush()
         if interrupts.received:
             return interrupts.exit_code
         return 1 if len(failed) or not_run else 0
+
+
+def _again() -> str:
+    """How to continue: the same command, or inside a Ray job (`arml submit`) the same submission."""
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):   # set by Ray for a job's driver
+        return "submit the study again (arml submit STUDY ... --address JOB_SERVER)"
+    return "run the same command"

@@ -109,6 +109,7 @@ def _duration(seconds: float) -> str:
 
 
 LOG_WIDTH = 120   # a log line is never cut; up to this width it uses the long wording
+COUNT_EVERY_S = 0.25   # Tune's loop asks many times a second; counting a wide study's trials is not free
 
 
 def _acc(value: float) -> str:
@@ -136,6 +137,7 @@ class Progress:
         self._slots = 0                          # the most trials seen running at once (the study's concurrency)
         self._due: float | None = None           # when a trial ended whose log line waits for its slot's next trial
         self._last_print = 0.0
+        self._counted = float("-inf")
         self._last_line = ""
         self._open_line = False
 
@@ -214,9 +216,10 @@ class Progress:
         """Recounts from `trials` and shows the line: in place on a terminal (at most twice a second, at once when
         `force`), as a timestamped line in a log (every `every_s` seconds; at once when `force`; for a trial that
         is `ending`, once the next trial runs in its place or 2 s later, at most one line per 2 s)."""
-        if trials is not None:
-            self.count(trials, ending)
         now = self.clock()
+        if trials is not None and (force or ending is not None or now - self._counted >= COUNT_EVERY_S):
+            self.count(trials, ending)   # each trial of Tune's list: at most every COUNT_EVERY_S between events
+            self._counted = now
         if self.tty:
             if force or now - self._last_print >= 0.5:
                 self._last_print = now

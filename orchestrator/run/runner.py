@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import arml
-
 from orchestrator.errors import RunFault, UsageError
 from orchestrator.run import preflight
 from orchestrator.run.ending import Ending

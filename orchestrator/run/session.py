@@ -28,6 +28,22 @@ def use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def cluster_address(flag: str | None) -> str | None:
+    """The cluster a run joins: `--address`, else $RAY_ADDRESS (what Ray sets for a Ray job's driver, and what
+    `ray.init()` itself would join), else None (a local Ray). A job server's http(s) URL there is a usage error:
+    `arml run` joins a cluster's GCS (HEAD:6379), `arml submit` takes the job server's URL."""
+    if flag:
+        return flag
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:
+        return None
+    if address.startswith(("http://", "https://")):
+        raise UsageError(f"RAY_ADDRESS={address} is a Ray job server's URL, not a cluster to join: run the study as "
+                         f"a Ray job with `arml submit STUDY --address {address}`, or join the cluster with --address "
+                         "HEAD:6379 (or unset RAY_ADDRESS to start a local Ray)")
+    return address
+
+
 def _probe_address(address: str, timeout: float = 5.0) -> None:
     """A cluster address that does not answer is a usage error now, not minutes of Ray's retries."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -71,7 +87,10 @@ class RaySession:
                 raise UsageError(f"cannot join the Ray cluster at {self.address} ({str(error).splitlines()[0]}); "
                                  "check the address (`ray status` on the head node prints it) and that this "
                                  "machine has the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)") from None
-            print(f"Ray: joined the cluster at {self.address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)")
+            nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+            print(f"Ray: joined the cluster at {self.address} ({nodes} node{'s' if nodes != 1 else ''}, "
+                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs)", flush=True)
+            _cluster_errors_to_log()
             return False
         # the watcher first: everything Ray starts below this process is noted from its first moment, so that a
         # start stopped half-way, or a driver that dies, leaves nothing behind (None without /proc)
@@ -91,6 +110,7 @@ class RaySession:
                            "/tmp/ray/session_latest/logs. Try again (a busy machine can time out), or join a "
                            "running cluster with --address") from None
         self.started = True
+        _cluster_errors_to_log()
         print("Ray: started (pass --address to use a cluster)", flush=True)
         return True
 
@@ -132,6 +152,27 @@ class RaySession:
         ray.shutdown()
         reaper.release(self._watcher)
         self._watcher, self.started = None, False
+
+
+def _cluster_errors_to_log() -> None:
+    """Ray's driver prints the cluster's error messages ("The node with node id ... has been marked dead") to stdout
+    from a thread of its own, colour codes and all: they go to Ray's logger instead, which `quiet_ray` sends to
+    RUN_DIR/ray.log with Ray's other messages (the run says in its own words what a lost node means)."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "arml_to_log", False):
+        return
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        for line in data.get("lines", []):
+            logging.getLogger("ray").warning("(raylet) %s", line)
+        return None
+
+    to_log.arml_to_log = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log
 
 
 def _name(pid: int) -> str:

@@ -139,12 +139,16 @@ class RunFolder:
             raise UsageError(f"{self.path} is not a study's run folder (no {PLAN_FILE}); give the folder `arml "
                              "run` printed, e.g. runs/quickstart")
 
-    def write_json(self, name: str, payload: Any) -> None:
-        """RUN_DIR/name, replaced atomically (a crash never leaves half a file)."""
+    def write_json(self, name: str, payload: Any, compact: bool = False) -> None:
+        """RUN_DIR/name, replaced atomically (a crash never leaves half a file). `compact`: one line, written by
+        json's C encoder (an indented file is encoded in pure Python, 10-30x slower: for trials.json, rewritten
+        while a study runs)."""
         os.makedirs(self.path, exist_ok=True)
         path = self.file(name)
+        text = json.dumps(payload, default=str, separators=(",", ":")) if compact else \
+            json.dumps(payload, indent=1, default=str)
         with open(path + ".tmp", "w") as f:
-            json.dump(payload, f, indent=1, default=str)
+            f.write(text)
         os.replace(path + ".tmp", path)
 
     def read_json(self, name: str, default: Any = None) -> Any:
@@ -189,6 +193,25 @@ class RunFolder:
 
     def save_waves(self, waves: list[dict[str, Any]]) -> None:
         self.write_json(WAVES_FILE, waves)
+
+    # ---- the Ray job ------------------------------------------------------------------------------
+    def save_job(self, job: dict[str, Any]) -> None:
+        """RUN_DIR/ray_job.json: the Ray job that runs this study now (`arml submit`), the earlier ones listed under
+        "previous" (a resumed study is a new job)."""
+        before = self.job()
+        previous = [*before.pop("previous", []), before] if before else []
+        self.write_json(JOB_FILE, {**job, "previous": previous})
+
+    def job(self) -> dict[str, Any]:
+        """The Ray job recorded by `arml submit` ({} when the study was not submitted as one)."""
+        return self.read_json(JOB_FILE, {}) or {}
+
+    def mlflow_parent(self) -> dict[str, Any]:
+        """{"parent_run_id", "experiment_id"} of the study's MLflow parent run ({} before one was made, or damaged)."""
+        try:
+            return self.read_json(PARENT_FILE, {}) or {}
+        except DamagedFile:
+            return {}
 
     def keep_study_file(self, source: str) -> None:
         """A copy of the study file (logged on the MLflow parent run): what was asked for."""

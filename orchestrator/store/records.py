@@ -69,7 +69,14 @@ def cell_values(trial: Trial) -> dict[str, Any]:
 
 def write_states(run_dir: str, states: dict[str, dict[str, Any]]) -> None:
     """trials.json, replaced atomically."""
-    RunFolder(run_dir).write_json(STATES_FILE, states)
+    RunFolder(run_dir).write_json(STATES_FILE, states, compact=True)
+
+
+# states written at once: what the records alone cannot tell after a crash (a failure and its error, a retry, a trial
+# a scheduler stopped early, one interrupted); a trial that started or finished is written within FLUSH_EVERY_S (a
+# finished one is told by its records too: its rows reach its last step)
+AT_ONCE = frozenset({TrialStatus.FAILED, TrialStatus.RETRYING, TrialStatus.STOPPED, TrialStatus.INTERRUPTED})
+FLUSH_EVERY_S = 0.5
 
 
 def _clean(value: Any) -> Any:
@@ -93,6 +100,7 @@ class RecordBook:
         path = os.path.join(run_dir, ROWS_FILE)
         cut = os.path.exists(path) and os.path.getsize(path) > 0 and _last_byte(path) != b"\n"
         self._rows = open(path, "a")
+        self._dirty, self._written = False, 0.0
         if cut:   # the last line was cut by a crash: the next row starts a line of its own
             self._rows.write("\n")
             self._rows.flush()
@@ -114,12 +122,23 @@ class RecordBook:
         return out
 
     def set_state(self, trial_id: str, status: TrialStatus, **extra: Any) -> None:
+        """The trial's state; trials.json is rewritten at once for a state in AT_ONCE, else within FLUSH_EVERY_S
+        (`flush`): a wide study starts and finishes many trials a second, and each write holds every trial."""
         self.states[trial_id].update(status=status, **extra)
-        write_states(self.run_dir, self.states)
+        self._dirty = True
+        self.flush(force=status in AT_ONCE)
+
+    def flush(self, force: bool = False) -> None:
+        """trials.json rewritten when a state changed since the last write and `force` or FLUSH_EVERY_S passed."""
+        now = time.monotonic()
+        if self._dirty and (force or now - self._written >= FLUSH_EVERY_S):
+            write_states(self.run_dir, self.states)
+            self._dirty, self._written = False, now
 
     def close(self) -> None:
         self._rows.close()
         write_states(self.run_dir, self.states)
+        self._dirty = False
 
 
 def _last_byte(path: str) -> bytes:

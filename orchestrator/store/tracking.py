@@ -5,6 +5,7 @@ says so once, and `arml report RUN_DIR --log-mlflow` logs the records later."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -154,7 +155,9 @@ def quiet_mlflow() -> None:
         logger.setLevel(logging.CRITICAL)
 
 
+@functools.lru_cache(maxsize=1)
 def git_revision() -> str:
+    """The project's commit, asked of git once per process (a subprocess per trial costs the driver a fork)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -282,11 +285,20 @@ class Tracker:
         """The trial's child run (created when missing); `running`: the trial starts (again) now."""
         return self._guard(self._child, trial_id, running)
 
-    def _child(self, trial_id: str, running: bool = False) -> str:
+    def starting(self, trial_id: str) -> None:
+        """The trial starts (again): a child run it has is RUNNING again; one it lacks is made with its first result
+        (`log`), params and metrics in one write, or when it ends without one (`finish`)."""
+        if trial_id in self.children:
+            self.child(trial_id, running=True)
+
+    def _child(self, trial_id: str, running: bool = False, metrics: list[Any] = ()) -> str:
+        """The trial's child run; a new one gets its params and `metrics` (mlflow Metric) in one log_batch."""
         if trial_id in self.children:
             if running and self.statuses.get(trial_id) != "RUNNING":
                 self.client.update_run(self.children[trial_id], status="RUNNING")
                 self.statuses[trial_id] = "RUNNING"
+            if metrics:
+                self._batch(self.children[trial_id], metrics=list(metrics))
             return self.children[trial_id]
         from mlflow.entities import Param
 
@@ -301,12 +313,19 @@ class Tracker:
         params.update(method=meta.method, weighting=meta.weighting, budget=budget, seed=meta.seed,
                       grid_point=list(meta.grid_point) if meta.grid_point else "")
         params.update({f"sweep.{key}": value for key, value in meta.cell.items()})   # the trial's sweep cell
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[start:start + 100])
+        self._batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], metrics=list(metrics))
         self.children[trial_id] = run.info.run_id
         self.statuses[trial_id] = "RUNNING"
         return run.info.run_id
+
+    def _batch(self, run_id: str, params: list[Any] = (), metrics: list[Any] = ()) -> None:
+        """log_batch within MLflow's limits per call (100 params, 1000 entries)."""
+        params, metrics = list(params), list(metrics)
+        while params or metrics:
+            take_params = params[:100]
+            take_metrics = metrics[:1000 - len(take_params)]
+            self.client.log_batch(run_id, params=take_params, metrics=take_metrics)
+            params, metrics = params[len(take_params):], metrics[len(take_metrics):]
 
     def log(self, trial_id: str, row: dict[str, Any]) -> None:
         self._guard(self._log, trial_id, row)
@@ -314,7 +333,6 @@ class Tracker:
     def _log(self, trial_id: str, row: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        run_id = self.children.get(trial_id) or self._child(trial_id)
         step = int(row.get(STEP, 0) or 0)
         if step <= self.logged_step.get(trial_id, -1.0):
             return
@@ -322,9 +340,7 @@ class Tracker:
         from orchestrator.store.records import metric_values
 
         stamp = int(float(row.get("recorded_at") or time.time()) * 1000)
-        metrics = [Metric(k, v, stamp, step) for k, v in metric_values(row).items()]
-        for start in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        self._child(trial_id, metrics=[Metric(k, v, stamp, step) for k, v in metric_values(row).items()])
 
     def finish(self, trial_id: str, status: str) -> None:
         self._guard(self._finish, trial_id, status)
@@ -351,24 +367,113 @@ class Tracker:
                 self.statuses[trial_id] = wanted
 
     def close(self, status: str, artifacts: list[str] = (), params: dict[str, Any] | None = None,
-              metrics: dict[str, float] | None = None) -> None:
-        """The study's one end: params, headline metrics and artifacts on the parent run, then its status."""
-        self._guard(self._close, status, list(artifacts), params or {}, metrics or {})
+              metrics: dict[str, float] | list[tuple[str, float, int]] | None = None,
+              tags: dict[str, str] | None = None, note: str | None = None) -> None:
+        """The study's one end: params, metrics (a dict at step 0, or (name, value, step) triples: a curve MLflow's
+        charts draw against `step`), tags, its description (MLflow's note) and artifacts on the parent run, then its
+        status. A metric point the run already holds (same step and value) is not logged again."""
+        if isinstance(metrics, dict):
+            metrics = [(k, v, 0) for k, v in metrics.items()]
+        self._guard(self._close, status, list(artifacts), params or {}, list(metrics or []), tags or {}, note)
 
-    def _close(self, status: str, artifacts: list[str], params: dict[str, Any], metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric, Param
+    def _close(self, status: str, artifacts: list[str], params: dict[str, Any], metrics: list[tuple[str, float, int]],
+               tags: dict[str, str], note: str | None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
 
-        have = set(self.client.get_run(self.parent).data.params)
+        run = self.client.get_run(self.parent)
+        have = set(run.data.params)
         items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.parent, params=items[start:start + 100])
         stamp = int(time.time() * 1000)
-        values = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v == v]
+        logged: dict[str, set[tuple[int, float]]] = {}
+        for name in {k for k, _, _ in metrics} & set(run.data.metrics):   # a report logged before (a resumed study)
+            logged[name] = {(m.step, m.value) for m in self.client.get_metric_history(self.parent, name)}
+        values = [Metric(k, float(v), stamp, int(step)) for k, v, step in metrics
+                  if v == v and (int(step), float(v)) not in logged.get(k, ())]
         for start in range(0, len(values), 1000):
             self.client.log_batch(self.parent, metrics=values[start:start + 1000])
+        if note is not None:
+            tags = {**tags, "mlflow.note.content": note}
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.parent, tags=items[start:start + 100])
         for path in artifacts:
             if os.path.isdir(path):
                 self.client.log_artifacts(self.parent, path, artifact_path=os.path.basename(path))
             elif os.path.exists(path):
                 self.client.log_artifact(self.parent, path)
         self.client.set_terminated(self.parent, status=FINISHED.get(status, "FAILED"))
+
+
+UI = "http://127.0.0.1:5000"   # where `mlflow ui` serves a local store
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The address of a run in MLflow's UI, opened in its model-training view (MLflow 3.17 opens an experiment in the
+    GenAI view unless the address says otherwise): on a tracking server its own address, for a local store (sqlite,
+    a folder) the one `mlflow ui` serves by default; '' for other stores (Databricks, ...)."""
+    base = UI if _local_store(uri) else redact(uri).rstrip("/") if uri.startswith(("http://", "https://")) else ""
+    if not base or not experiment_id or not run_id:
+        return ""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+class TrackerProcess:
+    """A study launch's MLflow tracker in a process of its own (`arml-mlflow`): the driver hands it what to log
+    through a queue (microseconds a trial) and its own loop never waits on MLflow, whose writes cost tens of
+    milliseconds of CPU each (a run, its params and metrics, its status); the writer stays the one process that
+    writes the store while trials run, so a sqlite store is still safe. `close()` waits until everything handed
+    over is logged. The writer ignores Ctrl-C and SIGTERM (its process group gets them: the driver decides when
+    the study ends) and ends by itself if the driver dies. Same calls as `Tracker` for a launch: starting, log,
+    finish."""
+
+    def __init__(self, uri: str, study: str, run_dir: str, plan_meta: list[Trial]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")   # never fork a driver that runs Ray's threads
+        self._queue = context.Queue()
+        self._process = context.Process(target=_serve, name="arml-mlflow", daemon=True,
+                                        args=(self._queue, uri, study, run_dir, list(plan_meta), os.getpid()))
+        self._process.start()
+
+    def starting(self, trial_id: str) -> None:
+        self._queue.put(("starting", trial_id))
+
+    def log(self, trial_id: str, row: dict[str, Any]) -> None:
+        self._queue.put(("log", trial_id, row))
+
+    def finish(self, trial_id: str, status: str) -> None:
+        self._queue.put(("finish", trial_id, str(status)))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Everything handed over logged (at most `timeout` seconds), the writer ended."""
+        if self._process.is_alive():
+            self._queue.put(None)
+            self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._queue.close()
+
+
+def _serve(queue: Any, uri: str, study: str, run_dir: str, plan_meta: list[Trial], driver: int) -> None:
+    """The `arml-mlflow` process: logs what the driver hands over, in order, until told to end or the driver is
+    gone."""
+    import queue as queues
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tracker = Tracker(uri, study, run_dir, plan_meta, say=lambda text: print(text, flush=True), reopen=True)
+    calls = {"starting": tracker.starting, "log": tracker.log, "finish": tracker.finish}
+    while True:
+        try:
+            message = queue.get(timeout=1.0)
+        except queues.Empty:
+            if os.getppid() != driver:   # the driver died (kill -9): its next run reconciles the statuses
+                return
+            continue
+        if message is None:
+            return
+        calls[message[0]](*message[1:])

@@ -129,8 +129,13 @@ def test_log_mlflow_logs_the_report_and_missing_records_once(tmp_path, monkeypat
     assert parent.info.status == "KILLED"     # a trial is still pending and no driver runs the study: not RUNNING
     assert {"report/results.md", "report/weights.png"} <= {
         f.path for f in client.list_artifacts(parent.info.run_id, "report")}
+    # what the study found, on the parent run itself: curve, cost, verdicts as tags, the headline as its note
+    assert {"data_requirement/arml", "cost/cpu_s/arml", "cost/device_s/uniform"} <= set(parent.data.metrics)
+    assert parent.data.tags["verdict/0.01/arml vs uniform"] == "not decided"   # 1% of the images labeled
+    assert parent.data.tags["mlflow.note.content"].startswith("**golden_mlc**")
     assert main(["report", str(folder), "--log-mlflow"]) == 0       # again: nothing is logged twice
     assert "0 trial run(s) logged, 8 were there already" in capsys.readouterr().out
+    assert len(client.get_metric_history(parent.info.run_id, "data_requirement/arml")) == 1
     history = client.get_metric_history(children["m000"].info.run_id, "test_acc_at_best_val")
     assert sorted(m.step for m in history) == [2, 4]
 

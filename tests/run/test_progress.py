@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.run.progress import RAY_LOGGERS, Progress, quiet_ray
+from orchestrator.run.progress import COUNT_EVERY_S, RAY_LOGGERS, Progress, quiet_ray
 from orchestrator.store.records import RecordBook
 from orchestrator.store.schema import Trial
 
@@ -40,6 +40,7 @@ def test_counts_come_from_tunes_trial_list_and_time_left_from_the_rate() -> None
     live = trials("TERMINATED", "TERMINATED", "RUNNING", "RUNNING", "ERROR")
     progress.update(live, force=True, ending=(live[2], "finished"))   # Tune calls back before TERMINATED
     assert len(out.getvalue().splitlines()) == 1      # its slot is free for a moment: no "1 running" line
+    clock.now += COUNT_EVERY_S                        # Tune's list is counted at most this often between events
     progress.update(trials("TERMINATED", "TERMINATED", "TERMINATED", "RUNNING", "ERROR", "RUNNING"))
     line = out.getvalue().splitlines()[-1]
     assert "3/10 done, 2 running, 4 pending, 1 failed" in line       # the next trial runs in its place
@@ -54,6 +55,7 @@ def test_a_completion_whose_slot_stays_empty_is_shown_two_seconds_later() -> Non
     clock.now += 40
     live = trials("RUNNING", "RUNNING")
     progress.update(live, force=True, ending=(live[0], "finished"))
+    clock.now += COUNT_EVERY_S
     progress.update(trials("TERMINATED", "RUNNING"))     # every_s has passed, but the slot may fill at once
     assert len(out.getvalue().splitlines()) == 1
     clock.now += 2
