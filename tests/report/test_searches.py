@@ -235,6 +235,7 @@ def test_fewer_than_three_seeds_are_never_as_good(tmp_path):
 
 # ---- a small K-scaling study end to end ---------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_small_k_scaling_study_runs_and_gets_its_k_scaling_report(local_ray, tmp_path):
     text = without_amortize(STUDY.read_text())

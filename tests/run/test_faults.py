@@ -75,6 +75,7 @@ def mlflow_runs(run_dir, name: str) -> tuple[list, list]:
             [r for r in runs if r.data.tags.get("arml_role") == "trial"])
 
 
+@pytest.mark.slow
 def test_resume_through_a_copied_folder_writes_there_and_keeps_one_parent(tmp_path, monkeypatch):
     study = study_file(tmp_path, "moved")
     interrupt_after(monkeypatch, 2)
@@ -106,6 +107,7 @@ def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path, monkeypatch, 
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "S3cretPW"   # handed to MLflow, out of the URI
 
 
+@pytest.mark.slow
 def test_killed_before_any_trial_started_can_restart_and_resume(tmp_path, monkeypatch):
     study = study_file(tmp_path, "early")
 
@@ -141,6 +143,7 @@ def test_a_second_run_on_the_same_folder_is_refused_while_one_runs(tmp_path, cap
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 0
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_folder_others_can_write(tmp_path, monkeypatch, capsys):
     study = study_file(tmp_path, "trust")
     interrupt_after(monkeypatch, 1)
@@ -155,6 +158,7 @@ def test_resume_refuses_a_folder_others_can_write(tmp_path, monkeypatch, capsys)
     assert main(["run", study, "--storage", str(tmp_path / "runs"), "--resume"]) == 0
 
 
+@pytest.mark.slow
 def test_storage_that_is_a_file_or_fills_up_ends_in_one_line(tmp_path, monkeypatch, capsys):
     study = study_file(tmp_path, "disk")
     (tmp_path / "afile").write_text("x")
@@ -243,7 +247,7 @@ def test_ctrl_c_during_the_report_stops_it_and_marks_the_study(tmp_path, monkeyp
 
     import orchestrator.report.build as build
 
-    monkeypatch.setattr(build, "make_report", ctrl_c_in_report)
+    monkeypatch.setattr(build, "_make_report", ctrl_c_in_report)   # what `arml run` and `arml report` both call
     assert main(["run", study, "--storage", str(tmp_path / "runs")]) == 130
     out = capsys.readouterr().out
     assert "report: interrupted" in out and "stopped by SIGINT" in out

@@ -124,6 +124,7 @@ def _population_study(tmp_path, name: str, steps: int = 40) -> str:
         """, extra="[budget]\nlabels = [20]\n")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_population_trains_reports_as_one_method_and_costs_its_members_sum(local_ray, tmp_path):
     import pandas as pd

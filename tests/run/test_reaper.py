@@ -96,6 +96,7 @@ eval_every = 50
 """
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
     path = tmp_path / "killed.toml"

@@ -139,6 +139,7 @@ def test_study_runs_on_an_existing_cluster_without_starting_its_own(tmp_path, he
     assert set(records["node_id"]) == {node_id} and records["trial_id"].nunique() == 6
 
 
+@pytest.mark.slow
 def test_unreachable_mlflow_keeps_the_study_and_credentials_stay_out_of_every_output(tmp_path):
     study = write(tmp_path, "offline", steps=50)
     secret_password, secret_token = "planted-pw-6f1e", "planted-token-93ab"

@@ -46,6 +46,7 @@ def test_a_run_folder_from_before_the_move_resumes(tmp_path, capsys):
     assert resumed and min(r["step"] for r in resumed) == 160 and {r["retry_from_step"] for r in resumed} == {120}
 
 
+@pytest.mark.slow
 def test_a_sweep_grown_by_an_axis_value_resumes_and_trains_only_the_new_cell(tmp_path, local_ray):
     from studyfiles import tiny_study
 

@@ -77,6 +77,7 @@ def test_a_failing_trial_fails_alone_and_the_study_says_so(tmp_path, capsys):
     assert "1 trial(s) failed" in out and "diverged" in out
 
 
+@pytest.mark.slow
 def test_two_worker_trial_metrics_reach_the_records(tmp_path):
     study = tiny_study(tmp_path, "ddp", seeds=(0,), methods="[methods.arml]\n", extra="""
         [resources]

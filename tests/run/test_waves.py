@@ -54,6 +54,7 @@ def check_once(run_dir, expected_trials: int) -> pd.DataFrame:
     return trials
 
 
+@pytest.mark.slow
 def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkeypatch, capsys):
     study = tiny_study(tmp_path, "undecided", extra=EXTRA)
     storage = tmp_path / "runs"

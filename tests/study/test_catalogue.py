@@ -148,6 +148,7 @@ def smoke_run(path: Path, data_root: Path, storage: Path, small_images: bool = F
     return trials
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path):
     """Table 4 in one file: two of its target domains, every row, one verdict row per cell and method."""
@@ -169,6 +170,7 @@ def test_a_paper_study_runs_end_to_end_with_smoke(paper_ray, data_root, tmp_path
     assert "sketch" in set(weights.loc[weights["target_domain"] == "photo", "task"])
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_digits_table4_twin_runs_every_row_with_smoke(paper_ray, data_root, tmp_path):
     trials = smoke_run(next(p for p in DIGITS if p.stem == "digits_table4_dg"), data_root, tmp_path / "runs")

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.digits_evidence import main_task_as_aux, make_problem, train  # noqa: E402
 
 SEEDS = (0, 1, 2)
+pytestmark = pytest.mark.slow   # 3 seeds of ARML on digits (about a minute): make test-slow
 
 
 @pytest.fixture(scope="module")
