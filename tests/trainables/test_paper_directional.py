@@ -30,13 +30,19 @@ def rel(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def arml_alpha(batch: PaperBatch, directional: str) -> torch.Tensor:
+    """ARML's alpha gradient on the batch; the model's parameters and buffers (BatchNorm statistics and
+    counters included) are as the step's own forward pass left them: the gradient's passes change nothing."""
     model, losses = batch.built.model, batch.losses()
     for p in model.parameters():
         p.grad = None
-    main, aux = losses()
+    main, aux = losses()   # the step's forward (in training mode: it moves the BatchNorm statistics)
+    state = {k: (v.detach().clone(), v._version) for k, v in model.state_dict(keep_vars=True).items()}
     weighting = arml.ARML(aux.numel(), directional=directional)
-    return weighting.alpha_gradient(main, aux, batch.built.shared, arml.stateless(losses, model),
-                                    batch.built.setting.main_weight)
+    alpha = weighting.alpha_gradient(main, aux, batch.built.shared, arml.stateless(losses, model),
+                                     batch.built.setting.main_weight)
+    for key, value in model.state_dict(keep_vars=True).items():
+        assert torch.equal(value, state[key][0]) and value._version == state[key][1], (directional, key)
+    return alpha
 
 
 def autolambda_meta(batch: PaperBatch, directional: str) -> torch.Tensor:
@@ -55,13 +61,10 @@ def test_forward_mode_is_the_exact_value_on_the_paper_models(paper_root: str, na
     batch = paper_batch(name, paper_root)
     model = batch.built.model
     assert model.training and len(batch.built.names) == {"S4L": 2, "Cel": 39, "PAC": 3}[name[:3]]
-    state = {k: (v.detach().clone(), v._version) for k, v in model.state_dict(keep_vars=True).items()}
 
     exact = arml_alpha(batch, "double_backward")
-    jvp = arml_alpha(batch, "jvp")
+    jvp = arml_alpha(batch, "jvp")   # and the state it found is the state it leaves (arml_alpha checks)
     assert float(exact.norm()) > 0 and rel(jvp, exact) < TOLERANCE, (name, rel(jvp, exact))
-    for key, value in model.state_dict(keep_vars=True).items():   # BatchNorm statistics and counters included
-        assert torch.equal(value, state[key][0]) and value._version == state[key][1], key
 
     exact = autolambda_meta(batch, "double_backward")
     jvp = autolambda_meta(batch, "jvp")
