@@ -5,6 +5,7 @@ says so once, and `arml report RUN_DIR --log-mlflow` logs the records later."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -436,6 +437,9 @@ class TrackerProcess:
         self._process = context.Process(target=_serve, name="arml-mlflow", daemon=True,
                                         args=(self._queue, uri, study, run_dir, list(plan_meta), os.getpid()))
         self._process.start()
+        # a launch that ends without closing it (an error inside Tune) must not hang the driver's exit:
+        # multiprocessing's own exit handler would SIGTERM the writer, which ignores SIGTERM, and wait forever
+        atexit.register(self.close, 10)
 
     def starting(self, trial_id: str) -> None:
         self._queue.put(("starting", trial_id))
@@ -448,11 +452,12 @@ class TrackerProcess:
 
     def close(self, timeout: float | None = None) -> None:
         """Everything handed over logged (at most `timeout` seconds), the writer ended."""
+        atexit.unregister(self.close)
         if self._process.is_alive():
             self._queue.put(None)
             self._process.join(timeout)
-        if self._process.is_alive():
-            self._process.terminate()
+        if self._process.is_alive():   # it ignores SIGTERM (see _serve)
+            self._process.kill()
             self._process.join(5)
         self._queue.close()
 

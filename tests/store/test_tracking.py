@@ -133,3 +133,23 @@ def test_a_store_that_fails_mid_run_is_one_line_without_mlflows_tracebacks(tmp_p
     assert not tracker.enabled and len(said) == 1
     assert "attempt to write a readonly database" in said[0]
     assert "Traceback" not in captured.err + captured.out and "SQLAlchemy" not in captured.err + captured.out
+
+
+def test_a_writer_left_open_does_not_hang_the_driver_s_exit(tmp_path):
+    """A launch that ends without closing MLflow's writer process (an error inside Tune) once left the driver
+    waiting forever at exit: multiprocessing's exit handler SIGTERMs its daemonic children, and the writer ignores
+    SIGTERM. The process now exits, the writer with it."""
+    import subprocess
+    import sys
+
+    script = (f"from orchestrator.store.tracking import TrackerProcess\n"
+              f"t = TrackerProcess('sqlite:///{tmp_path}/mlflow.db', 'left', {str(tmp_path)!r}, [])\n"
+              f"t.starting('x')\n"
+              f"import time; time.sleep(15)\n"   # the writer is up, its signal handlers set
+              f"print(t._process.pid, flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    writer = int(out.stdout.split()[0])
+    assert not os.path.exists(f"/proc/{writer}") or open(f"/proc/{writer}/stat").read().split()[2] == "Z"
+
