@@ -98,7 +98,7 @@ class RaySession:
         self._watcher = reaper.start([os.getpid()])
         print(f"Ray: starting a local Ray with {os.cpu_count() or 1} CPUs ...", flush=True)
         try:
-            with lean_agent():
+            with lean_agent(), ray_in_its_own_session(), no_native_sigterm_handler():
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         except BaseException as error:   # a signal (Ray's SIGTERM handler raises SystemExit), or Ray failing
@@ -259,3 +259,52 @@ def lean_agent() -> Iterator[None]:
         yield
     finally:
         utils.get_dashboard_dependency_error = original
+
+
+@contextlib.contextmanager
+def no_native_sigterm_handler() -> Iterator[None]:
+    """The driver's core worker, built inside `ray.init`, installs Abseil's failure-signal handler for SIGTERM
+    too (until Ray's own Python handler replaces it): a SIGTERM in that moment dumped a stack to Ray's log and
+    aborted the process (exit -6, no line of ours). Inside, this driver's core worker installs none; Ray's
+    workers keep theirs. A module constant of the pinned Ray; where it is gone nothing changes."""
+    from ray._private import ray_constants
+
+    before = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
+    if before is None:
+        yield
+        return
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    try:
+        yield
+    finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = before
+
+
+
+@contextlib.contextmanager
+def ray_in_its_own_session() -> Iterator[None]:
+    """The processes a local Ray starts inside it (its GCS server, raylet and their workers) run in a session of
+    their own: a signal to the driver's process group (what `timeout`, batch schedulers and a terminal's Ctrl-C
+    send) reaches the driver alone, which then stops the trials and shuts Ray down in order. Sharing the group, a
+    SIGTERM while `ray.init` ran ended the raylet under a driver waiting on it inside Ray's native code, which
+    holds the interpreter: no Python handler could run, and Ray's own timeout ended the process 10 to 60 s later
+    with exit 1 and no line. A driver that dies at once (kill -9) still takes its Ray along: Ray ties its server
+    and raylet to the driver's life, and the watcher (orchestrator/run/reaper.py) ends the rest. A private class
+    of the pinned Ray; where it is gone nothing changes."""
+    from ray._private import services
+
+    original = getattr(services, "ConsolePopen", None)
+    if original is None:
+        yield
+        return
+
+    class OwnSession(original):   # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original

@@ -28,6 +28,9 @@ PAUSED = ("before_ray", "export", "report", "summary")
 SIGNALS = {"SIGINT": (signal.SIGINT, False, 130), "SIGTERM": (signal.SIGTERM, False, 143),
            "group SIGTERM": (signal.SIGTERM, True, 143)}
 PHASES = ("before_ray", "ray_init", "trials", "export", "report", "summary")
+# a moment inside ray.init: the raylet is up and the driver is registering with it, in Ray's native code (where a
+# signal that also ended the raylet once left the driver stuck until Ray's own timeout)
+STARTING = ("before_ray", "ray_init", "ray_native")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Outcome:
     out: str
     err: str
     left: list[int] = field(default_factory=list)   # processes of the run still alive 15 s after it ended
+    took: float = 0.0   # seconds from the signal to the driver's exit
 
 
 class Watched:
@@ -70,8 +74,9 @@ class Watched:
             time.sleep(0.05)
         assert test(), f"the moment never came:\n{''.join(self.out)}\n{''.join(self.err)}"
 
-    def finish(self, timeout: float = 180) -> Outcome:
+    def finish(self, timeout: float = 180, since: float | None = None) -> Outcome:
         code = self.process.wait(timeout=timeout)
+        took = time.time() - since if since is not None else 0.0
         for thread in self._threads:
             thread.join(timeout=10)
         deadline = time.time() + 15
@@ -82,7 +87,11 @@ class Watched:
             if not left:
                 break
             time.sleep(0.2)
-        return Outcome(code, "".join(self.out), "".join(self.err), left)
+        return Outcome(code, "".join(self.out), "".join(self.err), left, took)
+
+    def started(self, program: str) -> bool:
+        """Whether a process running `program` (e.g. "raylet") has been seen below the driver."""
+        return any(_cmdline(pid).split(" ")[0].endswith(program) for pid in list(self.seen))
 
 
 def _zombie(pid: int) -> bool:
@@ -117,14 +126,18 @@ def stop_at(tmp_path: Path, which: str, phase: str) -> tuple[Outcome, Path]:
     elif phase == "ray_init":
         run.wait_for(lambda: any("Ray: starting" in line for line in run.out))
         time.sleep(1.0)   # ray.init takes several seconds here: the signal lands inside it
+    elif phase == "ray_native":
+        run.wait_for(lambda: run.started("raylet"))
+        time.sleep(1.0)   # the driver is registering with the raylet, inside Ray's native code
     elif phase == "trials":
         run.wait_for(lambda: rows_recorded(run_dir) > 0)
     sig, group, _ = SIGNALS[which]
+    signalled = time.time()
     if group:
         os.killpg(run.process.pid, sig)
     else:
         run.process.send_signal(sig)
-    return run.finish(), run_dir
+    return run.finish(since=signalled), run_dir
 
 
 def resume(tmp_path: Path) -> Outcome:
