@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from studyfiles import uniform_vs_arml
 
 from orchestrator.cli import main
 from orchestrator.errors import UsageError
@@ -20,28 +20,6 @@ from orchestrator.run.session import cluster_address
 from orchestrator.store.folder import RunFolder
 
 ARML = [sys.executable, "-m", "orchestrator.cli"]
-STUDY = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0, 1, 2]
-[train]
-aux_attributes = ["is_0", "random_0"]
-model_options = {{ width = 16 }}
-aux_batch_size = 32
-steps = {steps}
-eval_every = 50
-[methods.uniform]
-[methods.arml]
-"""
-
-
-def write(tmp_path: Path, name: str, steps: int = 400) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(STUDY.format(name=name, steps=steps)))
-    return path
-
-
 # ---- piece by piece ----------------------------------------------------------------------------------------
 def test_run_joins_ray_address_and_refuses_a_job_server_url(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -139,7 +117,7 @@ def finished(run_dir: Path) -> int:
 def test_submit_status_logs_stop_and_resume_as_ray_jobs(tmp_path):
     from clusters import ray_head
 
-    study, storage = write(tmp_path, "jobs"), tmp_path / "runs"
+    study, storage = uniform_vs_arml(tmp_path, "jobs"), tmp_path / "runs"
     run_dir = storage / "jobs"
     with ray_head(num_cpus=2, dashboard=True) as head:
         out = arml("submit", str(study), "--storage", str(storage), "--address", head.job_server)

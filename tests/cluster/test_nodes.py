@@ -10,40 +10,22 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from studyfiles import uniform_vs_arml
 
 pytestmark = pytest.mark.slow   # real multi-node clusters and studies of a few minutes each: make test-slow
 
 ARML = [sys.executable, "-m", "orchestrator.cli"]
-STUDY = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0, 1, 2]
-[train]
-aux_attributes = ["is_0", "random_0"]
-model_options = {{ width = 8 }}
-batch_size = 16
-aux_batch_size = 16
-steps = {steps}
-eval_every = 25
-[methods.uniform]
-[methods.arml]
-[resources]
-cpus_per_trial = 1
-"""
 STEPS = 200
 
 
 def write(tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(STUDY.format(name=name, steps=STEPS)))
-    return path
+    return uniform_vs_arml(tmp_path, name, steps=STEPS, eval_every=25, width=8, batch_size=16, aux_batch_size=16,
+                           extra="[resources]\ncpus_per_trial = 1\n")
 
 
 @pytest.fixture

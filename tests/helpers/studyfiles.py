@@ -28,6 +28,30 @@ BASE: dict[str, Any] = {
     "report": {"targets": [0.85, 0.8]},
 }
 
+def uniform_vs_arml(folder: Path, name: str, *, steps: int = 400, eval_every: int = 50, width: int = 16,
+                    batch_size: int | None = None, aux_batch_size: int = 32, seeds: tuple[int, ...] = (0, 1, 2),
+                    extra: str = "") -> Path:
+    """FOLDER/NAME.toml: Uniform and ARML on digits multi-label (two auxiliary attributes), the study the driver,
+    Ray Jobs and multi-node tests run in a subprocess, long enough (`steps`) to be stopped half-way; `extra` is
+    appended (e.g. a [resources] table)."""
+    batch = f"batch_size = {batch_size}\n" if batch_size else ""
+    path = folder / f"{name}.toml"
+    path.write_text(f"""[study]
+name = "{name}"
+preset = "digits_mlc"
+seeds = {list(seeds)}
+[train]
+aux_attributes = ["is_0", "random_0"]
+model_options = {{ width = {width} }}
+{batch}aux_batch_size = {aux_batch_size}
+steps = {steps}
+eval_every = {eval_every}
+[methods.uniform]
+[methods.arml]
+{extra}""")
+    return path
+
+
 def mlc_head(name: str, steps: int = 20, eval_every: int = 2) -> str:
     """The head of a small digits multi-label study (two auxiliary attributes, a width-8 CNN, one seed) that the
     search and scheduler tests add their methods to."""

@@ -9,37 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from studyfiles import mlc_head
+from studyfiles import mlc_head, uniform_vs_arml
 
 pytestmark = pytest.mark.integration   # starts a real Ray (and MLflow)
 
 ARML = [sys.executable, "-m", "orchestrator.cli"]
-STUDY = """
-[study]
-name = "{name}"
-preset = "digits_mlc"
-seeds = [0, 1, 2]
-[train]
-aux_attributes = ["is_0", "random_0"]
-model_options = {{ width = 16 }}
-aux_batch_size = 32
-steps = {steps}
-eval_every = 50
-[methods.uniform]
-[methods.arml]
-"""
-
-
 def write(tmp_path: Path, name: str, steps: int = 400) -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(textwrap.dedent(STUDY.format(name=name, steps=steps)))
-    return str(path)
+    return str(uniform_vs_arml(tmp_path, name, steps=steps))
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -189,9 +170,9 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_killed_data_parallel_worker_is_retried_from_its_checkpoint_and_keeps_its_cost(tmp_path):
-    path = tmp_path / "ddpkill.toml"
-    path.write_text(textwrap.dedent(STUDY.format(name="ddpkill", steps=600)).replace("seeds = [0, 1, 2]", "seeds = [0]")
-                    .replace("[methods.uniform]\n", "") + "[resources]\ncpus_per_trial = 2\nworkers_per_trial = 2\n")
+    path = uniform_vs_arml(tmp_path, "ddpkill", steps=600, seeds=(0,),
+                           extra="[resources]\ncpus_per_trial = 2\nworkers_per_trial = 2\n")
+    path.write_text(path.read_text().replace("[methods.uniform]\n", ""))
     run_dir = tmp_path / "runs" / "ddpkill"
     driver = subprocess.Popen([*ARML, "run", str(path), "--storage", str(tmp_path / "runs")], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
