@@ -22,12 +22,19 @@ def model_key(model_options: dict[str, Any] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((model_options or {}).items()))
 
 
-def estimate(plan: Any, done: frozenset[str] | set[str] = frozenset()) -> dict[str, Any] | None:
+MIN_MEASURED = 4   # finished trials with a measured wall time that calibrate the estimate of the rest
+
+
+def estimate(plan: Any, done: frozenset[str] | set[str] = frozenset(),
+             measured: dict[str, float] | None = None) -> dict[str, Any] | None:
     """The time the plan's trials not in `done` would take on this machine, from the per-step costs of its preset
     (measured on the machine step_costs.json names; a model variant's own costs where they were measured, e.g.
     the width-16 CNN of the digits studies; a study's other batch sizes scale them, other weightings by their
     measured factor): training and evaluation seconds summed over trials, then spread over the trials that run
-    at once. None when the preset was not measured. Rough: within about 2x."""
+    at once. None when the preset was not measured. Rough: the per-step costs were measured one trial at a time
+    with the preset's auxiliary tasks, and a study's trials ran up to 3x slower (16 auxiliary tasks, two trials
+    sharing 2 CPUs). `measured` (trial id -> wall seconds, the trials a run folder finished) calibrates it: the
+    rest take what those took over what the per-step costs said they would ("calibration" in the result)."""
     if not STEP_COSTS.exists():
         return None
     costs = json.loads(STEP_COSTS.read_text())
@@ -41,20 +48,29 @@ def estimate(plan: Any, done: frozenset[str] | set[str] = frozenset()) -> dict[s
     reference = {**TrainConfig().to_dict(), **PRESETS[preset]}
     ref_batch = reference["batch_size"] + (reference["aux_batch_size"] or reference["batch_size"])
     factors = costs["weighting_factors"]
-    total = 0.0
-    todo = [trial for trial in plan.trials if trial.trial_id not in done]
-    for trial in todo:
+
+    def seconds(trial: Any) -> float:
         c = trial.config
-        measured = variants.get(model_key(c.model_options), base)
+        step = variants.get(model_key(c.model_options), base)
         scale = (c.batch_size + (c.aux_batch_size or c.batch_size)) / ref_batch
         name = trial.weighting
         if name == "arml" and int(trial.weighting_options.get("amortize", 1) or 1) > 1:
             name = "arml_amortized"
         evals = math.ceil(c.steps / c.eval_every)
-        per_eval = measured["eval_s"] * (min(1.0, 2 * c.max_eval_items / measured["eval_images"])
-                                         if c.max_eval_items else 1.0)
-        total += (measured.get("setup_s") or 0.0) + c.steps * measured["step_s"] * scale * factors.get(name, 1.5) \
+        per_eval = step["eval_s"] * (min(1.0, 2 * c.max_eval_items / step["eval_images"])
+                                     if c.max_eval_items else 1.0)
+        return (step.get("setup_s") or 0.0) + c.steps * step["step_s"] * scale * factors.get(name, 1.5) \
             + evals * per_eval
+
+    todo = [trial for trial in plan.trials if trial.trial_id not in done]
+    total = sum(seconds(trial) for trial in todo)
+    known = {trial.trial_id: trial for trial in plan.trials}
+    seen = {tid: wall for tid, wall in (measured or {}).items() if tid in known and wall and wall > 0}
+    calibration = None
+    if len(seen) >= MIN_MEASURED and todo:
+        ratio = sum(seen.values()) / max(sum(seconds(known[tid]) for tid in seen), 1e-9)
+        total *= ratio
+        calibration = {"trials": len(seen), "ratio": ratio}
     resources = plan.study.resources
     cpus = os.cpu_count() or 1
     at_once = max(1, int(cpus // max(resources.cpus_per_trial, 1e-9)))
@@ -64,7 +80,7 @@ def estimate(plan: Any, done: frozenset[str] | set[str] = frozenset()) -> dict[s
     fixed, per_trial = ORCHESTRATION_S
     return {"trial_s": total, "wall_s": total / at_once + fixed + per_trial * len(todo), "trials": len(todo),
             "done": len(plan.trials) - len(todo), "at_once": at_once, "measured_on": costs["machine"],
-            "gpu": resources.gpus_per_trial > 0}
+            "gpu": resources.gpus_per_trial > 0, "calibration": calibration}
 
 
 def duration(seconds: float) -> str:
@@ -100,18 +116,21 @@ DAMAGED = {PLAN_FILE: "--resume sets it aside and writes it anew from the study 
            WAVES_FILE: "--resume runs every unfinished trial in one wave"}
 
 
-def _finished(plan: Any, folder: RunFolder) -> set[str]:
-    """The plan's trials the run folder records as done (what --resume keeps instead of running)."""
+def _finished(plan: Any, folder: RunFolder) -> dict[str, float]:
+    """The plan's trials the run folder records as done (what --resume keeps instead of running), each with the
+    wall seconds it took (0 where not recorded)."""
     if not folder.has_plan() or folder.damaged():
-        return set()
-    from orchestrator.store.records import load_states
-    from orchestrator.store.schema import DONE
+        return {}
+    from orchestrator.store.records import RunRecords
+    from orchestrator.store.schema import DONE, WALL_S
 
     try:
-        states = load_states(folder.path)
+        records = RunRecords.read(folder.path)
+        states, last = records.states(), records.last_rows()
     except (OSError, ValueError, TypeError, KeyError):   # a plan or state file this version cannot read
-        return set()                                     # the estimate counts every trial; the run says more
-    return {t.trial_id for t in plan.trials if states.get(t.trial_id, {}).get("status") in DONE}
+        return {}                                        # the estimate counts every trial; the run says more
+    return {t.trial_id: float(states[t.trial_id].get(WALL_S) or last.get(t.trial_id, {}).get(WALL_S) or 0.0)
+            for t in plan.trials if states.get(t.trial_id, {}).get("status") in DONE}
 
 
 def plan_data(plan: Any, options: Any) -> dict[str, Any]:
@@ -136,11 +155,27 @@ def plan_data(plan: Any, options: Any) -> dict[str, Any]:
                       "max_failures": resources.max_failures},
         "output_folder": where.shown(), "tune_storage": where.tune_home if where.remote else None,
         "holds_run": folder.holds_run(), "in_use_by": folder.in_use(), "damaged": folder.damaged(),
-        "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": estimate(plan, _finished(plan, folder)
-                                                                                   if options.resume else set()),
+        "resume": bool(options.resume), "smoke": bool(plan.smoke), "estimate": _estimate(plan, folder, options.resume),
         "until_decided": bool(getattr(options, "until_decided", False)),
         "max_seeds": getattr(options, "max_seeds", None),
     }
+
+
+def _basis(guess: dict[str, Any], preset: str) -> str:
+    """What the time estimate stands on, in words."""
+    measured = f"per-step costs of preset {preset} measured on a {guess['measured_on']}"
+    calibration = guess.get("calibration")
+    if calibration:
+        return (f"{measured}, times {calibration['ratio']:.1f}: what the {calibration['trials']} finished trials of "
+                "this folder took over what those costs said; rough")
+    return f"{measured}; rough: a study's trials took up to 3x that (more auxiliary tasks, trials sharing the CPUs)"
+
+
+def _estimate(plan: Any, folder: RunFolder, resume: bool) -> dict[str, Any] | None:
+    """The estimate of what a run would do: with --resume, of the trials the folder has not finished, calibrated on
+    those it has."""
+    finished = _finished(plan, folder) if resume else {}
+    return estimate(plan, set(finished), finished)
 
 
 def plan_text(plan: Any, options: Any) -> str:
@@ -182,8 +217,7 @@ def plan_text(plan: Any, options: Any) -> str:
                 else "")
         lines.append(f"time on this machine: about {duration(guess['wall_s'])}{left} ({duration(guess['trial_s'])} "
                      f"of training and evaluation, {guess['at_once']} trial{'s' if guess['at_once'] > 1 else ''} "
-                     f"at a time; per-step costs of preset {d['preset']} measured on a {guess['measured_on']}; "
-                     "rough, within about 2x)")
+                     f"at a time; {_basis(guess, d['preset'])})")
         if guess["wall_s"] > 86400:
             lines.append(f"  that is {duration(guess['wall_s'])}: check the plan (trials, steps) before you start")
     else:

@@ -136,3 +136,29 @@ def test_a_resumed_dry_run_estimates_only_the_trials_left(tmp_path, capsys):
     assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path)]) == 0   # without --resume: all 40
     out = capsys.readouterr().out
     assert "time on this machine: about" in out and "trials left" not in out
+
+
+def test_a_resumed_dry_run_is_calibrated_on_what_the_finished_trials_took(tmp_path, capsys):
+    from orchestrator.run import dryrun
+    from orchestrator.store.schema import write_plan
+
+    plan = _quickstart_plan()
+    plain = dryrun.estimate(plan, {t.trial_id for t in plan.trials[:30]})
+    alone = {t.trial_id: dryrun.estimate(plan, {u.trial_id for u in plan.trials} - {t.trial_id})["trial_s"]
+             for t in plan.trials}
+    run_dir = tmp_path / "quickstart"
+    write_plan(str(run_dir), plan)
+    done = plan.trials[:30]
+    (run_dir / "trials.json").write_text(json.dumps({t.trial_id: {"status": "finished"} for t in done}))
+    # the finished trials took 3 times what the per-step costs said (the wall seconds their records show)
+    rows = [json.dumps({"trial_id": t.trial_id, "step": t.config.steps, "wall_s": 3 * alone[t.trial_id]}) + "\n"
+            for t in done]
+    (run_dir / "records.jsonl").write_text("".join(rows))
+    calibrated = dryrun._estimate(plan, dryrun.RunFolder(str(run_dir)), resume=True)
+    assert calibrated["calibration"]["trials"] == 30
+    assert calibrated["calibration"]["ratio"] == pytest.approx(3.0)
+    assert calibrated["trial_s"] == pytest.approx(3 * plain["trial_s"])
+    assert main(["run", "quickstart", "--dry-run", "--storage", str(tmp_path), "--resume"]) == 0
+    assert "times 3.0: what the 30 finished trials of this folder took" in capsys.readouterr().out
+    # fewer than a handful measured: the per-step costs alone
+    assert dryrun.estimate(plan, {done[0].trial_id}, {done[0].trial_id: 100.0})["calibration"] is None
