@@ -84,9 +84,12 @@ class Populations:
         return _Population(controller, self.members[self.meta[self.planned[trial]]["group"]])
 
     def choose_trial_to_run(self, controller: Any) -> Any:
-        """The member to run next, as its population's PBT chooses (members that wait at a perturbation are not
-        run on: in synchronous PBT every member of a population reaches it first), the least trained first."""
-        chosen = [pbt.choose_trial_to_run(_Population(controller, self.members[group]))
+        """The paused member to resume next, as its population's PBT chooses (members that wait at a perturbation
+        are not run on: in synchronous PBT every member of a population reaches it first), the least trained first.
+        A PENDING member is the controller's own queue to start (never started, or chosen already and waiting for
+        its worker): chosen again, it held back every other paused member until its worker started, and with
+        perturbations every 20-25 steps a launch ran one member at a time whatever the CPUs."""
+        chosen = [pbt.choose_trial_to_run(_Population(controller, self.members[group], paused_only=True))
                   for group, pbt in self.groups.items()]
         chosen = [t for t in chosen if t is not None]
         return min(chosen, key=lambda t: t.last_result.get(STEP, 0) if t.last_result else 0) if chosen else None
@@ -139,11 +142,12 @@ class _Population:
     """A Tune controller seen by one population's PBT: its trial lists hold that population's members only;
     everything else (saving, pausing, resources) is the controller's."""
 
-    def __init__(self, controller: Any, members: set) -> None:
-        self._controller, self._members = controller, members
+    def __init__(self, controller: Any, members: set, paused_only: bool = False) -> None:
+        self._controller, self._members, self._paused_only = controller, members, paused_only
 
     def get_trials(self) -> list:
-        return [t for t in self._controller.get_trials() if t in self._members]
+        return [t for t in self._controller.get_trials()
+                if t in self._members and (not self._paused_only or t.status == "PAUSED")]
 
     def get_live_trials(self) -> list:
         return [t for t in self._controller.get_live_trials() if t in self._members]
