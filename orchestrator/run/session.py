@@ -242,69 +242,58 @@ def _answers(address: str, timeout: float = 2.0) -> bool:
 
 
 @contextlib.contextmanager
-def lean_agent() -> Iterator[None]:
-    """A local Ray started inside it runs Ray's per-node agent in its minimal mode, as a `ray[tune,train]` install
-    would, even where the cluster extra (`ray[default]`: dashboard, job server) is installed: a local study
-    uses neither, and the full agent (metrics exporter, HTTP server) made `ray.init` take 13 s instead of 7.5 s
-    on 2 CPUs. Ray decides by whether the dashboard's packages import (a private function, on the pinned Ray);
-    where that function is gone nothing changes."""
-    from ray._private import utils
-
-    original = getattr(utils, "get_dashboard_dependency_error", None)
+def _patched(module: Any, name: str, make: Callable[[Any], Any]) -> Iterator[None]:
+    """`module.name` is `make(original)` inside, the original again after; where the name is gone (a private name
+    of the pinned Ray, renamed in another version) nothing changes."""
+    original = getattr(module, name, None)
     if original is None:
         yield
         return
-    utils.get_dashboard_dependency_error = lambda: ImportError("a local study's Ray: the agent's minimal mode")
+    setattr(module, name, make(original))
     try:
         yield
     finally:
-        utils.get_dashboard_dependency_error = original
+        setattr(module, name, original)
 
 
-@contextlib.contextmanager
-def no_native_sigterm_handler() -> Iterator[None]:
+def lean_agent() -> contextlib.AbstractContextManager[None]:
+    """A local Ray started inside it runs Ray's per-node agent in its minimal mode, as a `ray[tune,train]` install
+    would, even where the cluster extra (`ray[default]`: dashboard, job server) is installed: a local study
+    uses neither, and the full agent (metrics exporter, HTTP server) made `ray.init` take 13 s instead of 7.5 s
+    on 2 CPUs. Ray decides by whether the dashboard's packages import (a private function)."""
+    from ray._private import utils
+
+    return _patched(utils, "get_dashboard_dependency_error",
+                    lambda _: lambda: ImportError("a local study's Ray: the agent's minimal mode"))
+
+
+def no_native_sigterm_handler() -> contextlib.AbstractContextManager[None]:
     """The driver's core worker, built inside `ray.init`, installs Abseil's failure-signal handler for SIGTERM
     too (until Ray's own Python handler replaces it): a SIGTERM in that moment dumped a stack to Ray's log and
     aborted the process (exit -6, no line of ours). Inside, this driver's core worker installs none; Ray's
-    workers keep theirs. A module constant of the pinned Ray; where it is gone nothing changes."""
+    workers keep theirs (a module constant)."""
     from ray._private import ray_constants
 
-    before = getattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", None)
-    if before is None:
-        yield
-        return
-    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
-    try:
-        yield
-    finally:
-        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = before
+    return _patched(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", lambda _: True)
 
 
-
-@contextlib.contextmanager
-def ray_in_its_own_session() -> Iterator[None]:
+def ray_in_its_own_session() -> contextlib.AbstractContextManager[None]:
     """The processes a local Ray starts inside it (its GCS server, raylet and their workers) run in a session of
     their own: a signal to the driver's process group (what `timeout`, batch schedulers and a terminal's Ctrl-C
     send) reaches the driver alone, which then stops the trials and shuts Ray down in order. Sharing the group, a
     SIGTERM while `ray.init` ran ended the raylet under a driver waiting on it inside Ray's native code, which
     holds the interpreter: no Python handler could run, and Ray's own timeout ended the process 10 to 60 s later
     with exit 1 and no line. A driver that dies at once (kill -9) still takes its Ray along: Ray ties its server
-    and raylet to the driver's life, and the watcher (orchestrator/run/reaper.py) ends the rest. A private class
-    of the pinned Ray; where it is gone nothing changes."""
+    and raylet to the driver's life, and the watcher (orchestrator/run/reaper.py) ends the rest (Ray's process
+    class, private)."""
     from ray._private import services
 
-    original = getattr(services, "ConsolePopen", None)
-    if original is None:
-        yield
-        return
+    def own_session(original: type) -> type:
+        class OwnSession(original):   # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs.setdefault("start_new_session", True)
+                super().__init__(*args, **kwargs)
 
-    class OwnSession(original):   # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("start_new_session", True)
-            super().__init__(*args, **kwargs)
+        return OwnSession
 
-    services.ConsolePopen = OwnSession
-    try:
-        yield
-    finally:
-        services.ConsolePopen = original
+    return _patched(services, "ConsolePopen", own_session)
