@@ -11,7 +11,7 @@ import pandas as pd
 from orchestrator.analysis.run_data import RunData, budget_rows
 from orchestrator.analysis.stats import mean_ci
 from orchestrator.analysis.verdicts import verdict_of
-from orchestrator.store.schema import BEST_VAL_ACC, CPU_S, DONE, GPU_S, TEST_AT_BEST_VAL, WALL_S
+from orchestrator.store.schema import BEST_VAL_ACC, CPU_S, DONE, ENDED, GPU_S, TEST_AT_BEST_VAL, WALL_S
 
 POINT_COLUMNS = ["method", "weighting", "budget_key", "budget", "seeds", "test_acc_mean", "test_acc_ci95",
                  "test_acc_low", "test_acc_high", "val_acc_mean", "selected_weights"]
@@ -74,7 +74,8 @@ def labels_to_reach(data: RunData, points: pd.DataFrame) -> pd.DataFrame:
 
 def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per budget and method: trials, CPU/GPU/wall seconds (all trials run, failed ones included),
-    device-seconds relative to ARML, accuracy with 95% CI, and the paired verdict of ARML against it."""
+    device-seconds relative to ARML (none for a method none of whose trials ended: a study stopped before a search
+    ran had it cost 0.0x ARML), accuracy with 95% CI, and the paired verdict of ARML against it."""
     paired = pd.DataFrame(columns=["method", "versus", "budget", "verdict"]) if paired is None else paired
     arml = data.reference("arml")
     use_gpu = float(data.trials[GPU_S].fillna(0).sum()) > 0
@@ -84,6 +85,7 @@ def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | Non
         at = budget_rows(points, budget)
         device = {m: float(here.loc[here["method"] == m, GPU_S if use_gpu else CPU_S].fillna(0).sum())
                   for m in data.methods}
+        ran = {m: bool(here.loc[here["method"] == m, "status"].isin(ENDED).any()) for m in data.methods}
         for method in data.methods:
             mine = here[here["method"] == method]
             if mine.empty:
@@ -91,7 +93,7 @@ def compute_cost(data: RunData, points: pd.DataFrame, paired: pd.DataFrame | Non
             point = at[at["method"] == method]
             mean, half, low, high = (float(point[c].iloc[0]) if len(point) else math.nan for c in
                                      ("test_acc_mean", "test_acc_ci95", "test_acc_low", "test_acc_high"))
-            arml_s = device.get(arml, 0.0) if arml else 0.0
+            arml_s = device.get(arml, 0.0) if arml and ran.get(arml) and ran[method] else 0.0
             out.append({
                 "budget": budget, "method": method, "kind": data.kind(method), "trials": len(mine),
                 "trials_done": int(mine["status"].isin(DONE).sum()),

@@ -47,3 +47,24 @@ def test_budgets_as_mlflow_steps():
     assert budget_step("label_budget", 250.0) == 250 and budget_step("per_class", 5.0) == 5
     assert budget_step("label_fraction", 0.01) == 100                       # basis points: 1% = 100
     assert budget_step("label_budget", math.nan) == 0
+
+
+def test_a_search_none_of_whose_trials_ran_has_no_cost_ratio(tmp_path):
+    """A study stopped before its search ran: the search's cost is not '0.0x ARML', it is not known yet."""
+    import json
+
+    folder = write_run(tmp_path / "run", {"uniform": [0.70, 0.72, 0.71, 0.69], "arml": [0.75, 0.78, 0.76, 0.74]},
+                       budget=40, grid={"[0, 1]": [0.74, 0.77, 0.75, 0.74]})
+    plan = json.loads((folder / "plan.json").read_text())
+    grid = {t["trial_id"] for t in plan["trials"] if t["method"] == "grid"}
+    states = json.loads((folder / "trials.json").read_text())
+    (folder / "trials.json").write_text(json.dumps({t: {"status": "pending"} if t in grid else s
+                                                    for t, s in states.items()}))
+    rows = [line for line in (folder / "records.jsonl").read_text().splitlines()
+            if json.loads(line)["trial_id"] not in grid]
+    (folder / "records.jsonl").write_text("\n".join(rows) + "\n")
+    found = cell_numbers(load_run(str(folder)), 1.0)
+    rows = headline(found)
+    assert rows[0].search == "grid" and math.isnan(rows[0].cost_ratio)
+    assert "cost" not in headline_lines(rows, 1.0)[1]
+    assert not any(name.startswith("cost_ratio/") for name, _, _ in parent_metrics(found))
