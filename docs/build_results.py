@@ -53,7 +53,8 @@ REGIMES_TITLE = "Where auxiliary weighting pays"
 MINIMUM = "digits_minimum_data"  # steps x validation labels at 40 training labels: single runs, a search, PBT
 # what the published run of it ran: the 100-step half at 20 and 270 validation labels, 5 seeds (the whole study,
 # 960 trials and --until-decided, was more than the 2 CPUs had that day); its note says so
-MINIMUM_OPTIONS = "--set 'sweep.train.steps=[100]' --until-decided --max-seeds 10"
+MINIMUM_OPTIONS = ("--set 'sweep.train.steps=[100]' --until-decided --max-seeds 10`, then "
+                   "`arml run studies/digits_minimum_data.toml --resume")   # the 100-step row, then the 400-step one
 MINIMUM_TITLE = "When labels are scarce everywhere"
 GRID_TITLE = "When one ARML run matches grid search"
 
