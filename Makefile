@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow ci lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.installed-dev
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m slow
+
+# what CI runs on a fresh clone: the default suite, then the README's commands in order (a slow test)
+ci: test
+	$(BIN)/python -m pytest -m slow tests/docs/test_readme.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/weighting_overhead.py

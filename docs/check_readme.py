@@ -2,7 +2,8 @@
 
     make demo && .venv/bin/python docs/check_readme.py        # exit 0 when every command succeeded
 
-`commands()` is also used by tests/test_readme.py, which runs them after a smoke run of the quickstart.
+`commands()` is also used by tests/docs/test_readme.py (slow; `make ci` runs it), which runs them after a smoke run
+of the quickstart.
 """
 
 from __future__ import annotations

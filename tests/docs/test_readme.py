@@ -13,7 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "docs"))
 from check_readme import commands, run  # noqa: E402
 
-pytestmark = pytest.mark.integration
+# three `arml run` processes, each starting its own Ray: about 150 s on 2 CPUs, so it runs after the default suite
+# (`make ci`, which CI runs) rather than in it
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ARML = [sys.executable, "-m", "orchestrator.cli"]
 
 
