@@ -19,7 +19,16 @@ import pandas as pd
 from orchestrator.analysis.selection import SELECTIONS, Selection
 from orchestrator.analysis.stats import mean_ci
 from orchestrator.store.records import RunRecords
-from orchestrator.store.schema import BEST_VAL_ACC, COST_COLUMNS, STEP, TEST_AT_BEST_VAL, WEIGHT_PREFIX, PlanFile, Trial
+from orchestrator.store.schema import (
+    BEST_VAL_ACC,
+    COST_COLUMNS,
+    ENDED,
+    STEP,
+    TEST_AT_BEST_VAL,
+    WEIGHT_PREFIX,
+    PlanFile,
+    Trial,
+)
 from orchestrator.store.schema import DONE as SCHEMA_DONE
 from orchestrator.store.tables import trials_table
 from orchestrator.study.plan import SINGLE
@@ -41,7 +50,23 @@ class RunData:
 
     @property
     def done(self) -> pd.DataFrame:
-        return self.trials[self.trials["status"].isin(DONE)]
+        """The finished trials whose results count: of a method that chooses among several trials per seed (a
+        search's draws, a population's members, a grid's points), only the seeds all of whose trials have ended; a
+        seed cut short by an interrupted run would otherwise count as a smaller search (`held_back`)."""
+        return self.trials[self.trials["status"].isin(DONE) & ~self._in_open_seed()]
+
+    def held_back(self) -> pd.DataFrame:
+        """Finished trials left out of `done` because other trials of the same method and seed have not ended."""
+        return self.trials[self.trials["status"].isin(DONE) & self._in_open_seed()]
+
+    def _in_open_seed(self) -> pd.Series:
+        several = [m for m in self.methods if self.selection(m).kind != SINGLE]
+        trials = self.trials
+        if not several or trials.empty:
+            return pd.Series(False, index=trials.index)
+        keys = [trials[k].astype(str) for k in ("method", "seed", "budget", *self.axes) if k in trials]
+        open_seed = (~trials["status"].isin(ENDED)).groupby(keys).transform("any")
+        return open_seed & trials["method"].isin(several)
 
     @property
     def budget_key(self) -> str:

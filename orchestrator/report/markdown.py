@@ -268,6 +268,13 @@ def results_markdown(data: RunData, points: pd.DataFrame, folder: str, extra: li
                 for _, r in missing.iterrows()]
         lines += [f"{len(missing)} of {len(data.trials)} trials did not finish; the tables above use the others.",
                   "", md_table(["trial", "method", "budget", "seed", "status", "error"], rows), ""]
+        held = data.held_back()
+        if len(held):
+            seeds = {m: sorted(set(s)) for m, s in held.groupby("method")["seed"]}
+            lines += [f"{len(held)} finished trials are left out too, until the other trials of their seed end "
+                      "(a search or population cut short would count as a smaller one): "
+                      + "; ".join(f"{m} at seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+                                  for m, s in seeds.items()) + ".", ""]
     files = sorted(set(os.listdir(folder)) | set(extra or ()) | {ReportFiles.RESULTS_MD})
     lines += ["## Files", "", "In this folder: " + ", ".join(files) + ".", ""]
     return "\n".join(lines)

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from runfolders import write_run
 
+from orchestrator.analysis.run_data import load_run
+from orchestrator.analysis.tables import data_requirement
 from orchestrator.analysis.verdicts import AS_GOOD, BETTER, NOT_DECIDED, WORSE, compare, decide, seeds_to_decide
 from orchestrator.report.build import make_report
 
@@ -131,8 +133,9 @@ def test_the_margin_is_written_in_points_with_the_right_plural(tmp_path, margin,
         assert "1 points" not in text and "seed(s)" not in text
 
 
-def test_a_study_whose_only_search_is_random_gets_a_verdict_about_the_random_search(tmp_path: Path) -> None:
-    folder = write_run(tmp_path / "r", {"arml": [0.80, 0.82, 0.81, 0.83]})
+def _with_random_search(folder: Path, pending: tuple[int, int] | None = None) -> Path:
+    """The run in `folder` with a random search of 2 draws per seed (validation = test 0.70, then 0.78); the draw
+    `pending` (seed, sample) not run yet."""
     plan = json.loads((folder / "plan.json").read_text())
     states = json.loads((folder / "trials.json").read_text())
     rows = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
@@ -147,9 +150,38 @@ def test_a_study_whose_only_search_is_random_gets_a_verdict_about_the_random_sea
             rows.append({"trial_id": tid, "method": "random", "weighting": "fixed", "budget_key": "label_budget",
                          "budget": 20, "seed": seed, "step": 10, "best_val_acc": value, "test_acc_at_best_val": value,
                          "cpu_s": 1.0, "wall_s": 1.0, "gpu_s": 0.0})
+    if pending is not None:
+        tid = f"r{pending[0]}{pending[1]}"
+        states[tid] = {"status": "pending", "failures": 0}
+        rows = [r for r in rows if r["trial_id"] != tid]
     (folder / "plan.json").write_text(json.dumps(plan))
     (folder / "trials.json").write_text(json.dumps(states))
     (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_a_study_whose_only_search_is_random_gets_a_verdict_about_the_random_search(tmp_path: Path) -> None:
+    folder = _with_random_search(write_run(tmp_path / "r", {"arml": [0.80, 0.82, 0.81, 0.83]}))
     text = (Path(make_report(str(folder))) / "compute_cost.md").read_text()
     verdict = next(line for line in text.splitlines() if line.startswith("Verdict"))
     assert "skip the random search:" in verdict and "the random search costs" in verdict
+
+
+def test_a_search_seed_cut_short_is_left_out_until_its_draws_end(tmp_path: Path) -> None:
+    """An interrupted run: seed 3's better draw never ran. Counted, the search's seed 3 would be a 1-draw search
+    (0.70 instead of 0.78); it is left out of every table and verdict, and results.md says so."""
+    folder = _with_random_search(write_run(tmp_path / "r", {"arml": [0.80, 0.82, 0.81, 0.83]}), pending=(3, 1))
+    data = load_run(str(folder))
+    random_done = data.done[data.done["method"] == "random"]
+    assert sorted(set(random_done["seed"])) == [0, 1, 2]
+    assert list(data.held_back()["trial_id"]) == ["r30"]
+    point = data_requirement(data).set_index("method").loc["random"]
+    assert point["seeds"] == 3 and point["test_acc_mean"] == pytest.approx(0.78)
+    assert len(data.done[data.done["method"] == "arml"]) == 4       # a single run's seeds are not held back
+    text = (Path(make_report(str(folder))) / "results.md").read_text()
+    assert "1 finished trials are left out too" in text and "random at seed 3." in text
+    states = json.loads((folder / "trials.json").read_text())
+    states["r31"] = {"status": "failed", "failures": 3}          # it will not run again: the seed counts as it is
+    (folder / "trials.json").write_text(json.dumps(states))
+    done = load_run(str(folder)).done
+    assert sorted(set(done[done["method"] == "random"]["seed"])) == [0, 1, 2, 3]
