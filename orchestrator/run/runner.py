@@ -129,14 +129,18 @@ class StudyRun:
                 return plan
         while options.until_decided and not interrupts.received \
                 and not _not_run(run_dir, [t.trial_id for t in plan.trials]):
-            extra, open_cells = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS)
-            if not extra:
+            following = next_seeds(run_dir, plan, options.max_seeds or DEFAULT_MAX_SEEDS)
+            if following is None:
                 break
+            extra, open_cells = following
             before = {t.trial_id for t in plan.trials}
             plan = with_seeds(plan, [*plan.study.seeds, *extra], open_cells)
+            added = [t for t in plan.trials if t.trial_id not in before]
+            if not added:
+                break
             write_plan(run_dir, plan)
-            wave = {"name": f"wave{len(waves)}", "seeds": extra,
-                    "trials": [t.trial_id for t in plan.trials if t.trial_id not in before]}
+            extra = sorted({t.seed for t in added})    # with a cell catching up, more than the study's new seeds
+            wave = {"name": f"wave{len(waves)}", "seeds": extra, "trials": [t.trial_id for t in added]}
             waves.append(wave)
             folder.save_waves(waves)
             where = f" in {len(open_cells)} open cell(s)" if open_cells is not None else ""

@@ -55,24 +55,39 @@ def with_saved_seeds(plan: Plan, run_dir: str) -> Plan:
                                                     if t.seed in plan.study.seeds or t.trial_id in planned))
 
 
-def next_seeds(run_dir: str, plan: Plan, max_seeds: int) -> tuple[list[int], list[dict] | None]:
-    """The seeds of the next wave and the sweep cells they are for (None: every cell): none when every paired
-    comparison is decided or the cap is reached; else enough to reach the largest likely-deciding count (at most
-    double the seeds so far, within the cap), in the cells whose comparisons are still open."""
+def next_seeds(run_dir: str, plan: Plan, max_seeds: int) -> tuple[list[int], list[dict] | None] | None:
+    """The next wave: (the seeds it adds to the study, the sweep cells it is for; None: every cell), or None when
+    every paired comparison is decided or the cap is reached. Counted in the open cell with the fewest seeds: a
+    cell that joined the study after earlier waves (a new axis value) first gets the seeds the others have; the
+    wave reaches the largest likely-deciding count (at most double the seeds so far, within the cap)."""
     questions = undecided_comparisons(run_dir)
-    have = len(plan.study.seeds)
     if not questions.compared:
         print("until decided: nothing to compare (no reference method with finished trials); no seeds added")
-        return [], None
+        return None
+    cells = questions.open_cells if plan.study.sweep else None
+    have = _fewest_seeds(plan, cells)
     if not questions.undecided:
         print(f"until decided: every paired comparison is decided with {have} seeds")
-        return [], None
+        return None
     if have >= max_seeds:
         print(f"until decided: {questions.undecided} comparison(s) still not decided at the cap of {max_seeds} "
               "seeds (raise --max-seeds, or accept 'not decided')")
-        return [], None
+        return None
     needs = [n for n in questions.seeds_to_decide if n == n and not math.isinf(n)]
     target = max([questions.min_pairs, have + 1, *(int(n) for n in needs)])
     target = min(target, 2 * have, max_seeds)
     first = max(plan.study.seeds) + 1
-    return list(range(first, first + target - have)), (questions.open_cells if plan.study.sweep else None)
+    return list(range(first, first + max(0, target - len(plan.study.seeds)))), cells
+
+
+def _fewest_seeds(plan: Plan, cells: list[dict] | None) -> int:
+    """The fewest seeds any of `cells` (None: the whole study) has trials for."""
+    if cells is None:
+        return len(plan.study.seeds)
+    wanted = [{k: str(v) for k, v in c.items()} for c in cells]
+    seeds: dict[int, set] = {}
+    for t in plan.trials:
+        cell = {k: str(v) for k, v in t.cell.items()}
+        if cell in wanted:
+            seeds.setdefault(wanted.index(cell), set()).add(t.seed)
+    return min((len(seeds.get(i, ())) for i in range(len(wanted))), default=len(plan.study.seeds))
