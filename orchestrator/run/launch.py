@@ -22,7 +22,10 @@ CHECKPOINTS_KEPT = 4   # per trial; the records name the last one reported
 def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_dir: str, uri: str,
            interrupts: Interrupts) -> None:
     """Runs the wave's trials that have not finished (nothing when all have): the members of population-based
-    training in a Tune experiment of their own after the others (Tune's PBT refuses a search algorithm beside it)."""
+    training in a Tune experiment of their own after the others (Tune's PBT refuses a search algorithm beside it).
+    A wave of added seeds runs one seed at a time (every method, search and population of it, in every cell it is
+    for), so a wave stopped half-way leaves whole seeds for the report and the next wave's count; a search's or a
+    population's seed cut short would not count (orchestrator/analysis/run_data.py)."""
     records = RunRecords.read(run_dir)
     ids = resume.to_run(wave["trials"], records.states())
     if not ids:
@@ -31,11 +34,15 @@ def launch(plan: Plan, wave: dict[str, Any], waves: list[dict[str, Any]], run_di
     RunFolder(run_dir).save_waves(waves)
     chosen = set(ids)
     trials = [t for t in plan.trials if t.trial_id in chosen]
-    parts = [("", [t for t in trials if not t.population]), ("-pbt", [t for t in trials if t.population])]
-    for suffix, part in parts:
-        if part and not interrupts.received:
-            _launch_part(plan, dataclasses.replace(plan, trials=tuple(part)), f"{wave['name']}-{wave['launches']}"
-                         f"{suffix}", run_dir, uri, interrupts, records if suffix == "" else RunRecords.read(run_dir))
+    name = f"{wave['name']}-{wave['launches']}"
+    groups = ([(f"-s{seed}", [t for t in trials if t.seed == seed]) for seed in sorted({t.seed for t in trials})]
+              if wave.get("seeds") else [("", trials)])
+    for group, mine in groups:
+        parts = [("", [t for t in mine if not t.population]), ("-pbt", [t for t in mine if t.population])]
+        for suffix, part in parts:
+            if part and not interrupts.received:
+                _launch_part(plan, dataclasses.replace(plan, trials=tuple(part)), f"{name}{group}{suffix}", run_dir,
+                             uri, interrupts, RunRecords.read(run_dir) if (group or suffix) else records)
 
 
 def _launch_part(plan: Plan, sub: Plan, name: str, run_dir: str, uri: str, interrupts: Interrupts,

@@ -40,7 +40,7 @@ def test_a_cell_that_joined_late_first_gets_the_seeds_the_others_have(tmp_path, 
     plan = _plan(tmp_path, lagging_from=3)
     _open(monkeypatch, [{"val_labels": 20}, {"val_labels": 40}])
     extra, cells = waves.next_seeds(str(tmp_path), plan, max_seeds=6)
-    assert extra == [] and cells == [{"val_labels": 20}, {"val_labels": 40}]     # 3 seeds in the 40-label cell: to 6 first
+    assert extra == [] and cells == [{"val_labels": 20}, {"val_labels": 40}]   # the 40-label cell: 3 seeds, to 6
     bigger = waves.with_seeds(plan, [*plan.study.seeds, *extra], cells)
     assert _seeds(bigger, 40) == _seeds(bigger, 20) == list(range(6))
     old = {t.trial_id for t in plan.trials}

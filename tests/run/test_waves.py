@@ -91,4 +91,4 @@ def test_seeds_are_added_until_the_cap_and_a_killed_run_resumes(tmp_path, monkey
     assert main(args + ["--resume"]) == 0      # nothing left: resuming again records nothing twice
     check_once(run_dir, expected_trials=2 * 5)
     assert [p.name for p in storage.iterdir()] == ["undecided"]          # the waves live inside the run folder
-    assert (run_dir / "wave1-1").is_dir() and (run_dir / "wave2-1").is_dir()
+    assert (run_dir / "wave1-1-s3").is_dir() and (run_dir / "wave2-1-s4").is_dir()   # an added wave: seed by seed
