@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from orchestrator.analysis.run_data import RunData, final_weights, not_done
-from orchestrator.analysis.verdicts import MIN_PAIRS, NOT_DECIDED, comparisons, decided_winner, unordered
+from orchestrator.analysis.verdicts import BETTER, MIN_PAIRS, NOT_DECIDED, WORSE, comparisons, decided_winner, unordered
 from orchestrator.report.text import budget_text, md_table, pct, points_text, seconds, seeds_text
 from orchestrator.store.folder import ReportFiles
 from orchestrator.study.vocabulary import search_words
@@ -43,6 +43,19 @@ def verdict_text(row: Any) -> str:
     return text
 
 
+def chance_text(frame: pd.DataFrame) -> str:
+    """How many of these comparisons (each pair once) would say better or worse by chance alone, beside how many
+    do."""
+    made = int((frame["n_pairs"] >= MIN_PAIRS).sum())
+    decided = int(frame["verdict"].isin([BETTER, WORSE]).sum())
+    return (f"Chance: {made} comparison{'s' if made != 1 else ''} here, each at 95%. Were no method different from "
+            f"its reference, each would still come out better or worse with a chance of up to 5%: about "
+            f"{made / 20:.1f} of them; {decided} {'is' if decided == 1 else 'are'} decided better or worse. A lone "
+            "decided verdict among many open ones is weak evidence; verdicts that agree across budgets, cells and "
+            "studies are stronger. Every wave `--until-decided` adds is another look at the same comparisons, "
+            "which raises that chance (for a 5% test, to about 13% at four equally spaced looks).")
+
+
 def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: float) -> str:
     """comparisons.md: one table per budget, every method against every reference (each pair once), with its
     verdict; only decided verdicts are bold."""
@@ -60,7 +73,9 @@ def comparisons_markdown(data: RunData, frame: pd.DataFrame, margin_points: floa
     if frame.empty:
         return "\n".join(lines + ["No comparison: the study has no reference method (a grid, a search, Uniform or "
                                   "main-only) with finished trials beside another method.", ""])
-    for budget, group in unordered(frame, data.methods).groupby("budget", sort=True, dropna=False):
+    frame = unordered(frame, data.methods)
+    lines += [chance_text(frame), ""] if (frame["n_pairs"] >= MIN_PAIRS).any() else []
+    for budget, group in frame.groupby("budget", sort=True, dropna=False):
         rows = []
         for _, r in group.iterrows():
             boot = "" if math.isnan(r["boot_low"]) else f"{100 * r['boot_low']:+.2f} to {100 * r['boot_high']:+.2f}"

@@ -185,3 +185,15 @@ def test_a_search_seed_cut_short_is_left_out_until_its_draws_end(tmp_path: Path)
     (folder / "trials.json").write_text(json.dumps(states))
     done = load_run(str(folder)).done
     assert sorted(set(done[done["method"] == "random"]["seed"])) == [0, 1, 2, 3]
+
+
+def test_comparisons_md_says_how_many_verdicts_chance_alone_would_give(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "r", {"uniform": [0.70, 0.72, 0.74, 0.71], "arml": [0.75, 0.78, 0.79, 0.77]},
+                       grid={"[1, 0]": [0.70, 0.73, 0.74, 0.72], "[0, 1]": [0.69, 0.71, 0.73, 0.70]})
+    text = (Path(make_report(str(folder))) / "comparisons.md").read_text()
+    chance = next(line for line in text.splitlines() if line.startswith("Chance:"))
+    # grid vs uniform (as good: +0.5), arml vs uniform and arml vs grid (better): 3 made, 2 better or worse
+    assert chance.startswith("Chance: 3 comparisons here, each at 95%.")
+    assert "about 0.1 of them; 2 are decided better or worse" in chance
+    two_seeds = write_run(tmp_path / "two", {"uniform": [0.70, 0.72], "arml": [0.75, 0.78]})
+    assert "Chance:" not in (Path(make_report(str(two_seeds))) / "comparisons.md").read_text()   # none made
