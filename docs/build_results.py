@@ -147,10 +147,20 @@ def waves_of(runs: str, study: str) -> str:
     if not os.path.exists(path):
         return ""
     with open(path) as f:
-        added = [seed for wave in json.load(f)[1:] for seed in wave.get("seeds", [])]
-    planned = sorted(set(run_data(runs, study).trials["seed"]) - set(added))
+        added = sorted({seed for wave in json.load(f)[1:] for seed in wave.get("seeds", [])})
+    trials = run_data(runs, study).trials
+    planned = sorted(set(trials["seed"]) - set(added))
+    open_ = trials[~trials["status"].isin(["finished", "stopped", "failed"])]
+    whole = [seed for seed in added if seed not in set(open_["seed"])]
     span = lambda seeds: f"{min(seeds)}-{max(seeds)}" if len(seeds) > 1 else str(seeds[0])  # noqa: E731
-    more = f", {span(added)} added while a comparison was not decided" if added else ""
+    more = f", {span(whole)} added while a comparison was not decided" if whole else ""
+    if len(whole) < len(added):   # stopped during a wave: the seeds it had not finished
+        rest = [seed for seed in added if seed not in whole]
+        started = sorted(set(trials.loc[trials["seed"].isin(rest) & trials["status"].isin(["finished", "stopped",
+                                                                                           "failed"]), "seed"]))
+        more += (f"; the run was stopped with seed{'s' if len(rest) > 1 else ''} {span(rest)} of that wave not "
+                 f"finished" + (f" ({', '.join(map(str, started))} begun: the searches' and populations' trials "
+                                "of a seed not finished are left out)" if started else ""))
     return f"; seeds {span(planned)} planned{more}"
 
 
@@ -373,7 +383,10 @@ class Cells:
         return [*self.head(), "chosen single run", "its val acc %", "search", "search draws", "verdict"], rows
 
     def command(self, options: str) -> str:
-        return (f"`arml run studies/{self.study}.toml {options}` ({len(self.trials)} trials, "
+        ended = self.trials[self.trials["status"].isin(["finished", "stopped", "failed"])]
+        count = f"{len(ended)} trials" if len(ended) == len(self.trials) else \
+            f"{len(ended)} of the {len(self.trials)} planned trials"
+        return (f"`arml run studies/{self.study}.toml {options}` ({count}, "
                 f"{self.trials['cpu_s'].sum() / 3600:.1f} CPU-hours of training; "
                 f"{span_s(os.path.dirname(os.path.dirname(self.report)), self.study) / 60:.0f} minutes of trials on "
                 f"2 CPUs{waves_of(os.path.dirname(os.path.dirname(self.report)), self.study)}).")

@@ -91,3 +91,31 @@ def test_a_missing_section_without_a_place_for_it_is_one_message(tmp_path, monke
     _results(tmp_path, monkeypatch, "# Results\n")
     with pytest.raises(SystemExit, match="no '## When one ARML run matches grid search' section"):
         build_results.replace_section("x", ["### x"], "y", level=3, within=build_results.GRID_TITLE)
+
+
+def _waves_run(tmp_path, pending: dict[int, int]):
+    """A run folder of two methods over seeds 0-5 (0-2 planned, 3-5 added by one wave); `pending[seed]` of a
+    seed's two trials not run."""
+    import sys
+
+    sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+    from runfolders import write_run
+
+    folder = write_run(tmp_path / "study", {"uniform": [0.7] * 6, "arml": [0.8] * 6})
+    states = json.loads((folder / "trials.json").read_text())
+    for seed, n in pending.items():
+        for tid in [t for t in sorted(states) if t.endswith(f"s{seed:02d}")][:n]:
+            states[tid] = {"status": "pending", "failures": 0}
+    (folder / "trials.json").write_text(json.dumps(states))
+    (folder / "waves.json").write_text(json.dumps([{"name": "seeds", "trials": []},
+                                                   {"name": "wave1", "seeds": [3, 4, 5], "trials": []}]))
+    return str(tmp_path)
+
+
+def test_the_seeds_line_says_what_a_stopped_wave_ran(tmp_path):
+    whole = _waves_run(tmp_path / "a", {})
+    assert build_results.waves_of(whole, "study") == "; seeds 0-2 planned, 3-5 added while a comparison was not decided"
+    stopped = _waves_run(tmp_path / "b", {4: 1, 5: 2})     # seed 4 begun, seed 5 not
+    assert build_results.waves_of(stopped, "study") == (
+        "; seeds 0-2 planned, 3 added while a comparison was not decided; the run was stopped with seeds 4-5 of that "
+        "wave not finished (4 begun: the searches' and populations' trials of a seed not finished are left out)")
