@@ -51,10 +51,10 @@ KSCALING = "digits_k_scaling"   # one sweep over aux_count
 REGIMES = "digits_regimes"       # K x steps x labels: single-run weightings against Uniform and a search
 REGIMES_TITLE = "Where auxiliary weighting pays"
 MINIMUM = "digits_minimum_data"  # steps x validation labels at 40 training labels: single runs, a search, PBT
-# what the published run of it ran: the 100-step half at 20 and 270 validation labels, 5 seeds (the whole study,
-# 960 trials and --until-decided, was more than the 2 CPUs had that day); its note says so
+# what the published run of it ran: the 100-step row first (seeds 0-9), then the whole study resumed with
+# --until-decided --max-seeds 24 and stopped by SIGTERM after seed 13 (compute); its note says so
 MINIMUM_OPTIONS = ("--set 'sweep.train.steps=[100]' --until-decided --max-seeds 10`, then "
-                   "`arml run studies/digits_minimum_data.toml --resume")   # the 100-step row, then the 400-step one
+                   "`arml run studies/digits_minimum_data.toml --resume --until-decided --max-seeds 24")
 MINIMUM_TITLE = "When labels are scarce everywhere"
 GRID_TITLE = "When one ARML run matches grid search"
 
@@ -364,7 +364,7 @@ class Cells:
             vs_search = [one(self.budgeted, method=p["method"], search=s, **where) for s in self.searches]
             kind = self.data.selection(p["method"]).kind
             rows.append([*self.cell(p), p["method"],
-                         pct(p["test_acc_mean"], p["test_acc_ci95"], int(p["seeds"]), int(p["seeds"])),
+                         f"{pct(p['test_acc_mean'], p['test_acc_ci95'])} ({int(p['seeds'])})",
                          "" if cost is None else f"{cost['device_s_per_trial']:.2f}"
                          + (f" x {int(cost['trials_per_seed'])}" if cost["trials_per_seed"] > 1 else "")
                          + (" (population)" if kind == "population" else ""),
