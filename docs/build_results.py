@@ -39,6 +39,7 @@ from orchestrator.store.folder import (  # noqa: E402
     ReportFiles,
     RunFolder,
 )
+from orchestrator.store.schema import ENDED  # noqa: E402
 
 F = ReportFiles
 
@@ -150,14 +151,14 @@ def waves_of(runs: str, study: str) -> str:
         added = sorted({seed for wave in json.load(f)[1:] for seed in wave.get("seeds", [])})
     trials = run_data(runs, study).trials
     planned = sorted(set(trials["seed"]) - set(added))
-    open_ = trials[~trials["status"].isin(["finished", "stopped", "failed"])]
+    ended = trials["status"].isin(ENDED)
+    open_ = trials[~ended]
     whole = [seed for seed in added if seed not in set(open_["seed"])]
     span = lambda seeds: f"{min(seeds)}-{max(seeds)}" if len(seeds) > 1 else str(seeds[0])  # noqa: E731
     more = f", {span(whole)} added while a comparison was not decided" if whole else ""
     if len(whole) < len(added):   # stopped during a wave: the seeds it had not finished
         rest = [seed for seed in added if seed not in whole]
-        started = sorted(set(trials.loc[trials["seed"].isin(rest) & trials["status"].isin(["finished", "stopped",
-                                                                                           "failed"]), "seed"]))
+        started = sorted(set(trials.loc[trials["seed"].isin(rest) & ended, "seed"]))
         more += (f"; the run was stopped with seed{'s' if len(rest) > 1 else ''} {span(rest)} of that wave not "
                  f"finished" + (f" ({', '.join(map(str, started))} begun: the searches' and populations' trials "
                                 "of a seed not finished are left out)" if started else ""))
@@ -383,7 +384,7 @@ class Cells:
         return [*self.head(), "chosen single run", "its val acc %", "search", "search draws", "verdict"], rows
 
     def command(self, options: str) -> str:
-        ended = self.trials[self.trials["status"].isin(["finished", "stopped", "failed"])]
+        ended = self.trials[self.trials["status"].isin(ENDED)]
         count = f"{len(ended)} trials" if len(ended) == len(self.trials) else \
             f"{len(ended)} of the {len(self.trials)} planned trials"
         return (f"`arml run studies/{self.study}.toml {options}` ({count}, "

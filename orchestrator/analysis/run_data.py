@@ -10,6 +10,7 @@ selection's (orchestrator/analysis/selection.py), by the kind plan.json gives ea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,13 +54,16 @@ class RunData:
         """The finished trials whose results count: of a method that chooses among several trials per seed (a
         search's draws, a population's members, a grid's points), only the seeds all of whose trials have ended; a
         seed cut short by an interrupted run would otherwise count as a smaller search (`held_back`)."""
-        return self.trials[self.trials["status"].isin(DONE) & ~self._in_open_seed()]
+        return self.trials[self.trials["status"].isin(DONE) & ~self._in_open_seed]
 
     def held_back(self) -> pd.DataFrame:
         """Finished trials left out of `done` because other trials of the same method and seed have not ended."""
-        return self.trials[self.trials["status"].isin(DONE) & self._in_open_seed()]
+        return self.trials[self.trials["status"].isin(DONE) & self._in_open_seed]
 
+    @functools.cached_property
     def _in_open_seed(self) -> pd.Series:
+        """Per trial: of a method choosing among several trials per seed, in a seed with a trial not ended (read
+        once: `done` is asked for in every table's loop)."""
         several = [m for m in self.methods if self.selection(m).kind != SINGLE]
         trials = self.trials
         if not several or trials.empty:

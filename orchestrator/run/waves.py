@@ -29,9 +29,8 @@ def with_seeds(plan: Plan, seeds: list[int], cells: list[dict] | None = None) ->
     root = plan.trials[0].config.data_root if plan.trials else ""
     bigger = map_configs(bigger, lambda c: c.replace(data_root=root)) if root else bigger
     old = {t.trial_id for t in plan.trials}
-    wanted = None if cells is None else [{k: str(v) for k, v in c.items()} for c in cells]
-    kept = tuple(t for t in bigger.trials if t.trial_id in old or wanted is None
-                 or {k: str(v) for k, v in t.cell.items()} in wanted)
+    wanted = None if cells is None else [_cell_key(c) for c in cells]
+    kept = tuple(t for t in bigger.trials if t.trial_id in old or wanted is None or _cell_key(t.cell) in wanted)
     return dataclasses.replace(bigger, trials=kept, tune_home=plan.tune_home)
 
 
@@ -84,10 +83,12 @@ def _fewest_seeds(plan: Plan, cells: list[dict] | None) -> int:
     """The fewest seeds any of `cells` (None: the whole study) has trials for."""
     if cells is None:
         return len(plan.study.seeds)
-    wanted = [{k: str(v) for k, v in c.items()} for c in cells]
-    seeds: dict[int, set] = {}
+    seeds: dict[tuple, set] = {_cell_key(c): set() for c in cells}
     for t in plan.trials:
-        cell = {k: str(v) for k, v in t.cell.items()}
-        if cell in wanted:
-            seeds.setdefault(wanted.index(cell), set()).add(t.seed)
-    return min((len(seeds.get(i, ())) for i in range(len(wanted))), default=len(plan.study.seeds))
+        seeds.get(_cell_key(t.cell), set()).add(t.seed)
+    return min((len(s) for s in seeds.values()), default=len(plan.study.seeds))
+
+
+def _cell_key(cell: dict) -> tuple:
+    """A sweep cell's values as text (a cell read from the report holds them as the CSV wrote them)."""
+    return tuple(sorted((k, str(v)) for k, v in cell.items()))
